@@ -1,0 +1,26 @@
+"""funcnets: PyTorch's core training story as pure JAX functions.
+
+Models are frozen dataclasses of hyperparameters with pure ``init``/``apply``; params
+and buffers are nested dicts keyed with torch's ``state_dict`` names. torch is never
+imported here (only in :mod:`funcnets.torch_io` when reading ``.pth`` files).
+"""
+
+from funcnets import autograd, checkpoint, data, losses, models, nn, optim, torch_io, train
+from funcnets.errors import FuncnetsError, ShapeError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "autograd",
+    "checkpoint",
+    "data",
+    "losses",
+    "models",
+    "nn",
+    "optim",
+    "torch_io",
+    "train",
+    "FuncnetsError",
+    "ShapeError",
+    "__version__",
+]

@@ -1,0 +1,64 @@
+"""The tutorial's ``Net``: a LeNet-style CNN for 1×32×32 images.
+
+conv1 (1→6, 3×3) → relu → 2×2 max-pool → conv2 (6→16, 3×3) → relu → 2×2 max-pool →
+flatten (C, H, W order) → fc1 (576→120) → relu → fc2 (120→84) → relu → fc3 (84→10).
+Spatial sizes: 32 → 30 → 15 → 13 → 6, so fc1 sees 16·6·6 = 576 features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from funcnets.errors import ShapeError
+from funcnets.nn import functional as F
+from funcnets.nn.layers import Conv2d, Linear
+from funcnets.nn.module import Module, Scope
+
+__all__ = ["LeNet"]
+
+
+@dataclass(frozen=True, repr=False)
+class LeNet(Module):
+    """``x: (N, in_channels, 32, 32) -> logits (N, num_classes)``.
+
+    Parameters (torch names and shapes): conv1.weight (6,1,3,3), conv1.bias (6,),
+    conv2.weight (16,6,3,3), conv2.bias (16,), fc1.weight (120,576), fc1.bias (120,),
+    fc2.weight (84,120), fc2.bias (84,), fc3.weight (10,84), fc3.bias (10,).
+    """
+
+    num_classes: int = 10
+    in_channels: int = 1
+    conv1: Conv2d = None  # type: ignore[assignment]
+    conv2: Conv2d = None  # type: ignore[assignment]
+    fc1: Linear = None  # type: ignore[assignment]
+    fc2: Linear = None  # type: ignore[assignment]
+    fc3: Linear = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        defaults = {
+            "conv1": Conv2d(self.in_channels, 6, 3),
+            "conv2": Conv2d(6, 16, 3),
+            "fc1": Linear(16 * 6 * 6, 120),
+            "fc2": Linear(120, 84),
+            "fc3": Linear(84, self.num_classes),
+        }
+        for name, layer in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, layer)
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        s = Scope(params, state, train, key)
+        image_hw = tuple(x.shape[-2:])
+        x = F.max_pool2d(F.relu(s("conv1", self.conv1, x)), (2, 2))
+        x = F.max_pool2d(F.relu(s("conv2", self.conv2, x)), 2)
+        x = F.flatten(x, 1)
+        try:
+            x = F.relu(s("fc1", self.fc1, x))
+        except ShapeError as e:
+            raise ShapeError(
+                f"{e.message}: the image is {image_hw[0]}×{image_hw[1]}, LeNet expects 32×32 "
+                f"(input (N, {self.in_channels}, 32, 32)); resize or pad the images.",
+                e.path,
+            ) from None
+        x = F.relu(s("fc2", self.fc2, x))
+        return s("fc3", self.fc3, x), s.state

@@ -1,0 +1,91 @@
+"""The tutorial's two-layer network, ``y = relu(x @ w1) @ w2``, as pure functions.
+
+Shapes: ``x: (N, D_in)``, ``w1: (D_in, H)``, ``w2: (H, D_out)``, ``y: (N, D_out)``.
+Loss: the sum of squares ``sum((y_pred - y)**2)``. Plain gradient descent
+``w -= lr * grad``. The progression of "PyTorch with examples" is reproduced by
+:func:`manual_grads` (a hand-written backward pass that runs on NumPy or JAX arrays),
+``jax.grad(loss)``, and ``loss(..., relu=my_relu)`` (the custom autograd Function).
+:func:`train` runs all steps as one compiled program (``lax.scan``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from funcnets._typing import Array, PRNGKey
+from funcnets.autograd import relu as torch_relu
+
+__all__ = ["init", "data", "forward", "loss", "manual_grads", "grads", "sgd_step", "train"]
+
+Weights = dict[str, Array]  # {"w1": (D_in, H), "w2": (H, D_out)}
+
+
+def data(key: PRNGKey, n: int = 64, d_in: int = 1000, d_out: int = 10, dtype=None) -> tuple[Array, Array]:
+    """Random inputs and targets, ``torch.randn(N, D_in)``, ``torch.randn(N, D_out)``."""
+    kx, ky = jax.random.split(key)
+    return jax.random.normal(kx, (n, d_in), dtype), jax.random.normal(ky, (n, d_out), dtype)
+
+
+def init(key: PRNGKey, d_in: int = 1000, h: int = 100, d_out: int = 10, dtype=None) -> Weights:
+    """``w1 = randn(D_in, H)``, ``w2 = randn(H, D_out)`` as in the tutorial."""
+    k1, k2 = jax.random.split(key)
+    return {"w1": jax.random.normal(k1, (d_in, h), dtype), "w2": jax.random.normal(k2, (h, d_out), dtype)}
+
+
+def forward(w: Weights, x: Array, relu: Callable[[Array], Array] = torch_relu) -> Array:
+    """``relu(x @ w1) @ w2``: ``(N, D_in) -> (N, D_out)``."""
+    return relu(x @ w["w1"]) @ w["w2"]
+
+
+def loss(w: Weights, x: Array, y: Array, relu: Callable[[Array], Array] = torch_relu) -> Array:
+    """``sum((forward(x) - y)**2)``, a scalar."""
+    return jnp.sum((forward(w, x, relu) - y) ** 2)
+
+
+def manual_grads(w: Weights, x, y, xp=jnp) -> tuple[Weights, Array]:
+    """The tutorial's hand-written backward pass; ``xp`` is ``numpy`` or ``jax.numpy``.
+
+    Returns ``(grads, loss)`` with ``grads`` shaped like ``w``.
+    """
+    h = x @ w["w1"]
+    h_relu = xp.maximum(h, 0)
+    y_pred = h_relu @ w["w2"]
+    loss_value = xp.sum((y_pred - y) ** 2)
+    grad_y_pred = 2.0 * (y_pred - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h_relu = grad_y_pred @ w["w2"].T
+    grad_h = xp.where(h < 0, 0, grad_h_relu)  # grad_h[h < 0] = 0
+    return {"w1": x.T @ grad_h, "w2": grad_w2}, loss_value
+
+
+def grads(w: Weights, x: Array, y: Array, relu: Callable[[Array], Array] = torch_relu) -> tuple[Weights, Array]:
+    """``(grads, loss)`` by autograd (``jax.value_and_grad``)."""
+    value, g = jax.value_and_grad(loss)(w, x, y, relu)
+    return g, value
+
+
+def sgd_step(w: Weights, g: Weights, lr: float) -> Weights:
+    """``w -= lr * grad`` for each weight."""
+    return jax.tree_util.tree_map(lambda p, d: p - lr * d, w, g)
+
+
+@partial(jax.jit, static_argnames=("steps", "grad_fn"))
+def train(
+    w: Weights, x: Array, y: Array, lr: float, steps: int = 500, grad_fn: Callable = grads
+) -> tuple[Weights, Array]:
+    """All ``steps`` of gradient descent as one XLA program.
+
+    Returns the final weights and the loss *before* each step, ``losses: (steps,)``
+    (the tutorial prints ``losses[t]`` for ``t % 100 == 99``).
+    """
+
+    def step(w, _):
+        g, value = grad_fn(w, x, y)
+        return sgd_step(w, g, lr), value
+
+    return lax.scan(step, w, None, length=steps)

@@ -1,0 +1,35 @@
+"""``torch.nn`` as pure functions: layers (frozen dataclasses) and ``functional``."""
+
+from funcnets.nn import functional
+from funcnets.nn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
+from funcnets.nn.module import Module, Scope, replace
+
+__all__ = [
+    "functional",
+    "Module",
+    "Scope",
+    "replace",
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "ReLU",
+    "Flatten",
+    "Dropout",
+    "BatchNorm2d",
+    "Identity",
+    "Sequential",
+]

@@ -1,0 +1,278 @@
+"""``torch.nn.functional`` as pure JAX functions, with torch's layouts and semantics.
+
+Layouts: inputs NCHW, conv weights OIHW ``(out, in/groups, kH, kW)``, linear weights
+``(out, in)``. Padding is explicit and symmetric (never ``'SAME'``). Functions that
+update buffers in torch (``batch_norm``) return the new buffers instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from funcnets._typing import Array, PRNGKey
+from funcnets.autograd import my_relu, relu
+from funcnets.nn import _conv
+
+__all__ = [
+    "linear",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "relu",
+    "my_relu",
+    "batch_norm",
+    "dropout",
+    "flatten",
+    "log_softmax",
+    "softmax",
+]
+
+IntOr2 = int | Sequence[int]
+
+
+def _pair(v: IntOr2, name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(i) for i in v)
+    if len(t) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _check_nchw(x: Array, op: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(
+            f"{op} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}. "
+            f"Add a batch dimension with x[None] for a single image."
+        )
+
+
+def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
+    """``y = x @ weight.T + bias``.
+
+    Args:
+      x: ``(..., in_features)``; weight: ``(out_features, in_features)``;
+      bias: ``(out_features,)`` or None.
+    Returns:
+      ``(..., out_features)``.
+    """
+    y = jnp.matmul(x, weight.T)
+    return y if bias is None else y + bias
+
+
+def conv2d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: IntOr2 = 1,
+    padding: IntOr2 = 0,
+    dilation: IntOr2 = 1,
+    groups: int = 1,
+) -> Array:
+    """2-D cross-correlation, ``torch.nn.functional.conv2d``.
+
+    Args:
+      x: ``(N, C_in, H, W)``; weight: ``(C_out, C_in / groups, kH, kW)``; bias: ``(C_out,)``.
+    Returns:
+      ``(N, C_out, H_out, W_out)`` with ``H_out = (H + 2p - d(k-1) - 1) // s + 1``.
+    """
+    _check_nchw(x, "conv2d")
+    y = _conv.conv2d(
+        x, weight, _pair(stride, "stride"), _pair(padding, "padding"),
+        _pair(dilation, "dilation"), groups,
+    )
+    return y if bias is None else y + bias[None, :, None, None]
+
+
+def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
+    """torch's pooling output size and the extra right padding ceil_mode needs."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    # torch: in ceil mode the last window must start inside the input or the left padding
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    extra = max(0, (out - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+    return out, extra
+
+
+def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, op):
+    _check_nchw(x, op)
+    k = _pair(kernel_size, "kernel_size")
+    s = _pair(stride if stride is not None and stride != [] else kernel_size, "stride")
+    p = _pair(padding, "padding")
+    d = _pair(dilation, "dilation")
+    for ki, pi, di in zip(k, p, d):
+        if pi > (di * (ki - 1) + 1) // 2:
+            raise ValueError(
+                f"{op}: padding {p} must be at most half the effective kernel size "
+                f"{tuple(di * (kk - 1) + 1 for kk, di in zip(k, d))} (torch's rule)."
+            )
+    outs = [_pool_out(x.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2)]
+    if any(o <= 0 for o, _ in outs):
+        raise ValueError(
+            f"{op}: input spatial size {tuple(x.shape[2:])} is too small for kernel_size={k}, "
+            f"padding={p}, dilation={d} (output would be {tuple(o for o, _ in outs)})."
+        )
+    pads = ((0, 0), (0, 0)) + tuple((p[i], p[i] + outs[i][1]) for i in range(2))
+    return k, s, p, d, pads
+
+
+def max_pool2d(
+    x: Array,
+    kernel_size: IntOr2,
+    stride: IntOr2 | None = None,
+    padding: IntOr2 = 0,
+    dilation: IntOr2 = 1,
+    ceil_mode: bool = False,
+) -> Array:
+    """``torch.nn.functional.max_pool2d``: stride defaults to kernel_size, pads with -inf.
+
+    Args:
+      x: ``(N, C, H, W)``. Returns ``(N, C, H_out, W_out)`` (floor mode unless ceil_mode,
+      which drops windows that would start in the right padding, as torch does).
+    The gradient at ties goes to one element of the window, as in torch.
+    """
+    k, s, _, d, pads = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    # a Python-scalar init lets JAX recognise the max monoid (and its gradient rule)
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1) + k, (1, 1) + s, pads, window_dilation=(1, 1) + d)
+
+
+def avg_pool2d(
+    x: Array,
+    kernel_size: IntOr2,
+    stride: IntOr2 | None = None,
+    padding: IntOr2 = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Array:
+    """``torch.nn.functional.avg_pool2d`` with torch's divisor rules.
+
+    The divisor counts the window's positions inside the zero-padded input
+    (``count_include_pad=True``) or inside the input alone; positions added by
+    ``ceil_mode`` never count.
+    """
+    k, s, p, _, pads = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    summed = lax.reduce_window(x, 0.0, lax.add, (1, 1) + k, (1, 1) + s, pads)
+    if divisor_override is not None:
+        return summed / divisor_override
+    # the divisor depends only on static shapes: compute it once in NumPy
+    h, w = x.shape[2:]
+    mask = np.zeros((h + pads[2][0] + pads[2][1], w + pads[3][0] + pads[3][1]))
+    if count_include_pad:
+        mask[: h + 2 * p[0], : w + 2 * p[1]] = 1
+    else:
+        mask[p[0] : p[0] + h, p[1] : p[1] + w] = 1
+    win = np.lib.stride_tricks.sliding_window_view(mask, k)[:: s[0], :: s[1]]
+    divisor = win.sum(axis=(-1, -2))
+    return summed / jnp.asarray(divisor, x.dtype)
+
+
+def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
+    """``torch.nn.functional.adaptive_avg_pool2d``: output bin ``i`` averages input rows
+    ``floor(i·H/out) .. ceil((i+1)·H/out)``. ``x: (N, C, H, W) -> (N, C, *output_size)``."""
+    _check_nchw(x, "adaptive_avg_pool2d")
+    oh, ow = _pair(output_size, "output_size")
+    h, w = x.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        n, c = x.shape[:2]
+        return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
+
+    def bins(size: int, out: int) -> np.ndarray:
+        m = np.zeros((out, size))
+        for i in range(out):
+            a, b = (i * size) // out, -(-((i + 1) * size) // out)
+            m[i, a:b] = 1.0 / (b - a)
+        return m
+
+    ah, aw = (jnp.asarray(bins(h, oh), x.dtype), jnp.asarray(bins(w, ow), x.dtype))
+    return jnp.einsum("oh,nchw,pw->ncop", ah, x, aw)
+
+
+def batch_norm(
+    x: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[Array, Array | None, Array | None]:
+    """``torch.nn.functional.batch_norm``, returning the updated running statistics.
+
+    Training normalises with the batch mean and the *biased* batch variance, and
+    updates ``running = (1 - momentum)·running + momentum·batch`` using the *unbiased*
+    variance. Evaluation normalises with the running statistics.
+
+    Args:
+      x: ``(N, C, ...)``; running_mean, running_var, weight, bias: ``(C,)``.
+    Returns:
+      ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
+    """
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        n = math.prod(x.shape[i] for i in axes)
+        if n <= 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input of shape "
+                f"{tuple(x.shape)}. Use a batch of at least 2, or eval mode (train=False)."
+            )
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.var(x, axis=axes)  # biased: used to normalise
+        if running_mean is not None:
+            running_mean = (1 - momentum) * running_mean + momentum * mean
+            running_var = (1 - momentum) * running_var + momentum * var * (n / (n - 1))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in eval mode needs running_mean and running_var.")
+        mean, var = running_mean, running_var
+    y = (x - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y, running_mean, running_var
+
+
+def dropout(x: Array, p: float = 0.5, training: bool = True, key: PRNGKey | None = None) -> Array:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    Randomness is explicit: training with ``0 < p`` needs a PRNG ``key``.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return jnp.zeros_like(x)
+    if key is None:
+        raise ValueError(
+            "dropout in training mode needs a PRNG key: pass key=jax.random.key(seed) "
+            "(or train=False for evaluation)."
+        )
+    keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
+    return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+
+
+def flatten(x: Array, start_dim: int = 1, end_dim: int = -1) -> Array:
+    """``torch.flatten``: merge dims ``start_dim..end_dim`` (C, H, W order for images)."""
+    nd = x.ndim
+    s, e = start_dim % nd, end_dim % nd
+    return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1 :])
+
+
+def log_softmax(x: Array, dim: int = -1) -> Array:
+    return jax.nn.log_softmax(x, axis=dim)
+
+
+def softmax(x: Array, dim: int = -1) -> Array:
+    return jax.nn.softmax(x, axis=dim)

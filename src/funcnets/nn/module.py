@@ -1,0 +1,200 @@
+"""The module contract, stated once.
+
+A module is a frozen dataclass of hyperparameters (printable, hashable, a valid static
+``jax.jit`` argument) with two pure functions:
+
+* ``init(key) -> (params, state)``: nested dicts keyed with torch's names. ``params`` are
+  the trainable tensors (``model.parameters()``), ``state`` the buffers (BatchNorm's
+  running statistics). Modules without parameters or buffers have no entry.
+* ``apply(params, state, x, *, train=False, key=None) -> (y, new_state)``: the forward
+  pass. ``train`` is torch's ``model.train()``/``model.eval()``; ``key`` is the PRNG key
+  for dropout. Nothing is mutated; updated buffers are returned.
+
+``module(params, state, x, ...)`` is ``apply``. The dotted paths of the leaves of
+``params`` and ``state`` are exactly the keys of the torch module's ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+
+from funcnets._typing import Array, Params, PRNGKey, State
+from funcnets.errors import ShapeError
+
+__all__ = ["Module", "Scope", "replace"]
+
+
+class Module:
+    """Base class; subclasses are ``@dataclass(frozen=True, repr=False)``."""
+
+    # --- what subclasses provide -------------------------------------------------
+    def children(self) -> list[tuple[str, "Module"]]:
+        """Direct submodules in registration order (torch's ``named_children``)."""
+        if not dataclasses.is_dataclass(self):
+            return []
+        return [
+            (f.name, getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), Module)
+        ]
+
+    def param_names(self) -> tuple[str, ...]:
+        """Names of this module's own parameters, in torch's registration order."""
+        return ()
+
+    def buffer_names(self) -> tuple[str, ...]:
+        """Names of this module's own buffers, in torch's registration order."""
+        return ()
+
+    def init_own(self, key: PRNGKey) -> tuple[dict, dict]:
+        """This module's own parameters and buffers (not its children's)."""
+        return {}, {}
+
+    def apply(
+        self, params: Params, state: State, x: Any, *, train: bool = False, key: PRNGKey | None = None
+    ) -> tuple[Any, State]:
+        raise NotImplementedError(f"{type(self).__name__} does not define apply")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    # --- derived -----------------------------------------------------------------
+    def __call__(self, params, state, x, *, train=False, key=None):
+        return self.apply(params, state if state is not None else {}, x, train=train, key=key)
+
+    def init(self, key: PRNGKey) -> tuple[dict, dict]:
+        """Fresh ``(params, state)`` with torch's default initialisation."""
+        kids = self.children()
+        keys = jax.random.split(key, len(kids) + 1)
+        params, state = self.init_own(keys[0])
+        params, state = dict(params), dict(state)
+        for k, (name, child) in zip(keys[1:], kids):
+            p, s = child.init(k)
+            if p:
+                params[name] = p
+            if s:
+                state[name] = s
+        return params, state
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """``(dotted_name, module)`` for this module and every descendant, as in torch."""
+        yield prefix, self
+        for name, child in self.children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def _named(self, tree: Any, attr: str) -> Iterator[tuple[str, Array]]:
+        for mname, m in self.named_modules():
+            node = tree
+            for part in mname.split(".") if mname else []:
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            for leaf in getattr(m, attr)():
+                if isinstance(node, dict) and leaf in node:
+                    yield (f"{mname}.{leaf}" if mname else leaf), node[leaf]
+
+    def named_parameters(self, params: Params) -> list[tuple[str, Array]]:
+        """``[(name, array)]`` in torch's order, e.g. ``[("conv1.weight", (6,1,3,3)), ...]``.
+
+        Uses the model's order, not the dict's: JAX transformations return dicts with
+        sorted keys, so dict order is not torch's order.
+        """
+        return list(self._named(params, "param_names"))
+
+    def named_buffers(self, state: State) -> list[tuple[str, Array]]:
+        """``[(name, array)]`` of buffers (running statistics) in torch's order."""
+        return list(self._named(state, "buffer_names"))
+
+    def parameters(self, params: Params) -> list[Array]:
+        """``list(net.parameters())``: the arrays in torch's order."""
+        return [a for _, a in self.named_parameters(params)]
+
+    def summary(self, params: Params, state: State | None = None) -> str:
+        """A table of parameters and buffers with shapes and counts, and the totals."""
+        rows = [(n, "param", tuple(a.shape), int(np.prod(a.shape))) for n, a in self.named_parameters(params)]
+        rows += [(n, "buffer", tuple(a.shape), int(np.prod(a.shape))) for n, a in self.named_buffers(state or {})]
+        w = max([len(r[0]) for r in rows] + [4])
+        lines = [f"{'name':<{w}}  {'kind':<6}  {'shape':<18} {'count':>10}", "-" * (w + 38)]
+        lines += [f"{n:<{w}}  {k:<6}  {str(s):<18} {c:>10,}" for n, k, s, c in rows]
+        total = sum(r[3] for r in rows if r[1] == "param")
+        lines += ["-" * (w + 38), f"{type(self).__name__}: {total:,} trainable parameters"]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        kids = self.children()
+        name = type(self).__name__
+        if not kids:
+            return f"{name}({self.extra_repr()})"
+        lines = [f"{name}("]
+        for cname, child in kids:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({cname}): {body}")
+        return "\n".join(lines) + "\n)"
+
+
+class Scope:
+    """Threads params, state, train mode and PRNG keys through child modules.
+
+    A container's ``apply`` calls ``scope(name, module, x)`` for each child and returns
+    ``scope.state`` as its new state; errors from a child are prefixed with its name.
+    """
+
+    def __init__(self, params: Params, state: State, train: bool, key: PRNGKey | None):
+        self.params, self.old_state, self.train, self._key = params, state or {}, train, key
+        self.state: dict = {}
+
+    def __call__(self, name: str, module: Module, x: Any) -> Any:
+        sub_key = None
+        if self._key is not None:
+            self._key, sub_key = jax.random.split(self._key)
+        try:
+            y, new = module.apply(
+                self.params.get(name, {}), self.old_state.get(name, {}), x, train=self.train, key=sub_key
+            )
+        except ShapeError as e:
+            raise e.at(name) from None
+        if new:
+            self.state[name] = new
+        return y
+
+
+def replace(
+    model: Module, params: Params, state: State, path: str, new: Module, key: PRNGKey
+) -> tuple[Module, dict, dict]:
+    """Swap the submodule at dotted ``path`` for ``new`` with fresh weights.
+
+    The tutorial's ``model.fc = nn.Linear(512, 10)``::
+
+        model, params, state = replace(model, params, state, "fc", Linear(512, 10), key)
+    """
+    new_params, new_state = new.init(key)
+    return _replace_module(model, path.split("."), new), _set(params, path, new_params), _set(state, path, new_state)
+
+
+def _replace_module(model: Module, parts: list[str], new: Module) -> Module:
+    name, rest = parts[0], parts[1:]
+    children = dict(model.children())
+    if name not in children:
+        raise KeyError(f"{type(model).__name__} has no submodule {name!r}; it has {list(children)}")
+    child = new if not rest else _replace_module(children[name], rest, new)
+    if hasattr(model, "layers") and name.isdigit():  # Sequential
+        layers = list(model.layers)
+        layers[int(name)] = child
+        return type(model)(*layers)
+    return dataclasses.replace(model, **{name: child})
+
+
+def _set(tree: State, path: str, value: dict) -> dict:
+    parts = path.split(".")
+    out = dict(tree)
+    node = out
+    for p in parts[:-1]:
+        node[p] = dict(node.get(p, {}))
+        node = node[p]
+    if value:
+        node[parts[-1]] = value
+    else:
+        node.pop(parts[-1], None)
+    return out

@@ -1,0 +1,229 @@
+"""PyTorch weights in and out: ``state_dict`` <-> ``(params, state)``, and files.
+
+A model's params and buffers are nested dicts whose dotted leaf paths are the torch
+``state_dict`` keys, so conversion is flattening plus checks. Files are ``.safetensors``
+(the default: no code execution, PyTorch reads it with ``safetensors.torch.load_file``)
+or ``.pth``/``.pt`` read with ``torch.load(weights_only=True)`` — never full unpickling.
+torch is imported only to read ``.pth`` files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from funcnets._io import atomic_write_bytes
+from funcnets._typing import Params, State
+from funcnets.errors import FuncnetsError
+from funcnets.nn.module import Module
+
+__all__ = [
+    "state_dict",
+    "load_state_dict",
+    "Loaded",
+    "save_file",
+    "load_file",
+    "save_weights",
+    "load_weights",
+    "flatten",
+    "unflatten",
+]
+
+
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"fc": {"weight": w}} -> {"fc.weight": w}``."""
+    return traverse_util.flatten_dict(dict(tree), sep=".") if tree else {}
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"fc.weight": w} -> {"fc": {"weight": w}}``."""
+    return traverse_util.unflatten_dict(dict(flat), sep=".") if flat else {}
+
+
+def _ordered_names(model: Module) -> list[tuple[str, str]]:
+    """``[(key, "param" | "buffer")]`` in torch's ``state_dict`` order."""
+    out = []
+    for mname, m in model.named_modules():
+        pre = f"{mname}." if mname else ""
+        out += [(pre + n, "param") for n in m.param_names()]
+        out += [(pre + n, "buffer") for n in m.buffer_names()]
+    return out
+
+
+def state_dict(model: Module, params: Params, state: State | None = None) -> dict[str, np.ndarray]:
+    """``model.state_dict()``: NumPy arrays keyed and ordered as torch's.
+
+    ``torch_module.load_state_dict({k: torch.from_numpy(v) ...}, strict=True)`` accepts it.
+    ``num_batches_tracked`` is exported as int64, torch's dtype.
+    """
+    flat = {**flatten(params), **flatten(state or {})}
+    out = {}
+    for key, _ in _ordered_names(model):
+        if key not in flat:
+            raise KeyError(f"{key} is missing from params/state of {type(model).__name__}")
+        arr = np.array(flat[key])  # a writable copy: torch.from_numpy warns on read-only arrays
+        out[key] = arr.astype(np.int64) if key.endswith("num_batches_tracked") else arr
+    return out
+
+
+class Loaded(NamedTuple):
+    """Result of :func:`load_state_dict` (``missing_keys``/``unexpected_keys`` as in torch)."""
+
+    params: dict
+    state: dict
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def load_state_dict(
+    model: Module,
+    state_dict: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    init: tuple[Params, State] | None = None,
+    dtype: Any = None,
+) -> Loaded:
+    """Turn a torch ``state_dict`` (tensors or arrays) into ``(params, state)`` for ``model``.
+
+    Args:
+      strict: as in torch — missing or unexpected keys are an error. Shape mismatches
+        are always an error. All problems are listed in one message.
+      init: ``(params, state)`` to take missing entries from when ``strict=False``
+        (default: ``model.init(PRNGKey(0))``).
+      dtype: cast floating-point arrays to this dtype (default: keep the file's).
+    Returns:
+      ``Loaded(params, state, missing_keys, unexpected_keys)``.
+    """
+    template = _template(model)
+    given = {k: _to_numpy(v) for k, v in state_dict.items()}
+    missing = [k for k in template if k not in given]
+    unexpected = [k for k in given if k not in template]
+    mismatched = [
+        f"  {k}: expected shape {template[k][1]}, the state_dict has {tuple(given[k].shape)}"
+        for k in template
+        if k in given and tuple(given[k].shape) != template[k][1]
+    ]
+    problems = list(mismatched)
+    if strict:
+        problems += [f"  missing key: {k}" for k in missing] + [f"  unexpected key: {k}" for k in unexpected]
+    if problems:
+        raise FuncnetsError(
+            f"Error(s) in loading state_dict for {type(model).__name__} ({len(problems)}):\n"
+            + "\n".join(problems)
+            + "\nCheck that the weights belong to this architecture (e.g. num_classes); pass "
+            "strict=False to load the matching keys and keep initial values for the rest."
+        )
+    if missing:
+        p0, s0 = init if init is not None else model.init(jax.random.PRNGKey(0))
+        fallback = {**flatten(p0), **flatten(s0)}
+    params, buffers = {}, {}
+    for key, (kind, _) in template.items():
+        arr = given[key] if key in given else np.asarray(fallback[key])
+        if np.issubdtype(arr.dtype, np.integer):
+            value = jnp.asarray(arr.astype(jax.dtypes.canonicalize_dtype(np.int64)))
+        else:
+            value = jnp.asarray(arr, dtype=dtype)
+        (params if kind == "param" else buffers)[key] = value
+    return Loaded(unflatten(params), unflatten(buffers), missing, unexpected)
+
+
+def _template(model: Module) -> dict[str, tuple[str, tuple[int, ...]]]:
+    params, state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    shapes = {**flatten(params), **flatten(state)}
+    return {k: (kind, tuple(shapes[k].shape)) for k, kind in _ordered_names(model)}
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+    if hasattr(v, "detach"):  # a torch.Tensor
+        v = v.detach().cpu()
+        if str(v.dtype) == "torch.bfloat16":
+            v = v.float()
+        return v.numpy()
+    return np.asarray(v)
+
+
+# ----------------------------------------------------------------------------- files
+_HOW_TO_GET = (
+    "funcnets never downloads. On a machine with internet, save torchvision's weights "
+    "with `python -c \"import torch, torchvision; m = torchvision.models.{arch}(weights='DEFAULT'); "
+    "torch.save(m.state_dict(), '{arch}.pth')\"` and pass that file's path."
+)
+
+
+def save_file(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``{name: array}`` as ``.safetensors``, atomically."""
+    from safetensors.numpy import save
+
+    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in tensors.items()}
+    return atomic_write_bytes(path, save(arrays, metadata=metadata))
+
+
+def load_file(path: str | os.PathLike, *, arch: str = "resnet18") -> dict[str, np.ndarray]:
+    """Read ``{name: array}`` from ``.safetensors`` or ``.pth``/``.pt``/``.bin``.
+
+    ``.pth`` files are read with ``torch.load(weights_only=True)``; checkpoints that wrap
+    the weights (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel's
+    ``module.`` prefix are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}. " + _HOW_TO_GET.format(arch=arch))
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file as st_load
+
+            return st_load(str(path))
+        if suffix in (".pth", ".pt", ".bin", ".ckpt"):
+            try:
+                import torch
+            except ImportError:
+                raise FuncnetsError(
+                    f"reading {path.name} needs PyTorch (pip install torch). Or convert it once to "
+                    f".safetensors with funcnets.torch_io.save_file, which needs no torch."
+                ) from None
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            for wrapper in ("state_dict", "model", "model_state_dict"):
+                if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
+                    obj = obj[wrapper]
+            if not isinstance(obj, dict):
+                raise FuncnetsError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+            if obj and all(k.startswith("module.") for k in obj):
+                obj = {k[len("module."):]: v for k, v in obj.items()}
+            return {k: _to_numpy(v) for k, v in obj.items()}
+    except (FuncnetsError, FileNotFoundError):
+        raise
+    except Exception as e:  # corrupt or truncated files raise many different types
+        raise FuncnetsError(
+            f"could not read weights from {path}: {type(e).__name__}: {e}. The file is corrupt "
+            f"or not a weights file; re-export or re-download it."
+        ) from None
+    raise FuncnetsError(
+        f"unknown weights file type {suffix!r} for {path}: expected .safetensors or .pth/.pt"
+    )
+
+
+def save_weights(path: str | os.PathLike, model: Module, params: Params, state: State | None = None) -> Path:
+    """Save ``model``'s weights with torch names: ``.safetensors`` (default) or ``.pth``."""
+    sd = state_dict(model, params, state)
+    if Path(path).suffix.lower() in (".pth", ".pt"):
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, buf)
+        return atomic_write_bytes(path, buf.getvalue())
+    return save_file(path, sd, metadata={"format": "pt", "model": type(model).__name__})
+
+
+def load_weights(path: str | os.PathLike, model: Module, *, strict: bool = True, dtype: Any = None) -> Loaded:
+    """:func:`load_file` then :func:`load_state_dict`."""
+    arch = getattr(model, "arch", type(model).__name__.lower())
+    return load_state_dict(model, load_file(path, arch=arch), strict=strict, dtype=dtype)

@@ -1,0 +1,148 @@
+"""Compiled training: a jitted train step, whole epochs as one XLA program, evaluation.
+
+A :class:`TrainState` carries everything that changes during training. A loss function
+has the signature ``loss_fn(params, model_state, batch, key) -> (loss, (model_state,
+metrics))``; :func:`supervised_loss` builds the usual one from a model and a criterion.
+
+Frozen parameters: pass ``trainable`` (a frozenset from :func:`funcnets.optim.select`).
+Only the trainable subset is differentiated — XLA then removes the frozen part of the
+backward pass — and only it has optimizer state.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from funcnets._typing import Array, Params, PRNGKey, State
+from funcnets.losses import cross_entropy
+from funcnets.nn.module import Module
+from funcnets.optim import merge, split
+
+__all__ = [
+    "TrainState",
+    "create_train_state",
+    "supervised_loss",
+    "make_train_step",
+    "make_train_epoch",
+    "evaluate",
+    "batches",
+]
+
+Batch = Any  # e.g. (x: (N, C, H, W), y: (N,))
+LossFn = Callable[[Params, State, Batch, PRNGKey], tuple[Array, tuple[State, dict]]]
+
+
+class TrainState(NamedTuple):
+    params: Params  # all parameters, trainable and frozen, torch names
+    model_state: State  # buffers: BatchNorm running statistics
+    opt_state: optax.OptState  # for the trainable parameters only
+    step: Array  # int32 scalar: optimizer steps taken
+    key: PRNGKey  # advanced every step (dropout)
+
+
+def create_train_state(
+    params: Params,
+    model_state: State | None,
+    optimizer: optax.GradientTransformation,
+    key: PRNGKey,
+    trainable: frozenset[str] | None = None,
+) -> TrainState:
+    """The state before the first step; optimizer state only for ``trainable``."""
+    train_p = params if trainable is None else split(params, trainable)[0]
+    return TrainState(params, model_state or {}, optimizer.init(train_p), jnp.zeros([], jnp.int32), key)
+
+
+def supervised_loss(model: Module, criterion: Callable[[Array, Array], Array] = cross_entropy) -> LossFn:
+    """``criterion(model(x, train=True), y)`` with ``loss`` and (for class indices)
+    ``accuracy`` metrics. ``batch = (x, y)``."""
+
+    def loss_fn(params, model_state, batch, key):
+        x, y = batch
+        logits, new_state = model.apply(params, model_state, x, train=True, key=key)
+        loss = criterion(logits, y)
+        metrics = {"loss": loss}
+        if jnp.issubdtype(y.dtype, jnp.integer) and logits.ndim == y.ndim + 1:
+            metrics["accuracy"] = jnp.mean(jnp.argmax(logits, axis=-1) == y)
+        return loss, (new_state, metrics)
+
+    return loss_fn
+
+
+def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable: frozenset[str] | None):
+    def step(ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        key, sub = jax.random.split(ts.key)
+        train_p, frozen_p = (ts.params, {}) if trainable is None else split(ts.params, trainable)
+
+        def objective(tp):
+            return loss_fn(merge(tp, frozen_p) if trainable is not None else tp, ts.model_state, batch, sub)
+
+        (_, (new_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(train_p)
+        updates, opt_state = optimizer.update(grads, ts.opt_state, train_p)
+        train_p = optax.apply_updates(train_p, updates)
+        params = train_p if trainable is None else merge(train_p, frozen_p)
+        return TrainState(params, new_state, opt_state, ts.step + 1, key), metrics
+
+    return step
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    trainable: frozenset[str] | None = None,
+    donate: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """A jitted ``step(train_state, batch) -> (train_state, metrics)``.
+
+    With ``donate=True`` the input train state's buffers are reused for the output (do
+    not use the old state after the call).
+    """
+    step = _step_fn(loss_fn, optimizer, trainable)
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def make_train_epoch(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    trainable: frozenset[str] | None = None,
+    donate: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """Many steps as one XLA program (``lax.scan``): ``epoch(train_state, batches)``.
+
+    ``batches`` has a leading steps axis on every leaf (``x: (steps, N, ...)``); the
+    returned metrics are stacked per step. Same result as calling the step in a loop.
+    """
+    step = _step_fn(loss_fn, optimizer, trainable)
+    return jax.jit(lambda ts, batches: lax.scan(step, ts, batches), donate_argnums=(0,) if donate else ())
+
+
+@partial(jax.jit, static_argnames=("model",))
+def _predict(model: Module, params, state, x):
+    return jnp.argmax(model.apply(params, state, x, train=False)[0], axis=-1)
+
+
+def evaluate(model: Module, params: Params, state: State, x: Array, y: Array, batch_size: int = 512) -> float:
+    """Eval-mode accuracy of ``model`` on ``(x, y)``, in batches of ``batch_size``."""
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int(jnp.sum(_predict(model, params, state, x[i : i + batch_size]) == y[i : i + batch_size]))
+    return correct / max(len(x), 1)
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, key: PRNGKey):
+    """One shuffled epoch as stacked arrays ``x: (steps, batch_size, ...)``, ``y: (steps,
+    batch_size)``; the last partial batch is dropped so every step has the same shape."""
+    if not 0 < batch_size <= len(x):
+        raise ValueError(f"batch_size must be in [1, {len(x)}] (the number of samples), got {batch_size}")
+    perm = np.asarray(jax.random.permutation(key, len(x)))
+    steps = len(x) // batch_size
+    idx = perm[: steps * batch_size].reshape(steps, batch_size)
+    return jnp.asarray(x[idx]), jnp.asarray(y[idx])
