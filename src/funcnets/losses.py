@@ -51,7 +51,8 @@ def mse_loss(input: Array, target: Array, reduction: str = "mean") -> Array:
 
 def l1_loss(input: Array, target: Array, reduction: str = "mean") -> Array:
     """``mean(|input - target|)`` over all elements; gradient 0 where they are equal."""
-    return _pointwise(input, target, reduction, jnp.abs)
+    # d·sign(d) is |d| with gradient sign(d), 0 at d = 0 as in torch (jnp.abs gives 1 there)
+    return _pointwise(input, target, reduction, lambda d: d * jnp.sign(d))
 
 
 def _class_dim(input: Array) -> int:

@@ -140,8 +140,18 @@ def sgd(
         parts.append(
             optax.trace(momentum, nesterov) if dampening == 0 else scale_by_torch_momentum(momentum, dampening, nesterov)
         )
-    parts.append(optax.scale_by_learning_rate(lr))
+    parts.append(_scale_by_lr(lr))
     return optax.chain(*parts)
+
+
+def _scale_by_lr(lr: ScalarOrSchedule) -> optax.GradientTransformation:
+    """``-lr·u``. optax passes schedules an int32 step count, and some (e.g.
+    ``exponential_decay``) divide it into a float32 learning rate even under
+    ``jax_enable_x64``; a count in the default float dtype keeps float64 runs exact."""
+    if callable(lr):
+        schedule = lr
+        return optax.scale_by_learning_rate(lambda count: schedule(count.astype(jnp.result_type(float))))
+    return optax.scale_by_learning_rate(lr)
 
 
 def _adam_core(betas, eps, amsgrad):
@@ -168,7 +178,7 @@ def adam(
     parts = [optax.scale(-1.0)] if maximize else []
     if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay))
-    parts += [_adam_core(betas, eps, amsgrad), optax.scale_by_learning_rate(lr)]
+    parts += [_adam_core(betas, eps, amsgrad), _scale_by_lr(lr)]
     return optax.chain(*parts)
 
 
@@ -187,7 +197,7 @@ def adamw(
     parts += [_adam_core(betas, eps, amsgrad)]
     if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(optax.scale_by_learning_rate(lr))
+    parts.append(_scale_by_lr(lr))
     return optax.chain(*parts)
 
 

@@ -16,6 +16,7 @@ A module is a frozen dataclass of hyperparameters (printable, hashable, a valid 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Iterator
 
@@ -183,7 +184,9 @@ def _replace_module(model: Module, parts: list[str], new: Module) -> Module:
         layers = list(model.layers)
         layers[int(name)] = child
         return type(model)(*layers)
-    return dataclasses.replace(model, **{name: child})
+    out = copy.copy(model)  # children may be init=False fields, which dataclasses.replace refuses
+    object.__setattr__(out, name, child)
+    return out
 
 
 def _set(tree: State, path: str, value: dict) -> dict:

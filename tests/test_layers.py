@@ -1,0 +1,221 @@
+"""Layers: hand-computed cases, torch parity over option grids, gradients, errors, repr."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from jax.test_util import check_grads
+
+from funcnets import ShapeError, nn
+from funcnets.nn import functional as F
+from helpers import TorchNet, assert_close, to_np
+
+RNG = np.random.default_rng(0)
+
+
+# ------------------------------------------------------------------ hand-computed
+def test_linear_arange():
+    layer = nn.Linear(3, 2)
+    params = {"weight": jnp.arange(6.0).reshape(2, 3), "bias": jnp.array([10.0, 20.0])}
+    y, _ = layer(params, {}, jnp.array([[1.0, 1.0, 1.0]]))
+    np.testing.assert_array_equal(y, [[0 + 1 + 2 + 10, 3 + 4 + 5 + 20]])
+
+
+def test_conv2d_arange():
+    x = jnp.arange(16.0).reshape(1, 1, 4, 4)
+    w = jnp.ones((1, 1, 2, 2))
+    y = F.conv2d(x, w, jnp.array([1.0]), stride=2)
+    np.testing.assert_array_equal(y[0, 0], [[0 + 1 + 4 + 5 + 1, 2 + 3 + 6 + 7 + 1], [8 + 9 + 12 + 13 + 1, 10 + 11 + 14 + 15 + 1]])
+
+
+def test_flatten_is_chw_order():
+    x = jnp.arange(24.0).reshape(2, 3, 2, 2)
+    np.testing.assert_array_equal(F.flatten(x), np.arange(24.0).reshape(2, 12))
+
+
+def test_lenet_sizes():
+    # 32 -> conv 30 -> pool 15 -> conv 13 -> pool 6; 16*6*6 = 576
+    x = jnp.zeros((1, 16, 13, 13))
+    assert F.max_pool2d(x, 2).shape == (1, 16, 6, 6)
+    assert F.max_pool2d(jnp.zeros((1, 6, 30, 30)), (2, 2)).shape == (1, 6, 15, 15)
+
+
+# ------------------------------------------------------------------ torch parity grids
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups,bias",
+    [(1, 0, 1, 1, True), (2, 1, 1, 1, False), (1, 2, 2, 1, True), (2, 1, 1, 2, True), (3, 0, 1, 4, False), ((1, 2), (0, 1), (2, 1), 1, True)],
+)
+def test_conv2d_matches_torch(x64, stride, padding, dilation, groups, bias):
+    x = RNG.standard_normal((2, 4, 9, 11))
+    w = RNG.standard_normal((8, 4 // groups, 3, 2))
+    b = RNG.standard_normal(8) if bias else None
+    ref = TF.conv2d(torch.tensor(x), torch.tensor(w), None if b is None else torch.tensor(b), stride, padding, dilation, groups)
+    got = F.conv2d(jnp.asarray(x), jnp.asarray(w), None if b is None else jnp.asarray(b), stride, padding, dilation, groups)
+    assert_close(got, to_np(ref), 1e-12, "conv2d")
+    check_grads(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+
+
+POOL_CASES = [
+    (k, s, p, d, c)
+    for k, s, p, d, c in itertools.product([2, 3], [None, 1, 2, 3], [0, 1], [1, 2], [False, True])
+    if p <= (d * (k - 1) + 1) // 2
+]
+
+
+@pytest.mark.parametrize("k,s,p,d,ceil", POOL_CASES)
+def test_max_pool2d_matches_torch(x64, k, s, p, d, ceil):
+    x = RNG.standard_normal((2, 3, 9, 8))
+    tx = torch.tensor(x, requires_grad=True)
+    ref = TF.max_pool2d(tx, k, s, p, d, ceil_mode=ceil)
+    got = F.max_pool2d(jnp.asarray(x), k, s, p, d, ceil)
+    assert got.shape == tuple(ref.shape)
+    np.testing.assert_array_equal(got, to_np(ref))
+    g = RNG.standard_normal(ref.shape)
+    ref.backward(torch.tensor(g))
+    _, pull = jax.vjp(lambda x: F.max_pool2d(x, k, s, p, d, ceil), jnp.asarray(x))
+    np.testing.assert_allclose(pull(jnp.asarray(g))[0], to_np(tx.grad), atol=1e-12)
+
+
+def test_max_pool2d_gradient_at_ties_goes_to_one_element():
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # every window is a tie
+    TF.max_pool2d(x, 2).sum().backward()
+    (g,) = jax.grad(lambda x: jnp.sum(F.max_pool2d(x, 2)), argnums=(0,))(jnp.zeros((1, 1, 4, 4)))
+    np.testing.assert_array_equal(g, to_np(x.grad))
+    assert float(jnp.sum(g)) == 4.0 and float(jnp.max(g)) == 1.0  # not split 0.25 each
+
+
+@pytest.mark.parametrize(
+    "k,s,p,ceil,cip",
+    [(2, None, 0, False, True), (3, 2, 1, False, True), (3, 2, 1, False, False), (3, 2, 1, True, True), (3, 2, 1, True, False), (2, 3, 1, True, True), ((3, 2), (2, 1), (1, 0), True, False)],
+)
+def test_avg_pool2d_matches_torch(x64, k, s, p, ceil, cip):
+    x = RNG.standard_normal((2, 3, 8, 7))
+    ref = TF.avg_pool2d(torch.tensor(x), k, s, p, ceil_mode=ceil, count_include_pad=cip)
+    got = F.avg_pool2d(jnp.asarray(x), k, s, p, ceil, cip)
+    assert got.shape == tuple(ref.shape)
+    assert_close(got, to_np(ref), 1e-12, "avg_pool2d")
+    np.testing.assert_allclose(F.avg_pool2d(jnp.asarray(x), 2, divisor_override=3), to_np(TF.avg_pool2d(torch.tensor(x), 2, divisor_override=3)))
+
+
+@pytest.mark.parametrize("out", [(1, 1), (2, 3), (3, 3), 4])
+def test_adaptive_avg_pool2d_matches_torch(x64, out):
+    x = RNG.standard_normal((2, 3, 7, 9))
+    ref = TF.adaptive_avg_pool2d(torch.tensor(x), out)
+    assert_close(F.adaptive_avg_pool2d(jnp.asarray(x), out), to_np(ref), 1e-12, "adaptive")
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.3, None])
+def test_batchnorm2d_train_and_eval_match_torch(x64, momentum):
+    x = RNG.standard_normal((4, 3, 5, 5)) * 3 + 1
+    tbn = torch.nn.BatchNorm2d(3, momentum=momentum).double()
+    with torch.no_grad():
+        tbn.weight.copy_(torch.tensor(RNG.standard_normal(3)))
+        tbn.bias.copy_(torch.tensor(RNG.standard_normal(3)))
+    bn = nn.BatchNorm2d(3, momentum=momentum)
+    params = {"weight": jnp.asarray(to_np(tbn.weight)), "bias": jnp.asarray(to_np(tbn.bias))}
+    _, state = bn.init(jax.random.PRNGKey(0))
+    for _ in range(3):  # three train steps: running stats and the counter evolve
+        ref = tbn.train()(torch.tensor(x))
+        y, state = bn(params, state, jnp.asarray(x), train=True)
+        assert_close(y, to_np(ref), 1e-12, "train output")
+        x = x * 0.5 + 0.2
+    assert_close(state["running_mean"], to_np(tbn.running_mean), 1e-12, "running_mean")
+    assert_close(state["running_var"], to_np(tbn.running_var), 1e-12, "running_var (unbiased)")
+    assert int(state["num_batches_tracked"]) == int(tbn.num_batches_tracked) == 3
+    assert state["num_batches_tracked"].dtype == jnp.int64
+    y, same = bn(params, state, jnp.asarray(x), train=False)
+    assert_close(y, to_np(tbn.eval()(torch.tensor(x))), 1e-12, "eval output")
+    assert same is state
+
+
+def test_batchnorm_gradients_and_errors(x64):
+    x = jnp.asarray(RNG.standard_normal((3, 2, 4, 4)))
+    w, b = jnp.array([1.5, -0.5]), jnp.array([0.1, 0.2])
+    check_grads(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True)[0], (x, w, b), order=1, modes=["rev"])
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(jnp.ones((1, 2, 1, 1)), None, None, training=True)
+
+
+def test_dropout():
+    x = jnp.ones((200, 100))
+    y = F.dropout(x, 0.3, True, jax.random.PRNGKey(0))
+    kept = np.asarray(y) != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.7, rtol=1e-6)
+    assert F.dropout(x, 0.3, False) is x
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        F.dropout(x, 0.3, True)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout(1.5)
+
+
+def test_sequential_threads_state_and_names():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    params, state = model.init(jax.random.PRNGKey(0))
+    assert [n for n, _ in model.named_parameters(params)] == ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"]
+    assert [n for n, _ in model.named_buffers(state)] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    y, new = model(params, state, jnp.ones((2, 1, 5, 5)), train=True)
+    assert y.shape == (2, 3) and int(new["1"]["num_batches_tracked"]) == 1
+    ref = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(100, 3))
+    assert repr(model) == repr(ref)
+
+
+def test_default_init_distributions():
+    params, _ = nn.Linear(400, 300).init(jax.random.PRNGKey(0))
+    bound = 1 / np.sqrt(400)
+    w = np.asarray(params["weight"])
+    assert w.shape == (300, 400) and np.abs(w).max() <= bound
+    assert abs(w.std() - bound / np.sqrt(3)) < 0.01 * bound  # U(-b, b) has std b/sqrt(3)
+    conv, _ = nn.Conv2d(8, 16, 3, groups=2).init(jax.random.PRNGKey(1))
+    assert conv["weight"].shape == (16, 4, 3, 3) and np.abs(conv["bias"]).max() <= 1 / np.sqrt(36)
+
+
+# ------------------------------------------------------------------ errors and listing
+def test_shape_errors_name_the_layer():
+    from funcnets.models import LeNet
+
+    model = LeNet()
+    params, state = model.init(jax.random.PRNGKey(0))
+    with pytest.raises(ShapeError, match=r"fc1: Linear\(in_features=576.*expected input \(\.\.\., 576\), got \(64, 400\): the image is 28×28, LeNet expects 32×32"):
+        model(params, state, jnp.zeros((64, 1, 28, 28)))
+    with pytest.raises(ShapeError, match=r"conv1: Conv2d\(1, 6.*expected input \(N, 1, H, W\), got \(2, 3, 32, 32\)"):
+        model(params, state, jnp.zeros((2, 3, 32, 32)))
+    with pytest.raises(ShapeError, match="floating-point input, got dtype int32"):
+        model(params, state, jnp.zeros((2, 1, 32, 32), jnp.int32))
+    with pytest.raises(ShapeError, match=r"smaller than the kernel"):
+        nn.Conv2d(1, 1, 5)({"weight": jnp.ones((1, 1, 5, 5))}, {}, jnp.ones((1, 1, 3, 3)))
+
+
+def test_lenet_listing_matches_torch():
+    from funcnets.models import LeNet
+
+    model = LeNet()
+    ref = TorchNet()
+    assert repr(model).splitlines()[1:] == repr(ref).splitlines()[1:]
+    params, _ = model.init(jax.random.PRNGKey(0))
+    assert [(n, tuple(a.shape)) for n, a in model.named_parameters(params)] == [
+        (n, tuple(p.shape)) for n, p in ref.named_parameters()
+    ]
+    assert len(model.parameters(params)) == 10
+    assert "81,194 trainable parameters" in model.summary(params)
+    # order is the model's even after a jax transformation sorts the dict keys
+    sorted_params = jax.tree_util.tree_map(lambda a: a, params)
+    assert [n for n, _ in model.named_parameters(sorted_params)][:2] == ["conv1.weight", "conv1.bias"]
+
+
+def test_replace_layer_one_liner():
+    from funcnets.models import resnet18
+
+    model = resnet18()
+    params, state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    model2, params2, _ = nn.replace(model, params, state, "fc", nn.Linear(512, 10), jax.random.PRNGKey(1))
+    assert model2.fc == nn.Linear(512, 10) and params2["fc"]["weight"].shape == (10, 512)
+    assert params["fc"]["weight"].shape == (1000, 512)  # the original is untouched
+    model3, params3, state3 = nn.replace(model, params, state, "layer1.0.bn1", nn.BatchNorm2d(64, momentum=0.5), jax.random.PRNGKey(2))
+    assert model3.layer1[0].bn1.momentum == 0.5 and state3["layer1"]["0"]["bn1"]["running_var"].shape == (64,)
+    with pytest.raises(KeyError, match="no submodule 'head'"):
+        nn.replace(model, params, state, "head", nn.Linear(512, 10), jax.random.PRNGKey(1))

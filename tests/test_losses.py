@@ -1,0 +1,119 @@
+"""Losses against torch on randomized cases (hypothesis): values and gradients, f32 and f64."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from funcnets import losses
+from helpers import assert_close, to_np
+
+TOL = {np.float32: 2e-5, np.float64: 1e-10}
+dtypes = st.sampled_from([np.float32, np.float64])
+reductions = st.sampled_from(["none", "mean", "sum"])
+
+
+def _grad_pair(fn_jax, fn_torch, x):
+    tx = torch.tensor(x, requires_grad=True)
+    out_t = fn_torch(tx)
+    out_t.sum().backward()
+    out_j, pull = jax.vjp(fn_jax, jnp.asarray(x))
+    (g,) = pull(jnp.ones_like(out_j))
+    return out_j, to_np(out_t), g, to_np(tx.grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=dtypes, reduction=reductions, seed=st.integers(0, 2**31 - 1), shape=st.sampled_from([(5,), (3, 4), (2, 3, 4)]))
+def test_mse_and_l1(dtype, reduction, seed, shape):
+    rng = np.random.default_rng(seed)
+    x, t = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    t.flat[0] = x.flat[0]  # an exact tie: l1's gradient there is 0 in torch
+    with jax.enable_x64(dtype == np.float64):
+        for ours, theirs in ((losses.mse_loss, TF.mse_loss), (losses.l1_loss, TF.l1_loss)):
+            oj, ot, gj, gt = _grad_pair(
+                lambda a: ours(a, jnp.asarray(t), reduction), lambda a: theirs(a, torch.tensor(t), reduction=reduction), x
+            )
+            assert oj.dtype == dtype
+            assert_close(oj, ot, TOL[dtype], f"{ours.__name__} value")
+            assert_close(gj, gt, TOL[dtype], f"{ours.__name__} grad")
+
+
+@st.composite
+def ce_case(draw):
+    n_classes = draw(st.integers(2, 6))
+    spatial = draw(st.sampled_from([(), (3,), (2, 3)]))
+    batch = draw(st.sampled_from([None, 1, 4]))
+    probs = draw(st.booleans())
+    return dict(
+        n_classes=n_classes, spatial=spatial if batch else (), batch=batch, probs=probs,
+        weighted=draw(st.booleans()), ignore=draw(st.booleans()) and not probs,
+        smoothing=draw(st.sampled_from([0.0, 0.1, 0.35])), reduction=draw(reductions),
+        dtype=draw(dtypes), seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=ce_case())
+def test_cross_entropy_matches_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    c, dtype = case["n_classes"], case["dtype"]
+    shape = ((case["batch"], c) if case["batch"] else (c,)) + case["spatial"]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    tshape = shape[:1] + shape[2:] if case["batch"] else ()
+    if case["probs"]:
+        t = rng.dirichlet(np.ones(c), size=int(np.prod(tshape, dtype=int))).astype(dtype)
+        t = np.moveaxis(t.reshape(tshape + (c,)), -1, 1 if case["batch"] else 0)
+        tt, tj = torch.tensor(t), t
+    else:
+        t = rng.integers(0, c, size=tshape)
+        if case["ignore"] and t.size > 1:
+            t.flat[0] = -100
+            if case["seed"] % 2:
+                t.flat[-1] = 1  # keep at least one target counted
+        tt, tj = torch.tensor(t), t.astype(np.int32)
+    w = rng.uniform(0.2, 2.0, c).astype(dtype) if case["weighted"] else None
+    kw = dict(reduction=case["reduction"], label_smoothing=case["smoothing"])
+    with jax.enable_x64(dtype == np.float64):
+        oj, ot, gj, gt = _grad_pair(
+            lambda a: losses.cross_entropy(a, jnp.asarray(tj), None if w is None else jnp.asarray(w), **kw),
+            lambda a: TF.cross_entropy(a, tt, None if w is None else torch.tensor(w), **kw),
+            x,
+        )
+        if np.all(np.isnan(ot)):  # every target ignored under mean: 0/0 in both
+            assert np.all(np.isnan(np.asarray(oj)))
+            return
+        assert_close(oj, ot, TOL[dtype], f"cross_entropy value {case}")
+        assert_close(gj, gt, TOL[dtype] * 10, f"cross_entropy grad {case}")
+        if not case["probs"] and case["smoothing"] == 0:
+            lp = jax.nn.log_softmax(jnp.asarray(x), axis=1 if case["batch"] else 0)
+            nl = losses.nll_loss(lp, jnp.asarray(tj), None if w is None else jnp.asarray(w), reduction=case["reduction"])
+            assert_close(nl, ot, TOL[dtype], "nll_loss")
+
+
+def test_cross_entropy_hand_computed():
+    x = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
+    t = jnp.array([0, 1])
+    np.testing.assert_allclose(losses.cross_entropy(x, t), -(np.log(0.5) + np.log(0.8)) / 2, rtol=1e-6)
+    w = jnp.array([1.0, 3.0, 1.0])
+    np.testing.assert_allclose(losses.cross_entropy(x, t, w), -(np.log(0.5) + 3 * np.log(0.8)) / 4, rtol=1e-6)
+    np.testing.assert_allclose(losses.cross_entropy(x, jnp.array([0, -100])), -np.log(0.5), rtol=1e-6)
+
+
+def test_loss_errors_like_torch():
+    x = jnp.zeros((2, 3))
+    with pytest.raises(ValueError, match="ignore_index is not supported for floating point target"):
+        losses.cross_entropy(x, jnp.full((2, 3), 1 / 3), ignore_index=1)
+    with pytest.raises(ValueError, match="Target 5 is out of bounds"):
+        losses.cross_entropy(x, jnp.array([0, 5]))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.mse_loss(x, x, reduction="avg")
+    with pytest.raises(ValueError, match=r"target must have shape \(2,\)"):
+        losses.cross_entropy(x, jnp.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="must be integers"):
+        losses.nll_loss(x, jnp.array([0.0, 1.0]))
+    with pytest.warns(UserWarning, match="different to the input size"):
+        losses.mse_loss(jnp.zeros((4, 1)), jnp.zeros(4))
