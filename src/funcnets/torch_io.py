@@ -160,7 +160,7 @@ def save_file(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dic
     """Write ``{name: array}`` as ``.safetensors``, atomically."""
     from safetensors.numpy import save
 
-    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in tensors.items()}
+    arrays = {k: np.array(v, order="C") for k, v in tensors.items()}  # ascontiguousarray would make 0-d 1-d
     return atomic_write_bytes(path, save(arrays, metadata=metadata))
 
 

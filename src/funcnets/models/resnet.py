@@ -97,11 +97,11 @@ class ResNet(Module):
         if self.fc is None:
             set_("fc", Linear(512, self.num_classes))
 
-    def init(self, key):
+    def init_tree(self, key):
         """torchvision's init: convs ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``,
         BatchNorm γ=1, β=0, the fc layer torch's default."""
         k_default, k_conv = jax.random.split(key)
-        params, state = super().init(k_default)
+        params, state = super().init_tree(k_default)
         flat = flatten(params)
         convs = [n for n, m in self.named_modules() if isinstance(m, Conv2d)]
         for k, name in zip(jax.random.split(k_conv, len(convs)), convs):

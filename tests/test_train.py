@@ -1,0 +1,175 @@
+"""Compiled training: scan == loop, stateful models, frozen parameters, checkpoints."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcnets import FuncnetsError, nn, optim, train
+from funcnets.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from funcnets.models import LeNet
+
+
+def _setup(model, opt, trainable=None, seed=0):
+    params, state = model.init(jax.random.PRNGKey(seed))
+    return train.create_train_state(params, state, opt, jax.random.PRNGKey(seed + 1), trainable)
+
+
+def _data(steps, n=8, shape=(1, 32, 32)):
+    rng = np.random.default_rng(0)
+    return jnp.asarray(rng.standard_normal((steps, n) + shape), jnp.float32), jnp.asarray(rng.integers(0, 10, (steps, n)), jnp.int32)
+
+
+SMALL_BN = nn.Sequential(
+    nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(4 * 16 * 16, 10)
+)
+
+
+@pytest.mark.parametrize("model", [LeNet(), SMALL_BN], ids=["lenet", "bn_dropout"])
+def test_scanned_epoch_equals_step_loop(x64, model):
+    # float64: Adam turns float32 rounding in near-zero gradients into lr-sized steps,
+    # so "the same result" is tested where rounding cannot be amplified
+    opt = optim.adam(1e-3)
+    xs, ys = _data(6)
+    xs = xs.astype(jnp.float64)
+    loss_fn = train.supervised_loss(model)
+    step = train.make_train_step(loss_fn, opt, donate=False)
+    ts = _setup(model, opt)
+    losses = []
+    for x, y in zip(xs, ys):
+        ts, m = step(ts, (x, y))
+        losses.append(float(m["loss"]))
+    ts2, metrics = train.make_train_epoch(loss_fn, opt, donate=False)(_setup(model, opt), (xs, ys))
+    np.testing.assert_allclose(metrics["loss"], losses, rtol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(ts), jax.tree_util.tree_leaves(ts2)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    assert int(ts2.step) == 6
+
+
+def test_batchnorm_state_is_threaded_through_training():
+    opt = optim.sgd(0.01)
+    ts = _setup(SMALL_BN, opt)
+    step = train.make_train_step(train.supervised_loss(SMALL_BN), opt)
+    xs, ys = _data(3)
+    for x, y in zip(xs, ys):
+        ts, _ = step(ts, (x, y))
+    bn = ts.model_state["1"]
+    assert int(bn["num_batches_tracked"]) == 3
+    assert float(jnp.abs(bn["running_mean"]).sum()) > 0
+
+
+def test_frozen_parameters_get_no_gradient_and_no_optimizer_state():
+    model = LeNet()
+    opt = optim.adam(1e-2)
+    trainable = optim.select(model.init(jax.random.PRNGKey(0))[0], include="fc3")
+    ts = _setup(model, opt, trainable)
+    adam_state = ts.opt_state[0]
+    assert set(adam_state.mu) == {"fc3"}  # optimizer state only for trainable leaves
+    before = ts.params
+    step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable, donate=False)
+    xs, ys = _data(2)
+    ts, _ = step(ts, (xs[0], ys[0]))
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        np.testing.assert_array_equal(ts.params[name]["weight"], before[name]["weight"])
+    assert not np.array_equal(ts.params["fc3"]["weight"], before["fc3"]["weight"])
+
+
+def _flops(model, trainable, batch):
+    opt = optim.sgd(0.01, momentum=0.9)
+    ts = _setup(model, opt, trainable)
+    step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable, donate=False)
+    cost = step.lower(ts, batch).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"]
+
+
+def test_frozen_trunk_step_does_strictly_less_work():
+    model = LeNet()
+    params = model.init(jax.random.PRNGKey(0))[0]
+    xs, ys = _data(1, n=32)
+    full = _flops(model, None, (xs[0], ys[0]))
+    head = _flops(model, optim.select(params, include="fc*"), (xs[0], ys[0]))
+    # the conv backward (both input and weight gradients) is gone, not just masked
+    assert head < 0.6 * full, (head, full)
+
+
+def test_checkpoint_resume_is_bit_exact(tmp_path):
+    model = SMALL_BN
+    opt = optim.sgd(0.05, momentum=0.9, dampening=0.1)
+    step = train.make_train_step(train.supervised_loss(model), opt, donate=False)
+    xs, ys = _data(7)
+    ts = _setup(model, opt)
+    for i in range(7):
+        ts, _ = step(ts, (xs[i], ys[i]))
+    uninterrupted = ts
+    ts = _setup(model, opt)
+    for i in range(4):
+        ts, _ = step(ts, (xs[i], ys[i]))
+    save_checkpoint(tmp_path, ts)
+    resumed = load_checkpoint(tmp_path, like=_setup(model, opt))
+    assert int(resumed.step) == 4
+    for i in range(4, 7):
+        resumed, _ = step(resumed, (xs[i], ys[i]))
+    for a, b in zip(jax.tree_util.tree_leaves(uninterrupted), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_weights_load_in_torch(tmp_path):
+    import safetensors.torch
+    import torch
+
+    from helpers import TorchNet
+
+    model, opt = LeNet(), optim.sgd(0.1)
+    path = save_checkpoint(tmp_path, _setup(model, opt))
+    TorchNet().load_state_dict(safetensors.torch.load_file(path / "weights.safetensors"), strict=True)
+    assert torch is not None
+
+
+def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model, opt = LeNet(), optim.sgd(0.1)
+    ts = _setup(model, opt)
+    first = save_checkpoint(tmp_path, ts)
+    import funcnets.checkpoint as ck
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt  # the process dies mid-save
+
+    monkeypatch.setattr(ck, "serialization", type("S", (), {"to_bytes": staticmethod(crash)}))
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, ts._replace(step=ts.step + 1))
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", first.name]
+    load_checkpoint(tmp_path, like=ts)
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused(tmp_path):
+    model, opt = LeNet(), optim.sgd(0.1)
+    ts = _setup(model, opt)
+    path = save_checkpoint(tmp_path, ts)
+    with pytest.raises(FuncnetsError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nowhere", like=ts)
+    with pytest.raises(FuncnetsError, match="optimizer state .* does not fit"):
+        load_checkpoint(path, like=_setup(model, optim.adam(1e-3)))
+    with pytest.raises(FuncnetsError, match="does not match this model's params"):
+        load_checkpoint(path, like=_setup(LeNet(num_classes=5), opt))
+    data = bytearray((path / "weights.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(FuncnetsError, match="does not match its recorded sha256"):
+        load_checkpoint(path, like=ts)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["step"] == 0 and "fc1.weight" in manifest["params"]
+
+
+def test_keeps_only_the_newest_checkpoints(tmp_path):
+    model, opt = LeNet(), optim.sgd(0.1)
+    ts = _setup(model, opt)
+    for s in range(5):
+        save_checkpoint(tmp_path, ts._replace(step=jnp.int32(s)), keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000003", "step_00000004"]
+    assert os.path.basename(latest_checkpoint(tmp_path)) == "step_00000004"
