@@ -96,6 +96,8 @@ def test_graph_shows_operations_back_to_inputs():
     assert "MulBackward0" in text and "integer_pow[y=3]" in text and "integer_pow[y=2]" in text
     assert "a (2,)  (AccumulateGrad)" in text and "b (2,)  (AccumulateGrad)" in text
     assert g.operations == ["integer_pow", "mul", "integer_pow", "sub"]
+    relus = str(graph(lambda x: jnp.sum(relu(x) * my_relu(x)), jnp.ones(2)))
+    assert "custom_jvp_call[relu]" in relus and "ReluBackward0" in relus and "MyReLUBackward" in relus
     # a shared subexpression is drawn once
     shared = str(graph(lambda x: (x * 2) + (x * 2) * 0 + jnp.sin(x * 2), jnp.ones(2)))
     assert shared.count("mul") >= 2

@@ -11,6 +11,7 @@ import torch.nn.functional as TF
 from jax.test_util import check_grads
 
 from funcnets import ShapeError, nn
+from funcnets.nn import _conv
 from funcnets.nn import functional as F
 from helpers import TorchNet, assert_close, to_np
 
@@ -57,6 +58,23 @@ def test_conv2d_matches_torch(x64, stride, padding, dilation, groups, bias):
     got = F.conv2d(jnp.asarray(x), jnp.asarray(w), None if b is None else jnp.asarray(b), stride, padding, dilation, groups)
     assert_close(got, to_np(ref), 1e-12, "conv2d")
     check_grads(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+    if groups == 1:  # both lowerings, whichever the shape picks, with gradients
+        pair = lambda v: F._pair(v, "")  # noqa: E731
+        args = (pair(stride), pair(padding), pair(dilation))
+        gemm = _conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args)
+        assert_close(gemm, to_np(ref) - (0 if b is None else b[None, :, None, None]), 1e-12, "gemm lowering")
+        check_grads(lambda x, w: _conv.conv2d_gemm(x, w, *args), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("shape,k,stride,padding", [((4, 64, 2, 2), 3, 1, 1), ((4, 32, 4, 4), 3, 2, 1), ((2, 16, 9, 9), 1, 2, 0), ((2, 3, 20, 20), 7, 2, 3)])
+def test_conv_lowerings_agree_float32(shape, k, stride, padding):
+    """float32: the GEMM and XLA lowerings agree with torch to rounding."""
+    x = RNG.standard_normal(shape).astype(np.float32)
+    w = RNG.standard_normal((shape[1] * 2, shape[1], k, k)).astype(np.float32)
+    ref = to_np(TF.conv2d(torch.tensor(x), torch.tensor(w), None, stride, padding))
+    args = ((stride, stride), (padding, padding), (1, 1))
+    assert_close(_conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args), ref, 1e-5, "gemm")
+    assert_close(_conv.conv2d_xla(jnp.asarray(x), jnp.asarray(w), *args, 1), ref, 1e-5, "xla")
 
 
 POOL_CASES = [

@@ -5,7 +5,7 @@ and buffers are nested dicts keyed with torch's ``state_dict`` names. torch is n
 imported here (only in :mod:`funcnets.torch_io` when reading ``.pth`` files).
 """
 
-from funcnets import autograd, checkpoint, data, losses, models, nn, optim, torch_io, train
+from funcnets import autograd, checkpoint, config, data, losses, models, nn, optim, torch_io, train
 from funcnets.errors import FuncnetsError, ShapeError
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "autograd",
     "checkpoint",
+    "config",
     "data",
     "losses",
     "models",

@@ -174,6 +174,8 @@ _TORCH_NAMES = {
     "abs": "AbsBackward0",
     "tanh": "TanhBackward0",
     "logistic": "SigmoidBackward0",
+    "custom_jvp_call[relu]": "ReluBackward0",  # jax.nn.relu = torch.relu
+    "custom_vjp_call[max]": "MyReLUBackward",  # the tutorial's MyReLU
 }
 
 
@@ -199,12 +201,16 @@ class Graph:
 
     def _label(self, eqn: Any) -> str:
         name = eqn.primitive.name
-        sub = eqn.params.get("name")  # pjit / custom_jvp wrappers carry the function name
+        sub = eqn.params.get("name")  # pjit wrappers carry the function name
+        inner = eqn.params.get("call_jaxpr")  # custom_jvp/vjp calls: name them by their body
         if sub:
             name = f"{name}[{sub}]"
+        elif inner is not None:
+            body = getattr(inner, "jaxpr", inner)
+            name = f"{name}[{'+'.join(e.params.get('name') or e.primitive.name for e in body.eqns)}]"
         elif name == "integer_pow":
             name = f"integer_pow[y={eqn.params['y']}]"
-        torch_name = _TORCH_NAMES.get(eqn.primitive.name)
+        torch_name = _TORCH_NAMES.get(name.split("[y=")[0], _TORCH_NAMES.get(eqn.primitive.name))
         shape = tuple(eqn.outvars[0].aval.shape)
         text = f"{name} -> {shape}"
         return f"{text}  ({torch_name})" if torch_name else text
