@@ -237,3 +237,20 @@ def test_replace_layer_one_liner():
     assert model3.layer1[0].bn1.momentum == 0.5 and state3["layer1"]["0"]["bn1"]["running_var"].shape == (64,)
     with pytest.raises(KeyError, match="no submodule 'head'"):
         nn.replace(model, params, state, "head", nn.Linear(512, 10), jax.random.PRNGKey(1))
+
+
+def test_conv_lowering_context_forces_and_resets():
+    x = jnp.asarray(RNG.standard_normal((2, 4, 12, 12)), jnp.float32)
+    w = jnp.asarray(RNG.standard_normal((8, 4, 3, 3)), jnp.float32)
+    shape_args = (x.shape, w.shape, (1, 1), (1, 1), (1, 1), 1)
+    assert not _conv.use_gemm(*shape_args)  # 144 output pixels: XLA's conv by default
+    with nn.conv_lowering("gemm"):
+        assert _conv.use_gemm(*shape_args)
+        forced = jax.jit(lambda x, w: F.conv2d(x, w, padding=1))(x, w)
+    assert not _conv.use_gemm(*shape_args)
+    assert_close(forced, F.conv2d(x, w, padding=1), 1e-5, "forced gemm")
+    with nn.conv_lowering("xla"):
+        assert not _conv.use_gemm((2, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    with pytest.raises(ValueError, match="must be 'auto', 'gemm' or 'xla'"):
+        with nn.conv_lowering("fast"):
+            pass

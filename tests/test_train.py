@@ -173,3 +173,15 @@ def test_keeps_only_the_newest_checkpoints(tmp_path):
         save_checkpoint(tmp_path, ts._replace(step=jnp.int32(s)), keep=2)
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000003", "step_00000004"]
     assert os.path.basename(latest_checkpoint(tmp_path)) == "step_00000004"
+
+
+def test_callers_arrays_survive_donation():
+    model, opt = LeNet(), optim.sgd(0.1)
+    params, state = model.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    ts = train.create_train_state(params, state, opt, key)
+    step = train.make_train_step(train.supervised_loss(model), opt)  # donates ts
+    xs, ys = _data(1)
+    step(ts, (xs[0], ys[0]))
+    jax.random.fold_in(key, 1)  # would raise "Buffer has been deleted or donated"
+    assert float(jnp.sum(params["fc1"]["weight"])) == float(jnp.sum(params["fc1"]["weight"]))

@@ -166,7 +166,7 @@ _TORCH_NAMES = {
     "conv_general_dilated": "ConvolutionBackward0",
     "reduce_sum": "SumBackward1",
     "reduce_max": "MaxBackward1",
-    "reduce_window_max": "MaxPool2DWithIndicesBackward0",
+    "select_n": "WhereBackward0",
     "reshape": "ViewBackward0",
     "transpose": "TBackward0",
     "broadcast_in_dim": "ExpandBackward0",

@@ -22,6 +22,7 @@ from jax import lax
 
 from funcnets._typing import Array, Params, PRNGKey, State
 from funcnets.losses import cross_entropy
+from funcnets.nn._conv import conv_lowering
 from funcnets.nn.module import Module
 from funcnets.optim import merge, split
 
@@ -54,9 +55,14 @@ def create_train_state(
     key: PRNGKey,
     trainable: frozenset[str] | None = None,
 ) -> TrainState:
-    """The state before the first step; optimizer state only for ``trainable``."""
+    """The state before the first step; optimizer state only for ``trainable``.
+
+    The arrays are copied: the train step donates its input state, and the caller's
+    ``params``/``key`` must stay usable afterwards.
+    """
+    params, model_state, key = jax.tree_util.tree_map(jnp.copy, (params, model_state or {}, key))
     train_p = params if trainable is None else split(params, trainable)[0]
-    return TrainState(params, model_state or {}, optimizer.init(train_p), jnp.zeros([], jnp.int32), key)
+    return TrainState(params, model_state, optimizer.init(train_p), jnp.zeros([], jnp.int32), key)
 
 
 def supervised_loss(model: Module, criterion: Callable[[Array, Array], Array] = cross_entropy) -> LossFn:
@@ -121,7 +127,14 @@ def make_train_epoch(
     returned metrics are stacked per step. Same result as calling the step in a loop.
     """
     step = _step_fn(loss_fn, optimizer, trainable)
-    return jax.jit(lambda ts, batches: lax.scan(step, ts, batches), donate_argnums=(0,) if donate else ())
+
+    def epoch(ts, batches):
+        # XLA:CPU's convolution is pathological inside a loop body (see nn/_conv.py)
+        lowering = "gemm" if jax.default_backend() == "cpu" else "auto"
+        with conv_lowering(lowering):
+            return lax.scan(step, ts, batches)
+
+    return jax.jit(epoch, donate_argnums=(0,) if donate else ())
 
 
 @partial(jax.jit, static_argnames=("model",))

@@ -1,6 +1,7 @@
 """``torch.nn`` as pure functions: layers (frozen dataclasses) and ``functional``."""
 
 from funcnets.nn import functional
+from funcnets.nn._conv import conv_lowering
 from funcnets.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -18,6 +19,7 @@ from funcnets.nn.module import Module, Scope, replace
 
 __all__ = [
     "functional",
+    "conv_lowering",
     "Module",
     "Scope",
     "replace",

@@ -19,9 +19,19 @@ So on CPU an output map of at most ``GEMM_MAX_PIXELS`` pixels is computed as one
 over im2col patches built from strided slices (their gradient is a cheap pad-and-add),
 and larger maps use XLA's convolution. Both compute the same cross-correlation in
 float32 with float32 accumulation. On GPU XLA's (cuDNN) convolution is always used.
+
+Inside a loop (``lax.scan``/``while``) XLA:CPU's convolution is far worse still: a
+ResNet-18 train step took 1425 ms in a scanned epoch with XLA convs, 92 ms with GEMM
+convs, 78 ms as a plain jitted step. :func:`conv_lowering` forces a lowering while a
+function is traced; ``make_train_epoch`` uses ``conv_lowering("gemm")`` on CPU, and so
+should a hand-written ``lax.scan`` over conv layers.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator, Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,10 +46,31 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar("funcnets_conv_lowering", default="auto")
+
+
+@contextlib.contextmanager
+def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
+    """Force how ``conv2d`` lowers while functions are *traced* in this block:
+    ``"auto"`` (per shape, the default), ``"gemm"`` (patches + GEMM on CPU, for groups=1)
+    or ``"xla"`` (XLA's convolution). Compiled functions keep what they were traced with.
+    """
+    if mode not in ("auto", "gemm", "xla"):
+        raise ValueError(f"conv lowering must be 'auto', 'gemm' or 'xla', got {mode!r}")
+    token = _LOWERING.set(mode)
+    try:
+        yield
+    finally:
+        _LOWERING.reset(token)
+
+
 def use_gemm(x_shape, w_shape, stride, padding, dilation, groups) -> bool:
     """Whether :func:`conv2d` takes the GEMM path for these static shapes."""
-    if groups != 1 or jax.default_backend() != "cpu":
+    mode = _LOWERING.get()
+    if groups != 1 or mode == "xla" or jax.default_backend() != "cpu":
         return False
+    if mode == "gemm":
+        return True
     oh = _out_size(x_shape[2], w_shape[2], stride[0], padding[0], dilation[0])
     ow = _out_size(x_shape[3], w_shape[3], stride[1], padding[1], dilation[1])
     return oh * ow <= GEMM_MAX_PIXELS

