@@ -19,7 +19,7 @@ import numpy as np
 
 from funcnets.errors import FuncnetsError
 
-__all__ = ["Split", "load_digits", "read_idx", "load_mnist", "resize_images"]
+__all__ = ["Split", "load_digits", "read_idx", "load_mnist", "resize_images", "random_shift"]
 
 
 class Split(NamedTuple):
@@ -113,3 +113,18 @@ def load_mnist(directory: str | os.PathLike, size: int = 32, channels: int = 1) 
         images("t10k-images-idx3-ubyte"),
         read_idx(find("t10k-labels-idx1-ubyte")).astype(np.int32),
     )
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each image by up to ``max_shift`` pixels in each direction (zero fill).
+
+    ``x: (N, C, H, W) -> (N, C, H, W)``; the usual augmentation for digit images.
+    """
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+    dy = rng.integers(0, 2 * max_shift + 1, n)[:, None] + np.arange(h)[None]  # (N, H) source rows
+    dx = rng.integers(0, 2 * max_shift + 1, n)[:, None] + np.arange(w)[None]  # (N, W) source cols
+    rows = padded[np.arange(n)[:, None, None], :, dy[:, :, None], dx[:, None, :]]  # (N, H, W, C)
+    return np.ascontiguousarray(rows.transpose(0, 3, 1, 2))

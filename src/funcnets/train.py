@@ -25,6 +25,7 @@ from funcnets.losses import cross_entropy
 from funcnets.nn._conv import conv_lowering
 from funcnets.nn.module import Module
 from funcnets.optim import merge, split
+from funcnets.parallel import batch_norm_mode
 
 __all__ = [
     "TrainState",
@@ -81,8 +82,13 @@ def supervised_loss(model: Module, criterion: Callable[[Array, Array], Array] = 
     return loss_fn
 
 
-def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable: frozenset[str] | None):
+def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable: frozenset[str] | None,
+             batch_norm: str = "sync"):
     def step(ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        with batch_norm_mode(batch_norm):
+            return _step(ts, batch)
+
+    def _step(ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         key, sub = jax.random.split(ts.key)
         train_p, frozen_p = (ts.params, {}) if trainable is None else split(ts.params, trainable)
 
@@ -104,13 +110,16 @@ def make_train_step(
     *,
     trainable: frozenset[str] | None = None,
     donate: bool = True,
+    batch_norm: str = "sync",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """A jitted ``step(train_state, batch) -> (train_state, metrics)``.
 
     With ``donate=True`` the input train state's buffers are reused for the output (do
-    not use the old state after the call).
+    not use the old state after the call). The same step runs data-parallel when its
+    inputs are sharded (:mod:`funcnets.parallel`); ``batch_norm`` is ``"sync"``
+    (global statistics, SyncBatchNorm) or ``"per-device"`` (DDP's per-replica BatchNorm).
     """
-    step = _step_fn(loss_fn, optimizer, trainable)
+    step = _step_fn(loss_fn, optimizer, trainable, batch_norm)
     return jax.jit(step, donate_argnums=(0,) if donate else ())
 
 
@@ -120,13 +129,14 @@ def make_train_epoch(
     *,
     trainable: frozenset[str] | None = None,
     donate: bool = True,
+    batch_norm: str = "sync",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Many steps as one XLA program (``lax.scan``): ``epoch(train_state, batches)``.
 
     ``batches`` has a leading steps axis on every leaf (``x: (steps, N, ...)``); the
     returned metrics are stacked per step. Same result as calling the step in a loop.
     """
-    step = _step_fn(loss_fn, optimizer, trainable)
+    step = _step_fn(loss_fn, optimizer, trainable, batch_norm)
 
     def epoch(ts, batches):
         # XLA:CPU's convolution is pathological inside a loop body (see nn/_conv.py)

@@ -7,8 +7,10 @@ update buffers in torch (``batch_norm``) return the new buffers instead.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,7 @@ __all__ = [
     "flatten",
     "log_softmax",
     "softmax",
+    "batch_norm_groups",
 ]
 
 IntOr2 = int | Sequence[int]
@@ -209,6 +212,22 @@ def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
     return jnp.einsum("oh,nchw,pw->ncop", ah, x, aw)
 
 
+_BN_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar("funcnets_bn_groups", default=1)
+
+
+@contextlib.contextmanager
+def batch_norm_groups(groups: int) -> Iterator[None]:
+    """While tracing, training-mode ``batch_norm`` splits the batch into ``groups``
+    equal sub-batches with their own statistics (DDP's per-replica BatchNorm; see
+    :mod:`funcnets.parallel`). The running statistics follow the first group, as DDP
+    keeps rank 0's buffers."""
+    token = _BN_GROUPS.set(groups)
+    try:
+        yield
+    finally:
+        _BN_GROUPS.reset(token)
+
+
 def batch_norm(
     x: Array,
     running_mean: Array | None,
@@ -232,6 +251,9 @@ def batch_norm(
     """
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
+    groups = _BN_GROUPS.get()
+    if training and groups > 1:
+        return _grouped_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, groups)
     if training:
         n = math.prod(x.shape[i] for i in axes)
         if n <= 1:
@@ -253,6 +275,28 @@ def batch_norm(
         y = y * weight.reshape(shape)
     if bias is not None:
         y = y + bias.reshape(shape)
+    return y, running_mean, running_var
+
+
+def _grouped_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, groups):
+    if x.shape[0] % groups:
+        raise ValueError(f"per-device BatchNorm: batch {x.shape[0]} does not split into {groups} equal parts")
+    xg = x.reshape((groups, x.shape[0] // groups) + x.shape[1:])  # (G, N/G, C, ...)
+    axes = (1,) + tuple(range(3, xg.ndim))
+    n = math.prod(xg.shape[i] for i in axes)
+    if n <= 1:
+        raise ValueError("Expected more than 1 value per channel when training (per device)")
+    mean, var = jnp.mean(xg, axis=axes, keepdims=True), jnp.var(xg, axis=axes, keepdims=True)
+    y = ((xg - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    if running_mean is not None:
+        m0, v0 = mean.reshape(groups, -1)[0], var.reshape(groups, -1)[0]
+        running_mean = (1 - momentum) * running_mean + momentum * m0
+        running_var = (1 - momentum) * running_var + momentum * v0 * (n / (n - 1))
     return y, running_mean, running_var
 
 

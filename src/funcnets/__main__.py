@@ -1,0 +1,3 @@
+from funcnets.cli import main
+
+raise SystemExit(main())
