@@ -69,7 +69,7 @@ def run(out: Path, parity: bool = True) -> int:
     _, history = recipes.fit(rn, params, state, split64, optim.sgd(1e-2, momentum=0.9), epochs=2, batch_size=32,
                              trainable=trainable, desc="ResNet-18 head")
     print(f"held-out accuracy with a frozen random trunk: {history[-1]['test_accuracy']:.2%} "
-          f"({time.perf_counter() - t:.1f} s; only {len(trainable)} of 62 parameters trained)")
+          f"({time.perf_counter() - t:.1f} s; only {len(trainable)} of {len(rn.parameters(params))} parameters trained)")
 
     if parity:
         _section("5. parity with the installed PyTorch (same weights, same inputs)")
