@@ -24,6 +24,7 @@ from funcnets import nn, optim, torch_io, train
 from funcnets.config import enable_compilation_cache
 from funcnets.data import load_digits
 from funcnets.models import resnet18
+from funcnets.benchmark import resnet_step_fns
 from funcnets.timing import interleaved
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]  # ImageNet statistics
@@ -61,49 +62,18 @@ def finetune(weights: str | None = None, epochs: int = 4, batch_size: int = 32, 
 
 
 def time_freezing(batch: int = 8, size: int = 64, repeats: int = 10) -> dict[str, float]:
-    """Median ms of a full and a frozen-trunk SGD step, funcnets and (if present) torch."""
-    key = jax.random.PRNGKey(0)
-    model, params, state = build(None, key)
-    x = jnp.asarray(np.random.default_rng(0).random((batch, 3, size, size), np.float32))
-    y = jnp.arange(batch, dtype=jnp.int32) % 10
-    opt = optim.sgd(1e-2, momentum=0.9)
+    """Median ms of a full and a frozen-trunk SGD step, funcnets and torch, interleaved."""
     fns = {}
-    for name, trainable in (("funcnets full", None), ("funcnets frozen", optim.select(params, include="fc"))):
-        step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable, donate=False)
-        ts = train.create_train_state(params, state, opt, key, trainable)
-        fns[name] = lambda step=step, ts=ts: step(ts, (x, y))
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        torch = None
-    if torch is not None:
-        for name, frozen in (("torch full", False), ("torch frozen", True)):
-            tm = torchvision.models.resnet18()
-            if frozen:
-                for p in tm.parameters():
-                    p.requires_grad = False
-            tm.fc = torch.nn.Linear(512, 10)
-            topt = torch.optim.SGD([p for p in tm.parameters() if p.requires_grad], lr=1e-2, momentum=0.9)
-            tx, ty = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y)).long()
-
-            def tstep(tm=tm, topt=topt, tx=tx, ty=ty):
-                topt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(tm(tx), ty)
-                loss.backward()
-                topt.step()
-                return loss
-
-            fns[name] = tstep
+    for kind, frozen in (("full", False), ("frozen", True)):
+        for lib, fn in resnet_step_fns(batch, size, frozen).items():
+            fns[f"{lib} {kind}"] = fn
     ms = interleaved(fns, repeats=repeats)
     print(f"\nResNet-18 train step, batch {batch}, 3×{size}×{size} (median of {repeats}, interleaved):")
     for lib in ("funcnets", "torch"):
-        if f"{lib} full" in ms:
-            full, frozen = ms[f"{lib} full"], ms[f"{lib} frozen"]
-            print(f"  {lib:<8} full {full:7.1f} ms   frozen trunk {frozen:6.1f} ms   freezing gains {full / frozen:.1f}×")
-    if "torch full" in ms:
-        print(f"  funcnets vs torch: full step {ms['torch full'] / ms['funcnets full']:.2f}×, "
-              f"frozen step {ms['torch frozen'] / ms['funcnets frozen']:.2f}× faster")
+        full, frozen = ms[f"{lib} full"], ms[f"{lib} frozen"]
+        print(f"  {lib:<8} full {full:7.1f} ms   frozen trunk {frozen:6.1f} ms   freezing gains {full / frozen:.1f}×")
+    print(f"  funcnets vs torch: full step {ms['torch full'] / ms['funcnets full']:.2f}×, "
+          f"frozen step {ms['torch frozen'] / ms['funcnets frozen']:.2f}× faster")
     return ms
 
 
@@ -112,7 +82,7 @@ def main() -> None:
     parser.add_argument("--weights", help="local torchvision resnet18 .pth or .safetensors")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--no-timing", action="store_true", help="skip the freezing speed comparison")
+    parser.add_argument("--no-timing", action="store_true", help="skip the freezing speed comparison (needs torch)")
     args = parser.parse_args()
     enable_compilation_cache()
     finetune(args.weights, args.epochs, args.batch_size)

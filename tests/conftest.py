@@ -4,6 +4,15 @@ collection fails (CI must run parity for real, never skip it)."""
 import jax
 import pytest
 
+try:  # parity is the point of this suite: without torch it must fail, not skip
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError as e:
+    raise pytest.UsageError(
+        f"the parity tests need PyTorch and torchvision ({e}). Install them with "
+        f"pip install -e '.[test]' (torch==2.14.1, torchvision==0.29.1)."
+    ) from None
+
 
 @pytest.fixture
 def x64():

@@ -1,0 +1,278 @@
+"""The benchmark suite: funcnets against PyTorch (eager, and torch.compile where it
+works) on the tutorial's workloads, in the same process, interleaved, medians,
+warm-up excluded (:func:`funcnets.timing.interleaved`).
+
+    funcnets bench --json results.json --plot ratios.png
+    python benchmarks/run.py ...      (the same)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnets import nn, optim, train
+from funcnets.models import LeNet, resnet18, two_layer
+from funcnets.timing import interleaved
+
+__all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "machine"]
+
+
+class Result(NamedTuple):
+    name: str
+    torch_ms: float
+    funcnets_ms: float
+    torch_compile_ms: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        """How many times faster funcnets is than torch eager (torch_ms / funcnets_ms)."""
+        return self.torch_ms / self.funcnets_ms
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    dev = jax.devices()[0]
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax_device": f"{dev.platform} ({dev.device_kind})",
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+# ----------------------------------------------------------------------------- builders
+def _threaded(step, ts, batch):
+    """A callable that advances the train state, so donated buffers are never reused."""
+    box = [ts]
+
+    def call():
+        box[0], metrics = step(box[0], batch)
+        return metrics
+
+    return call
+
+
+def _torch_step(torch, model, params, x, y, compile_: bool = False):
+    opt = torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return torch.compile(step) if compile_ else step
+
+
+def resnet_step_fns(batch: int, size: int = 64, frozen: bool = False, torch_compile: bool = False) -> dict[str, Callable]:
+    """``{"funcnets": ..., "torch": ..., ["torch.compile": ...]}`` one SGD(momentum) train
+    step each of ResNet-18 with a 10-class head; ``frozen`` trains only ``fc``."""
+    import torch
+    import torchvision
+
+    key = jax.random.PRNGKey(0)
+    model = resnet18()
+    params, state = model.init(key)
+    model, params, state = nn.replace(model, params, state, "fc", nn.Linear(512, 10), key)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 3, size, size), np.float32)
+    y = (np.arange(batch) % 10).astype(np.int32)
+    opt = optim.sgd(1e-2, momentum=0.9)
+    trainable = optim.select(params, include="fc") if frozen else None
+    step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable)
+    fns = {"funcnets": _threaded(step, train.create_train_state(params, state, opt, key, trainable),
+                                 (jnp.asarray(x), jnp.asarray(y)))}
+    variants = [("torch", False)] + ([("torch.compile", True)] if torch_compile else [])
+    for name, compile_ in variants:
+        tm = torchvision.models.resnet18()
+        if frozen:
+            for p in tm.parameters():
+                p.requires_grad = False
+        tm.fc = torch.nn.Linear(512, 10)
+        fns[name] = _torch_step(torch, tm, [p for p in tm.parameters() if p.requires_grad],
+                                torch.from_numpy(x), torch.from_numpy(y).long(), compile_)
+    return fns
+
+
+def lenet_step_fns(batch: int = 64, torch_compile: bool = False) -> dict[str, Callable]:
+    import torch
+
+    from funcnets.parity import torch_lenet
+
+    key = jax.random.PRNGKey(0)
+    model = LeNet()
+    params, state = model.init(key)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((batch, 1, 32, 32), np.float32), rng.integers(0, 10, batch).astype(np.int32)
+    opt = optim.sgd(1e-2, momentum=0.9)
+    step = train.make_train_step(train.supervised_loss(model), opt)
+    fns = {"funcnets": _threaded(step, train.create_train_state(params, state, opt, key), (jnp.asarray(x), jnp.asarray(y)))}
+    for name, compile_ in [("torch", False)] + ([("torch.compile", True)] if torch_compile else []):
+        tnet = torch_lenet()
+        fns[name] = _torch_step(torch, tnet, list(tnet.parameters()), torch.from_numpy(x), torch.from_numpy(y).long(), compile_)
+    return fns
+
+
+def two_layer_fns(torch_compile: bool = False) -> dict[str, Callable]:
+    """500 SGD steps of the tutorial's two-layer net (64×1000→100→10, lr=1e-6)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 1000), np.float32), rng.standard_normal((64, 10), np.float32)
+    w1, w2 = rng.standard_normal((1000, 100), np.float32), rng.standard_normal((100, 10), np.float32)
+    jw = {"w1": jnp.asarray(w1), "w2": jnp.asarray(w2)}
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def torch_step(a, b):
+        a.requires_grad_(True)
+        b.requires_grad_(True)
+        loss = (tx.mm(a).clamp(min=0).mm(b) - ty).pow(2).sum()
+        ga, gb = torch.autograd.grad(loss, (a, b))
+        return (a - 1e-6 * ga).detach(), (b - 1e-6 * gb).detach()
+
+    def loop(step):
+        def run():
+            a, b = torch.from_numpy(w1.copy()), torch.from_numpy(w2.copy())
+            for _ in range(500):
+                a, b = step(a, b)
+            return a
+
+        return run
+
+    fns = {"funcnets": lambda: two_layer.train(jw, jx, jy, 1e-6, 500)[1], "torch": loop(torch_step)}
+    if torch_compile:
+        fns["torch.compile"] = loop(torch.compile(torch_step))
+    return fns
+
+
+_FIRST_STEP = textwrap.dedent("""
+    import sys, time
+    t0 = time.perf_counter()
+    {setup}
+    t1 = time.perf_counter()
+    {step}
+    print(time.perf_counter() - t1)
+""")
+
+
+def _first_step_seconds(setup: str, step: str, env: dict[str, str]) -> float:
+    code = _FIRST_STEP.format(setup=textwrap.indent(setup, "").strip(), step=step.strip())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def first_step_times() -> dict[str, float]:
+    """Seconds for the first ResNet-18 (batch 8, 64×64) train step in a new process:
+    funcnets with an empty and with a warm persistent compilation cache, and torch."""
+    setup = (
+        "import jax, jax.numpy as jnp\n"
+        "from funcnets import config, nn, optim, train\nfrom funcnets.models import resnet18\n"
+        "config.enable_compilation_cache()\n"
+        "model = resnet18(10); params, state = model.init(jax.random.PRNGKey(0))\n"
+        "opt = optim.sgd(1e-2, momentum=0.9)\n"
+        "ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(0))\n"
+        "x = jnp.zeros((8, 3, 64, 64)); y = jnp.zeros((8,), jnp.int32); jax.block_until_ready((ts, x))"
+    )
+    step = ("out = train.make_train_step(train.supervised_loss(model), opt)(ts, (x, y)); jax.block_until_ready(out)")
+    torch_setup = (
+        "import torch, torchvision\nm = torchvision.models.resnet18(num_classes=10)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=1e-2, momentum=0.9)\n"
+        "x = torch.zeros(8, 3, 64, 64); y = torch.zeros(8, dtype=torch.long)"
+    )
+    torch_step = "opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"FUNCNETS_COMPILATION_CACHE": cache}
+        cold = _first_step_seconds(setup, step, env)
+        warm = _first_step_seconds(setup, step, env)
+    return {"funcnets_cold": cold, "funcnets_warm": warm, "torch": _first_step_seconds(torch_setup, torch_step, {})}
+
+
+# ----------------------------------------------------------------------------- suite
+WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict, int]] = {
+    # name: (builder, builder kwargs, calls per timing sample)
+    "two-layer net, 500 SGD steps (64x1000->100->10)": (two_layer_fns, {}, 1),
+    "LeNet train step, batch 64, SGD": (lenet_step_fns, {"batch": 64}, 1),
+    "ResNet-18 train step, batch 8, 3x64x64": (resnet_step_fns, {"batch": 8}, 1),
+    "ResNet-18 train step, batch 32, 3x64x64": (resnet_step_fns, {"batch": 32}, 1),
+    "ResNet-18 frozen-trunk step, batch 8": (resnet_step_fns, {"batch": 8, "frozen": True}, 1),
+}
+
+
+def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int = 15,
+        first_step: bool = True, log: Callable[[str], None] = print) -> list[Result]:
+    results = []
+    for name, (builder, kwargs, _) in WORKLOADS.items():
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
+        log(f"running: {name}")
+        fns = builder(**kwargs)
+        ms = interleaved(fns, repeats=repeats)
+        compiled = None
+        if torch_compile:
+            try:  # torch.compile needs a working C++ toolchain; report n/a where it fails
+                cfns = builder(**kwargs, torch_compile=True)
+                compiled = interleaved({"torch.compile": cfns["torch.compile"]}, repeats=repeats)["torch.compile"]
+            except Exception as e:  # noqa: BLE001
+                log(f"  torch.compile unavailable: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        results.append(Result(name, ms["torch"], ms["funcnets"], compiled))
+    if first_step and (not only or any("first" in o.lower() for o in only)):
+        log("running: ResNet-18 first step in a new process")
+        t = first_step_times()
+        results.append(Result("ResNet-18 first step, new process (compile), cold cache", t["torch"] * 1e3, t["funcnets_cold"] * 1e3))
+        results.append(Result("ResNet-18 first step, new process, warm compilation cache", t["torch"] * 1e3, t["funcnets_warm"] * 1e3))
+    return results
+
+
+def format_table(results: list[Result]) -> str:
+    w = max(len(r.name) for r in results) if results else 10
+    lines = [f"{'workload':<{w}}  {'torch eager':>12}  {'torch.compile':>13}  {'funcnets':>10}  {'speed-up':>8}",
+             "-" * (w + 53)]
+    for r in results:
+        tc = f"{r.torch_compile_ms:10.1f} ms" if r.torch_compile_ms else f"{'n/a':>13}"
+        lines.append(f"{r.name:<{w}}  {r.torch_ms:9.1f} ms  {tc}  {r.funcnets_ms:7.1f} ms  {r.ratio:7.2f}×")
+    lines.append("speed-up = torch eager / funcnets (medians of interleaved runs, warm-up excluded)")
+    return "\n".join(lines)
+
+
+def write_json(results: list[Result], path: str | os.PathLike) -> None:
+    rows = [{"name": r.name, "torch_ms": r.torch_ms, "funcnets_ms": r.funcnets_ms, "ratio": r.ratio,
+             "torch_compile_ms": r.torch_compile_ms} for r in results]
+    Path(path).write_text(json.dumps({"machine": machine(), "results": rows}, indent=1))
+
+
+def plot(results: list[Result], path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(results) + 1.5))
+    names = [r.name for r in results][::-1]
+    ratios = [r.ratio for r in results][::-1]
+    ax.barh(names, ratios, color=["tab:green" if v >= 1 else "tab:red" for v in ratios])
+    ax.axvline(1.0, color="black", lw=1)
+    for i, v in enumerate(ratios):
+        ax.text(v, i, f" {v:.2f}×", va="center")
+    ax.set_xlabel("speed-up over PyTorch eager (higher is better)")
+    ax.set_title(f"funcnets vs PyTorch — {machine()['jax_device']}, {os.cpu_count()} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

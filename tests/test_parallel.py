@@ -1,0 +1,86 @@
+"""Data parallelism: 8 simulated CPU devices and 2 processes on loopback, in subprocesses
+(the device count is fixed when JAX starts; see parallel_worker.py)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcnets import nn, parallel
+from funcnets.nn import functional as F
+
+WORKER = Path(__file__).with_name("parallel_worker.py")
+
+
+def _worker(*args, devices=8, timeout=900):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    out = subprocess.run([sys.executable, str(WORKER), *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+    assert out.returncode == 0, f"{args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def test_lenet_8_devices_equal_1():
+    assert "lenet float32 8 devices vs 1" in _worker("many_equals_one", "lenet")
+
+
+def test_resnet18_syncbn_8_devices_equal_1():
+    assert "resnet float64 8 devices vs 1" in _worker("many_equals_one", "resnet")
+
+
+def test_fsdp_shards_and_matches_replicated():
+    _worker("fsdp")
+
+
+def test_per_device_batchnorm_is_ddp_semantics():
+    assert "matches torch DDP" in _worker("per_device")
+
+
+def test_two_processes_on_loopback_equal_one_process(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    procs = [
+        subprocess.Popen([sys.executable, str(WORKER), "multihost", str(i), "2", str(port), str(tmp_path / "multi.npz")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    _worker("single", tmp_path / "single.npz", devices=1)
+    multi, single = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
+    for k in single:
+        np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- in-process
+def test_grouped_batchnorm_equals_per_chunk_statistics():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3, 4, 4)))
+    w, b = jnp.array([1.0, 2.0, 0.5]), jnp.array([0.0, 0.1, -0.1])
+    with F.batch_norm_groups(4):
+        y, rm, rv = F.batch_norm(x, jnp.zeros(3), jnp.ones(3), w, b, training=True)
+    for g in range(4):
+        ref, rm0, rv0 = F.batch_norm(x[2 * g: 2 * g + 2], jnp.zeros(3), jnp.ones(3), w, b, training=True)
+        np.testing.assert_allclose(y[2 * g: 2 * g + 2], ref, rtol=1e-5, atol=1e-6)
+        if g == 0:  # running statistics follow the first replica (DDP keeps rank 0's buffers)
+            np.testing.assert_allclose(rm, rm0, rtol=1e-6)
+            np.testing.assert_allclose(rv, rv0, rtol=1e-6)
+
+
+def test_errors():
+    mesh = parallel.data_mesh()
+    with pytest.raises(ValueError, match="batch_norm must be 'sync' or 'per-device'"):
+        with parallel.batch_norm_mode("global"):
+            pass
+    if mesh.size > 1:  # only meaningful with several devices
+        with pytest.raises(ValueError, match="does not split evenly"):
+            parallel.shard_batch(np.zeros((mesh.size + 1, 2)), mesh)
+    with pytest.raises(ValueError, match="does not split into 3 equal parts"):
+        with F.batch_norm_groups(3):
+            nn.BatchNorm2d(2)(*nn.BatchNorm2d(2).init(jax.random.PRNGKey(0)), jnp.ones((4, 2, 2, 2)), train=True)
