@@ -19,3 +19,9 @@ def x64():
     """Run the test with float64 enabled (``jax_enable_x64``), the test of semantics."""
     with jax.enable_x64(True):
         yield
+
+
+# The CLI turns on JAX's persistent compilation cache; keep the test run out of ~/.cache.
+import os  # noqa: E402
+
+os.environ.setdefault("FUNCNETS_COMPILATION_CACHE", "0")

@@ -141,6 +141,7 @@ def cmd_train(args) -> int:
     if args.devices not in ("1", "all"):
         raise FuncnetsError(f"--devices must be '1' or 'all', got {args.devices!r}.")
     split = _load_data(args.data, args.model)
+    recipes.check_batch_size(args.batch_size, len(split.x_train))
     model, params, state = _build_model(args.model, args.weights, args.seed)
     steps = args.epochs * (len(split.x_train) // args.batch_size)
     opt = recipes.make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay, args.nesterov,

@@ -25,7 +25,7 @@ from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
 from funcnets.train import TrainState, batches, create_train_state, evaluate, make_train_epoch, supervised_loss
 
-__all__ = ["make_optimizer", "fit", "plot_history", "check_writable"]
+__all__ = ["make_optimizer", "fit", "plot_history", "check_writable", "check_batch_size"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -70,6 +70,11 @@ def check_writable(directory: str | os.PathLike) -> Path:
     return directory
 
 
+def check_batch_size(batch_size: int, n_train: int) -> None:
+    if not 0 < batch_size <= n_train:
+        raise ValueError(f"batch size must be in [1, {n_train}] (the training set size), got {batch_size}")
+
+
 def fit(
     model: Module,
     params: Any,
@@ -100,8 +105,7 @@ def fit(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if not 0 < batch_size <= len(data.x_train):
-        raise ValueError(f"batch size must be in [1, {len(data.x_train)}] (the training set size), got {batch_size}")
+    check_batch_size(batch_size, len(data.x_train))
     key = jax.random.PRNGKey(seed)
     ts = create_train_state(params, state, optimizer, key, trainable)
     history: list[dict] = []
