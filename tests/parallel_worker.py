@@ -183,6 +183,17 @@ def check_single_reference(out):
     np.savez(out, **{k: np.asarray(v) for k, v in flatten(ts.params).items()})
 
 
+def check_cli_devices_all(out):
+    """`funcnets train --devices all` trains data-parallel over the 8 devices."""
+    from funcnets.cli import main
+
+    assert main(["train", "--devices", "all", "--epochs", "2", "--batch-size", "64", "--out", out, "--no-progress"]) == 0
+    import json
+
+    history = json.loads(open(os.path.join(out, "history.json")).read())
+    assert history[-1]["test_accuracy"] > 0.5, history
+
+
 if __name__ == "__main__":
     check, *args = sys.argv[1:]
     if check == "many_equals_one":
@@ -193,6 +204,8 @@ if __name__ == "__main__":
         check_per_device_matches_torch_ddp()
     elif check == "multihost":
         check_multihost(int(args[0]), int(args[1]), int(args[2]), args[3])
+    elif check == "cli":
+        check_cli_devices_all(args[0])
     elif check == "single":
         check_single_reference(args[0])
     else:

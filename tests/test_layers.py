@@ -106,6 +106,14 @@ def test_max_pool2d_gradient_at_ties_goes_to_one_element():
     assert float(jnp.sum(g)) == 4.0 and float(jnp.max(g)) == 1.0  # not split 0.25 each
 
 
+def test_max_pool2d_propagates_nan_like_torch():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    ref = to_np(TF.max_pool2d(torch.tensor(x), 2))
+    np.testing.assert_array_equal(F.max_pool2d(jnp.asarray(x), 2), ref)
+    assert np.isnan(ref[0, 0, 0, 0])
+
+
 @pytest.mark.parametrize(
     "k,s,p,ceil,cip",
     [(2, None, 0, False, True), (3, 2, 1, False, True), (3, 2, 1, False, False), (3, 2, 1, True, True), (3, 2, 1, True, False), (2, 3, 1, True, True), ((3, 2), (2, 1), (1, 0), True, False)],

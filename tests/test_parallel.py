@@ -33,6 +33,10 @@ def test_resnet18_syncbn_8_devices_equal_1():
     assert "resnet float64 8 devices vs 1" in _worker("many_equals_one", "resnet")
 
 
+def test_cli_devices_all(tmp_path):
+    _worker("cli", tmp_path)
+
+
 def test_fsdp_shards_and_matches_replicated():
     _worker("fsdp")
 

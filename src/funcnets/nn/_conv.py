@@ -102,6 +102,18 @@ def conv2d_xla(x, w, stride, padding, dilation, groups):
     )
 
 
+def window_views(xp: Array, kernel, stride, dilation, out_hw) -> list[Array]:
+    """The ``kH·kW`` strided views of a padded ``(N, C, H, W)`` input, one per kernel
+    offset in row-major (i, j) order, each ``(N, C, H', W')``: im2col's columns, and
+    the candidates of a pooling window."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    return [
+        xp[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
 def conv2d_gemm(x, w, stride, padding, dilation):
     """im2col + one GEMM: patches ``(N, C·kH·kW, H'·W')`` in OIHW's (c, i, j) order, so
     the weight reshapes to ``(C_out, C·kH·kW)`` with no transpose."""
@@ -110,11 +122,7 @@ def conv2d_gemm(x, w, stride, padding, dilation):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     xp = jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    cols = [
-        xp[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]
+    cols = window_views(xp, (kh, kw), stride, dilation, (oh, ow))
     patches = jnp.stack(cols, axis=2).reshape(n, c * kh * kw, oh * ow)
     # one (C_out × K) @ (K × N·H'·W') product; a per-image batched GEMM is slower on CPU
     y = jnp.einsum("ok,nkp->onp", w.reshape(o, c * kh * kw), patches)

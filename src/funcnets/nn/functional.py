@@ -153,10 +153,8 @@ def max_pool2d(
     oh = (xp.shape[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
     ow = (xp.shape[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1
     out = None
-    for i in range(k[0]):
-        for j in range(k[1]):
-            t = xp[:, :, i * d[0] : i * d[0] + (oh - 1) * s[0] + 1 : s[0], j * d[1] : j * d[1] + (ow - 1) * s[1] + 1 : s[1]]
-            out = t if out is None else jnp.where((t > out) | jnp.isnan(t), t, out)  # NaN propagates, as in torch
+    for t in _conv.window_views(xp, k, s, d, (oh, ow)):
+        out = t if out is None else jnp.where((t > out) | jnp.isnan(t), t, out)  # NaN propagates, as in torch
     return out
 
 
