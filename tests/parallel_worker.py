@@ -59,23 +59,24 @@ def check_many_equals_one(name):
     """
     assert jax.device_count() == 8, jax.devices()
     model, shape = (LeNet(), (1, 32, 32)) if name == "lenet" else (resnet18(10), (3, 32, 32))
+    batch = 16
     mesh = parallel.data_mesh()
     first = jax.devices()[0]
     lr = float(os.environ.get("LR", 0.05 if name == "lenet" else 0.002))
     with jax.enable_x64(True):
         with jax.default_device(first):
-            ref64 = _run(model, 20, shape, None, np.float64, lr=lr)
-        _compare(_run(model, 20, shape, mesh, np.float64, lr=lr), ref64, 1e-12, f"{name} float64 8 devices vs 1")
+            ref64 = _run(model, 20, shape, None, np.float64, lr=lr, batch=batch)
+        _compare(_run(model, 20, shape, mesh, np.float64, lr=lr, batch=batch), ref64, 1e-12, f"{name} float64 8 devices vs 1")
         ref64 = jax.device_get(ref64)
     with jax.default_device(first):
-        single = _run(model, 20, shape, None, np.float32, lr=lr)
-    many = _run(model, 20, shape, mesh, np.float32, lr=lr)
+        single = _run(model, 20, shape, None, np.float32, lr=lr, batch=batch)
+    many = _run(model, 20, shape, mesh, np.float32, lr=lr, batch=batch)
     spec = many.params["fc3" if name == "lenet" else "fc"]["weight"].sharding
     assert len(spec.device_set) == 8, spec
     if name == "lenet":
         _compare(many, single, 1e-6, "lenet float32 8 devices vs 1")
         return
-    x = np.random.default_rng(5).standard_normal((16,) + shape).astype(np.float32)
+    x = np.random.default_rng(5).standard_normal((batch,) + shape).astype(np.float32)
     params, state = model.init(jax.random.PRNGKey(0))
     y1 = model(params, state, jnp.asarray(x), train=True)[0]
     y8 = jax.jit(lambda p, s, x: model(p, s, x, train=True)[0])(params, state, parallel.shard_batch(x, mesh))

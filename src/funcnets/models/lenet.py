@@ -7,7 +7,7 @@ Spatial sizes: 32 → 30 → 15 → 13 → 6, so fc1 sees 16·6·6 = 576 feature
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from funcnets.errors import ShapeError
 from funcnets.nn import functional as F
@@ -28,23 +28,19 @@ class LeNet(Module):
 
     num_classes: int = 10
     in_channels: int = 1
-    conv1: Conv2d = None  # type: ignore[assignment]
-    conv2: Conv2d = None  # type: ignore[assignment]
-    fc1: Linear = None  # type: ignore[assignment]
-    fc2: Linear = None  # type: ignore[assignment]
-    fc3: Linear = None  # type: ignore[assignment]
+    conv1: Conv2d = field(init=False)
+    conv2: Conv2d = field(init=False)
+    fc1: Linear = field(init=False)
+    fc2: Linear = field(init=False)
+    fc3: Linear = field(init=False)
 
     def __post_init__(self):
-        defaults = {
-            "conv1": Conv2d(self.in_channels, 6, 3),
-            "conv2": Conv2d(6, 16, 3),
-            "fc1": Linear(16 * 6 * 6, 120),
-            "fc2": Linear(120, 84),
-            "fc3": Linear(84, self.num_classes),
-        }
-        for name, layer in defaults.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, layer)
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("conv1", Conv2d(self.in_channels, 6, 3))
+        set_("conv2", Conv2d(6, 16, 3))
+        set_("fc1", Linear(16 * 6 * 6, 120))
+        set_("fc2", Linear(120, 84))
+        set_("fc3", Linear(84, self.num_classes))
 
     def apply(self, params, state, x, *, train=False, key=None):
         s = Scope(params, state, train, key)
