@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from funcnets import nn, optim, torch_io, train

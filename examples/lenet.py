@@ -9,7 +9,6 @@ and take one SGD step with lr=0.01.
 """
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from funcnets import losses, optim

@@ -7,7 +7,7 @@ the same comparisons to stated tolerances. The tutorial's torch models live here
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
