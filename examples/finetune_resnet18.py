@@ -19,10 +19,9 @@ import argparse
 import jax
 import numpy as np
 
-from funcnets import nn, optim, torch_io, train
+from funcnets import optim, recipes, train
 from funcnets.config import enable_compilation_cache
 from funcnets.data import load_digits
-from funcnets.models import resnet18
 from funcnets.benchmark import resnet_step_fns
 from funcnets.timing import interleaved
 
@@ -30,23 +29,13 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]  # Image
 STD = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
 
 
-def build(weights: str | None, key):
-    model = resnet18()
-    if weights:
-        params, state, *_ = torch_io.load_weights(weights, model)
-        print(f"loaded weights from {weights}")
-    else:
-        params, state = model.init(key)
-        print("note: no --weights given, so the trunk is torchvision-style random init "
-              "(pass a local resnet18 .pth/.safetensors for pretrained features)")
-    # model.fc = nn.Linear(512, 10)
-    return nn.replace(model, params, state, "fc", nn.Linear(512, 10), jax.random.fold_in(key, 1))
-
-
 def finetune(weights: str | None = None, epochs: int = 4, batch_size: int = 32, seed: int = 0, lr: float = 1e-2):
     """Train only the new head; returns (model, train_state, held-out accuracy)."""
     key = jax.random.PRNGKey(seed)
-    model, params, state = build(weights, key)
+    if not weights:
+        print("note: no --weights given, so the trunk is torchvision-style random init "
+              "(pass a local resnet18 .pth/.safetensors for pretrained features)")
+    model, params, state = recipes.build_model("resnet18", weights, seed)  # model.fc = nn.Linear(512, 10)
     data = load_digits(size=64, channels=3, seed=seed)
     x_train, x_test = (data.x_train - MEAN) / STD, (data.x_test - MEAN) / STD
     trainable = optim.select(params, include="fc")  # requires_grad=False for everything else

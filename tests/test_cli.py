@@ -136,3 +136,14 @@ def test_compilation_cache_is_written_and_can_be_turned_off(tmp_path):
     env["FUNCNETS_COMPILATION_CACHE"] = "0"
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[0] == "None"
+
+
+@pytest.mark.slow
+def test_demo_main_job(tmp_path, capsys):
+    """The README's main job (its parity section is covered by test_parity_command)."""
+    code, out, _ = _run(capsys, "demo", "--out", str(tmp_path), "--no-parity")
+    assert code == 0
+    assert "a.grad = [36. 81.]" in out and "step 499: loss" in out
+    lenet = float(out.split("held-out accuracy: ")[1].split("%")[0])
+    assert lenet >= 97.0, out
+    assert (tmp_path / "lenet_curves.png").is_file() and (tmp_path / "lenet.safetensors").is_file()

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnets import nn, optim, train
-from funcnets.models import LeNet, resnet18, two_layer
+from funcnets import optim, train
+from funcnets.models import LeNet, two_layer
 from funcnets.timing import interleaved
 
 __all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "machine"]
@@ -87,10 +87,10 @@ def resnet_step_fns(batch: int, size: int = 64, frozen: bool = False, torch_comp
     import torch
     import torchvision
 
+    from funcnets.recipes import build_model
+
     key = jax.random.PRNGKey(0)
-    model = resnet18()
-    params, state = model.init(key)
-    model, params, state = nn.replace(model, params, state, "fc", nn.Linear(512, 10), key)
+    model, params, state = build_model("resnet18")
     rng = np.random.default_rng(0)
     x = rng.random((batch, 3, size, size), np.float32)
     y = (np.arange(batch) % 10).astype(np.int32)

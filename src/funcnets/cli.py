@@ -15,7 +15,7 @@ from pathlib import Path
 
 from funcnets.errors import FuncnetsError
 
-MODELS = ("lenet", "resnet18", "resnet34")
+from funcnets.recipes import MODELS
 
 
 def _positive(kind):
@@ -111,25 +111,6 @@ def _load_data(spec: str, model_name: str):
     return data.load_mnist(path, size=size, channels=channels)
 
 
-def _build_model(name: str, weights: str | None, seed: int):
-    import jax
-
-    from funcnets import models, nn, torch_io
-
-    if name not in MODELS:
-        raise FuncnetsError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
-    key = jax.random.PRNGKey(seed)
-    if name == "lenet":
-        model = models.LeNet()
-        if weights:
-            loaded = torch_io.load_weights(weights, model)
-            return model, loaded.params, loaded.state
-        return (model, *model.init(key))
-    model = getattr(models, name)()
-    params, state = torch_io.load_weights(weights, model)[:2] if weights else model.init(key)
-    return nn.replace(model, params, state, "fc", nn.Linear(512, 10), jax.random.fold_in(key, 1))
-
-
 def cmd_train(args) -> int:
     from funcnets import optim, recipes, torch_io
 
@@ -142,7 +123,7 @@ def cmd_train(args) -> int:
         raise FuncnetsError(f"--devices must be '1' or 'all', got {args.devices!r}.")
     split = _load_data(args.data, args.model)
     recipes.check_batch_size(args.batch_size, len(split.x_train))
-    model, params, state = _build_model(args.model, args.weights, args.seed)
+    model, params, state = recipes.build_model(args.model, args.weights, args.seed)
     steps = args.epochs * (len(split.x_train) // args.batch_size)
     opt = recipes.make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay, args.nesterov,
                                  args.betas, args.schedule, steps)

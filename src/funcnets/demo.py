@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnets import data, nn, optim, recipes, torch_io
+from funcnets import data, optim, recipes, torch_io
 from funcnets.autograd import backward, graph
-from funcnets.models import LeNet, resnet18, two_layer
+from funcnets.models import LeNet, two_layer
 
 
 def _section(title: str) -> None:
@@ -58,11 +58,9 @@ def run(out: Path, parity: bool = True) -> int:
     print(f"wrote {out / 'lenet_curves.png'} and {out / 'lenet.safetensors'} (PyTorch loads it)")
 
     _section("4. ResNet-18: freeze the trunk, replace fc with Linear(512, 10), train the head")
-    rn = resnet18()
-    params, state = rn.init(jax.random.PRNGKey(1))
     print("note: torchvision-style random trunk (funcnets never downloads; "
           "`funcnets train --model resnet18 --weights resnet18.pth` uses real weights)")
-    rn, params, state = nn.replace(rn, params, state, "fc", nn.Linear(512, 10), jax.random.PRNGKey(2))
+    rn, params, state = recipes.build_model("resnet18", seed=1)
     trainable = optim.select(params, include="fc")
     split64 = data.load_digits(size=64, channels=3)
     t = time.perf_counter()

@@ -25,9 +25,29 @@ from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
 from funcnets.train import TrainState, batches, create_train_state, evaluate, make_train_epoch, supervised_loss
 
-__all__ = ["make_optimizer", "fit", "plot_history", "check_writable", "check_batch_size"]
+__all__ = ["build_model", "make_optimizer", "fit", "plot_history", "check_writable", "check_batch_size"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+MODELS = ("lenet", "resnet18", "resnet34")
+
+
+def build_model(name: str, weights: str | os.PathLike | None = None, seed: int = 0, num_classes: int = 10):
+    """``(model, params, state)`` for a 10-class task: LeNet, or a ResNet whose ``fc`` is
+    replaced by ``Linear(512, num_classes)`` (the tutorial's fine-tuning set-up).
+
+    ``weights``: a torch ``.pth``/``.safetensors`` file for the original architecture
+    (torchvision's 1000-class ResNet), loaded before the head is replaced.
+    """
+    from funcnets import models, nn, torch_io
+
+    if name not in MODELS:
+        raise FuncnetsError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    key = jax.random.PRNGKey(seed)
+    model = models.LeNet(num_classes=num_classes) if name == "lenet" else getattr(models, name)()
+    params, state = torch_io.load_weights(weights, model)[:2] if weights else model.init(key)
+    if name == "lenet":
+        return model, params, state
+    return nn.replace(model, params, state, "fc", nn.Linear(512, num_classes), jax.random.fold_in(key, 1))
 
 
 def make_optimizer(name: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,

@@ -247,54 +247,37 @@ def batch_norm(
     Returns:
       ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
     """
-    axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    groups = _BN_GROUPS.get()
-    if training and groups > 1:
-        return _grouped_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, groups)
     if training:
-        n = math.prod(x.shape[i] for i in axes)
+        # statistics per sub-batch: one sub-batch (the whole batch) unless
+        # batch_norm_groups asks for per-device statistics
+        groups = _BN_GROUPS.get()
+        if x.shape[0] % groups:
+            raise ValueError(f"per-device BatchNorm: batch {x.shape[0]} does not split into {groups} equal parts")
+        xg = x.reshape((groups, x.shape[0] // groups) + x.shape[1:])  # (G, N/G, C, ...)
+        axes = (1,) + tuple(range(3, xg.ndim))
+        n = math.prod(xg.shape[i] for i in axes)
         if n <= 1:
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input of shape "
-                f"{tuple(x.shape)}. Use a batch of at least 2, or eval mode (train=False)."
+                f"{tuple(x.shape)}{f' split over {groups} devices' if groups > 1 else ''}. "
+                f"Use a larger batch, or eval mode (train=False)."
             )
-        mean = jnp.mean(x, axis=axes)
-        var = jnp.var(x, axis=axes)  # biased: used to normalise
-        if running_mean is not None:
-            running_mean = (1 - momentum) * running_mean + momentum * mean
-            running_var = (1 - momentum) * running_var + momentum * var * (n / (n - 1))
+        mean = jnp.mean(xg, axis=axes, keepdims=True)
+        var = jnp.var(xg, axis=axes, keepdims=True)  # biased: used to normalise
+        y = ((xg - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
+        if running_mean is not None:  # the first sub-batch's statistics (DDP keeps rank 0's)
+            m0, v0 = mean.reshape(groups, -1)[0], var.reshape(groups, -1)[0]
+            running_mean = (1 - momentum) * running_mean + momentum * m0
+            running_var = (1 - momentum) * running_var + momentum * v0 * (n / (n - 1))
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var.")
-        mean, var = running_mean, running_var
-    y = (x - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + eps)
+        y = (x - running_mean.reshape(shape)) * lax.rsqrt(running_var.reshape(shape) + eps)
     if weight is not None:
         y = y * weight.reshape(shape)
     if bias is not None:
         y = y + bias.reshape(shape)
-    return y, running_mean, running_var
-
-
-def _grouped_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, groups):
-    if x.shape[0] % groups:
-        raise ValueError(f"per-device BatchNorm: batch {x.shape[0]} does not split into {groups} equal parts")
-    xg = x.reshape((groups, x.shape[0] // groups) + x.shape[1:])  # (G, N/G, C, ...)
-    axes = (1,) + tuple(range(3, xg.ndim))
-    n = math.prod(xg.shape[i] for i in axes)
-    if n <= 1:
-        raise ValueError("Expected more than 1 value per channel when training (per device)")
-    mean, var = jnp.mean(xg, axis=axes, keepdims=True), jnp.var(xg, axis=axes, keepdims=True)
-    y = ((xg - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    if running_mean is not None:
-        m0, v0 = mean.reshape(groups, -1)[0], var.reshape(groups, -1)[0]
-        running_mean = (1 - momentum) * running_mean + momentum * m0
-        running_var = (1 - momentum) * running_var + momentum * v0 * (n / (n - 1))
     return y, running_mean, running_var
 
 
