@@ -3,10 +3,17 @@
 Models are frozen dataclasses of hyperparameters with pure ``init``/``apply``; params
 and buffers are nested dicts keyed with torch's ``state_dict`` names. torch is never
 imported here (only in :mod:`funcnets.torch_io` when reading ``.pth`` files).
+
+Importing funcnets adds :data:`funcnets.config.XLA_CPU_FLAGS` to ``XLA_FLAGS`` unless
+JAX has already started (:func:`funcnets.config.tune_xla_cpu`).
 """
 
-from funcnets import autograd, checkpoint, config, data, losses, models, nn, optim, torch_io, train
-from funcnets.errors import FuncnetsError, ShapeError
+from funcnets import config
+
+config.tune_xla_cpu()  # before anything starts JAX's backend
+
+from funcnets import autograd, checkpoint, data  # noqa: E402, losses, models, nn, optim, torch_io, train
+from funcnets.errors import FuncnetsError, ShapeError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["enable_compilation_cache", "default_device"]
+__all__ = ["enable_compilation_cache", "default_device", "tune_xla_cpu", "XLA_CPU_FLAGS"]
+
+# jaxlib 0.10's XLA:CPU hands every convolution to YNNPACK. On this project's models its
+# kernels are 2-3x slower than XLA's own (Eigen) convolution, the backward passes most
+# of all (ResNet-18 layer1, batch 32, forward+backward: 23.3 -> 9.6 ms; the whole train
+# step 0.57x -> 0.8x of torch; see benchmarks/README.md). Dots stay with YNNPACK.
+XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",)
+_TUNED_JAXLIB = (0, 10)  # XLA aborts on flags it does not know: only set them where measured
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
@@ -28,6 +35,31 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return cache
+
+
+def tune_xla_cpu() -> bool:
+    """Add :data:`XLA_CPU_FLAGS` to ``XLA_FLAGS`` (``import funcnets`` does this).
+
+    XLA reads its flags once, when JAX starts its backend, so this only takes effect if
+    no JAX computation has run yet in this process. Skipped when ``XLA_FLAGS`` already
+    sets the same options (yours win), with ``FUNCNETS_XLA_FLAGS=0``, and on jaxlib
+    versions older than the one these flags were measured with. Returns whether they
+    are in effect.
+    """
+    import jaxlib
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    names = [f.split("=")[0] for f in XLA_CPU_FLAGS]
+    if all(n in flags for n in names):
+        return True
+    version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2] if p.isdigit())
+    if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version < _TUNED_JAXLIB:
+        return False
+    if xla_bridge.backends_are_initialized():
+        return False  # too late for this process; see the docstring
+    os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f, n in zip(XLA_CPU_FLAGS, names) if n not in flags)]).strip()
+    return True
 
 
 def default_device() -> jax.Device:

@@ -2,17 +2,19 @@
 per-shape choice of lowering on CPU.
 
 XLA:CPU's convolution is pathological on small maps with many channels. Measured on a
-2-core AVX-512 CPU (ResNet-18 at 3×64×64, batch 8; forward / forward+backward ms):
+2-core AVX-512 CPU, jaxlib 0.10 with :data:`funcnets.config.XLA_CPU_FLAGS` (Eigen
+convolutions, not YNNPACK); ResNet-18 at 3×64×64, batch 8; forward / forward+backward ms:
 
 ================================  =============  ======================
 layer (C_in→C_out, output map)    XLA conv       GEMM over patches
 ================================  =============  ======================
-layer4 3×3 512→512, 2×2           53 / 52        1.2 / 1.8
-layer4.0 3×3 s2 256→512, 2×2      2.4 / 21       0.7 / 1.1
-layer3 3×3 256→256, 4×4           1.5 / 3.3      1.5 / 1.9
-layer2 3×3 128→128, 8×8           1.0 / 2.5      1.2 / 2.2
-layer1 3×3 64→64, 16×16           1.4 / 2.6      1.5 / 2.6   (batch 32: 5 / 17 vs 14 / 24)
-conv1 7×7 s2 3→64, 32×32          1.5 / 5.4      1.7 / 7.9
+layer4 3×3 512→512, 2×2           78 / 139       2.3 / 4.5
+layer4.0 3×3 s2 256→512, 2×2      2.3 / 26       0.9 / 2.2
+layer3 3×3 256→256, 4×4           1.5 / 3.9      1.2 / 2.6   (batch 32: 11.5 vs 12.0)
+layer3.0 3×3 s2 128→256, 4×4      1.6 / 3.2      0.8 / 2.2
+layer2 3×3 128→128, 8×8           1.4 / 3.3      1.7 / 4.0   (batch 32: 8.2 vs 11.0)
+layer1 3×3 64→64, 16×16           1.1 / 3.1      1.6 / 4.0
+conv1 7×7 s2 3→64, 32×32          2.3 / 6.7      2.9 / 11.4
 ================================  =============  ======================
 
 So on CPU an output map of at most ``GEMM_MAX_PIXELS`` pixels is computed as one GEMM
@@ -39,7 +41,7 @@ from jax import lax
 
 from funcnets._typing import Array
 
-GEMM_MAX_PIXELS = 64  # output H'·W' at or below which the GEMM lowering wins (measured above)
+GEMM_MAX_PIXELS = 16  # output H'·W' at or below which the GEMM lowering wins (measured above)
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:

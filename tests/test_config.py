@@ -1,0 +1,38 @@
+"""Process-wide settings: the XLA:CPU flags ``import funcnets`` adds (in fresh processes,
+since XLA reads its flags once)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from funcnets.config import XLA_CPU_FLAGS
+
+PROBE = "import os, funcnets, jax; jax.numpy.zeros(1).block_until_ready(); print(os.environ.get('XLA_FLAGS', ''))"
+
+
+def _flags_after_import(env: dict[str, str], code: str = PROBE) -> str:
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("user_flags", ["", "--xla_force_host_platform_device_count=2"])
+def test_import_adds_flags_and_keeps_the_users(user_flags):
+    flags = _flags_after_import({"XLA_FLAGS": user_flags, "FUNCNETS_XLA_FLAGS": ""})
+    assert flags.split() == [*user_flags.split(), *XLA_CPU_FLAGS]
+
+
+def test_the_users_setting_of_the_same_option_wins():
+    mine = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+    assert _flags_after_import({"XLA_FLAGS": mine, "FUNCNETS_XLA_FLAGS": ""}) == mine
+
+
+def test_opt_out():
+    assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": "0"}) == ""
+
+
+def test_too_late_once_jax_has_started():
+    code = "import os, jax; jax.numpy.zeros(1); import funcnets; print(funcnets.config.tune_xla_cpu(), os.environ.get('XLA_FLAGS', ''))"
+    assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": ""}, code) == "False"
