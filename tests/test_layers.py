@@ -98,6 +98,16 @@ def test_max_pool2d_matches_torch(x64, k, s, p, d, ceil):
     np.testing.assert_allclose(pull(jnp.asarray(g))[0], to_np(tx.grad), atol=1e-12)
 
 
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d_forward_mode_and_second_order(x64, k, s, p):
+    # the pool has a custom JVP (winner indices); forward mode, reverse mode and their
+    # compositions must all agree with finite differences
+    from jax.test_util import check_grads
+
+    x = jnp.asarray(RNG.standard_normal((2, 3, 9, 8)))
+    check_grads(lambda x: F.max_pool2d(x, k, s, p) ** 2, (x,), order=2, modes=("fwd", "rev"), eps=1e-6)
+
+
 def test_max_pool2d_gradient_at_ties_goes_to_one_element():
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # every window is a tie
     TF.max_pool2d(x, 2).sum().backward()
