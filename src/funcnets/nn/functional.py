@@ -295,9 +295,8 @@ def batch_norm(
                 f"{tuple(x.shape)}{f' split over {groups} devices' if groups > 1 else ''}. "
                 f"Use a larger batch, or eval mode (train=False)."
             )
-        mean = jnp.mean(xg, axis=axes, keepdims=True)
-        var = jnp.var(xg, axis=axes, keepdims=True)  # biased: used to normalise
-        y = ((xg - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
+        xhat, mean, var = _normalize(xg, axes, eps)  # var is biased: used to normalise
+        y = xhat.reshape(x.shape)
         if running_mean is not None:  # the first sub-batch's statistics (DDP keeps rank 0's)
             m0, v0 = mean.reshape(groups, -1)[0], var.reshape(groups, -1)[0]
             running_mean = (1 - momentum) * running_mean + momentum * m0
@@ -311,6 +310,27 @@ def batch_norm(
     if bias is not None:
         y = y + bias.reshape(shape)
     return y, running_mean, running_var
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array, Array]:
+    """``((x - mean)/sqrt(var + eps), mean, var)`` over ``axes`` (biased variance)."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.var(x, axis=axes, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps), mean, var
+
+
+@_normalize.defjvp
+def _normalize_jvp(axes, eps, primals, tangents):
+    # The closed form, d x̂ = (dx - mean(dx) - x̂·mean(x̂·dx)) / sqrt(var + eps): its
+    # transpose (the backward) is two reductions and one elementwise pass, as in torch's
+    # kernel, where autodiff through mean/var/rsqrt replays the forward's structure.
+    (x,), (tx,) = primals, tangents
+    xhat, mean, var = _normalize(x, axes, eps)
+    inv = lax.rsqrt(var + eps)
+    tmean = jnp.mean(tx, axis=axes, keepdims=True)
+    proj = jnp.mean(xhat * tx, axis=axes, keepdims=True)
+    return (xhat, mean, var), (inv * (tx - tmean - xhat * proj), tmean, 2 * proj / inv)
 
 
 def dropout(x: Array, p: float = 0.5, training: bool = True, key: PRNGKey | None = None) -> Array:
