@@ -58,25 +58,23 @@ def test_conv2d_matches_torch(x64, stride, padding, dilation, groups, bias):
     got = F.conv2d(jnp.asarray(x), jnp.asarray(w), None if b is None else jnp.asarray(b), stride, padding, dilation, groups)
     assert_close(got, to_np(ref), 1e-12, "conv2d")
     check_grads(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
-    if groups == 1:  # every lowering, whichever the shape picks, with gradients
+    if groups == 1:  # both lowerings, whichever the shape picks, with gradients
         pair = lambda v: F._pair(v, "")  # noqa: E731
         args = (pair(stride), pair(padding), pair(dilation))
-        for conv in (_conv.conv2d_gemm, _conv.conv2d_direct):
-            got = conv(jnp.asarray(x), jnp.asarray(w), *args)
-            assert_close(got, to_np(ref) - (0 if b is None else b[None, :, None, None]), 1e-12, conv.__name__)
-            check_grads(lambda x, w: conv(x, w, *args), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+        gemm = _conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args)
+        assert_close(gemm, to_np(ref) - (0 if b is None else b[None, :, None, None]), 1e-12, "gemm lowering")
+        check_grads(lambda x, w: _conv.conv2d_gemm(x, w, *args), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
 
 
-@pytest.mark.parametrize("shape,k,stride,padding", [((4, 64, 2, 2), 3, 1, 1), ((4, 32, 4, 4), 3, 2, 1), ((2, 16, 9, 9), 1, 2, 0), ((2, 3, 20, 20), 7, 2, 3), ((8, 1, 32, 32), 3, 1, 0)])
+@pytest.mark.parametrize("shape,k,stride,padding", [((4, 64, 2, 2), 3, 1, 1), ((4, 32, 4, 4), 3, 2, 1), ((2, 16, 9, 9), 1, 2, 0), ((2, 3, 20, 20), 7, 2, 3)])
 def test_conv_lowerings_agree_float32(shape, k, stride, padding):
-    """float32: every lowering agrees with torch to rounding."""
+    """float32: the GEMM and XLA lowerings agree with torch to rounding."""
     x = RNG.standard_normal(shape).astype(np.float32)
     w = RNG.standard_normal((shape[1] * 2, shape[1], k, k)).astype(np.float32)
     ref = to_np(TF.conv2d(torch.tensor(x), torch.tensor(w), None, stride, padding))
     args = ((stride, stride), (padding, padding), (1, 1))
     assert_close(_conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args), ref, 1e-5, "gemm")
     assert_close(_conv.conv2d_xla(jnp.asarray(x), jnp.asarray(w), *args, 1), ref, 1e-5, "xla")
-    assert_close(_conv.conv2d_direct(jnp.asarray(x), jnp.asarray(w), *args), ref, 1e-5, "direct")
 
 
 POOL_CASES = [
@@ -271,16 +269,14 @@ def test_conv_lowering_context_forces_and_resets():
     x = jnp.asarray(RNG.standard_normal((2, 4, 12, 12)), jnp.float32)
     w = jnp.asarray(RNG.standard_normal((8, 4, 3, 3)), jnp.float32)
     shape_args = (x.shape, w.shape, (1, 1), (1, 1), (1, 1), 1)
-    assert _conv.lowering(*shape_args) == "xla"  # 144 output pixels: XLA's conv by default
+    assert not _conv.use_gemm(*shape_args)  # 144 output pixels: XLA's conv by default
     with nn.conv_lowering("gemm"):
-        assert _conv.lowering(*shape_args) == "gemm"
+        assert _conv.use_gemm(*shape_args)
         forced = jax.jit(lambda x, w: F.conv2d(x, w, padding=1))(x, w)
-    assert _conv.lowering(*shape_args) == "xla"
+    assert not _conv.use_gemm(*shape_args)
     assert_close(forced, F.conv2d(x, w, padding=1), 1e-5, "forced gemm")
-    assert _conv.lowering((2, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1) == "gemm"
-    assert _conv.lowering((2, 1, 32, 32), (6, 1, 3, 3), (1, 1), (0, 0), (1, 1), 1) == "direct"
     with nn.conv_lowering("xla"):
-        assert _conv.lowering((2, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1) == "xla"
+        assert not _conv.use_gemm((2, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1)
     with pytest.raises(ValueError, match="must be 'auto', 'gemm' or 'xla'"):
         with nn.conv_lowering("fast"):
             pass

@@ -19,9 +19,7 @@ conv1 7×7 s2 3→64, 32×32          2.3 / 6.7      2.9 / 11.4
 
 So on CPU an output map of at most ``GEMM_MAX_PIXELS`` pixels is computed as one GEMM
 over im2col patches built from strided slices (their gradient is a cheap pad-and-add),
-and larger maps use XLA's convolution. A convolution with at most ``DIRECT_MAX_TAPS``
-taps per output (C_in·kH·kW, e.g. LeNet's 1-channel 3×3 conv1) is a fused sum of scaled
-shifted views (:func:`conv2d_direct`). All compute the same cross-correlation in
+and larger maps use XLA's convolution. Both compute the same cross-correlation in
 float32 with float32 accumulation. On GPU XLA's (cuDNN) convolution is always used.
 
 Inside a loop (``lax.scan``/``while``) XLA:CPU's convolution is far worse still: a
@@ -44,7 +42,6 @@ from jax import lax
 from funcnets._typing import Array
 
 GEMM_MAX_PIXELS = 16  # output H'·W' at or below which the GEMM lowering wins (measured above)
-DIRECT_MAX_TAPS = 9  # C_in·kH·kW at or below which conv2d_direct wins (LeNet step 8.4 -> 7.1 ms)
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -57,9 +54,8 @@ _LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar("funcnets_conv_l
 @contextlib.contextmanager
 def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
     """Force how ``conv2d`` lowers while functions are *traced* in this block:
-    ``"auto"`` (per shape, the default), ``"gemm"`` (patches + GEMM on CPU, for groups=1;
-    convolutions with at most ``DIRECT_MAX_TAPS`` taps stay direct) or ``"xla"`` (XLA's
-    convolution). Compiled functions keep what they were traced with.
+    ``"auto"`` (per shape, the default), ``"gemm"`` (patches + GEMM on CPU, for groups=1)
+    or ``"xla"`` (XLA's convolution). Compiled functions keep what they were traced with.
     """
     if mode not in ("auto", "gemm", "xla"):
         raise ValueError(f"conv lowering must be 'auto', 'gemm' or 'xla', got {mode!r}")
@@ -70,18 +66,16 @@ def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
         _LOWERING.reset(token)
 
 
-def lowering(x_shape, w_shape, stride, padding, dilation, groups) -> str:
-    """How :func:`conv2d` computes these static shapes: ``"xla"``, ``"gemm"`` or ``"direct"``."""
+def use_gemm(x_shape, w_shape, stride, padding, dilation, groups) -> bool:
+    """Whether :func:`conv2d` takes the GEMM path for these static shapes."""
     mode = _LOWERING.get()
     if groups != 1 or mode == "xla" or jax.default_backend() != "cpu":
-        return "xla"
-    if w_shape[1] * w_shape[2] * w_shape[3] <= DIRECT_MAX_TAPS:
-        return "direct"  # no XLA convolution: also safe inside loops
+        return False
     if mode == "gemm":
-        return "gemm"
+        return True
     oh = _out_size(x_shape[2], w_shape[2], stride[0], padding[0], dilation[0])
     ow = _out_size(x_shape[3], w_shape[3], stride[1], padding[1], dilation[1])
-    return "gemm" if oh * ow <= GEMM_MAX_PIXELS else "xla"
+    return oh * ow <= GEMM_MAX_PIXELS
 
 
 def conv2d(
@@ -93,10 +87,9 @@ def conv2d(
     groups: int,
 ) -> Array:
     """``x: (N, C_in, H, W)``, ``w: (C_out, C_in/groups, kH, kW)`` -> ``(N, C_out, H', W')``."""
-    how = lowering(x.shape, w.shape, stride, padding, dilation, groups)
-    if how == "xla":
-        return conv2d_xla(x, w, stride, padding, dilation, groups)
-    return (conv2d_gemm if how == "gemm" else conv2d_direct)(x, w, stride, padding, dilation)
+    if use_gemm(x.shape, w.shape, stride, padding, dilation, groups):
+        return conv2d_gemm(x, w, stride, padding, dilation)
+    return conv2d_xla(x, w, stride, padding, dilation, groups)
 
 
 def conv2d_xla(x, w, stride, padding, dilation, groups):
@@ -123,37 +116,15 @@ def window_views(xp: Array, kernel, stride, dilation, out_hw) -> list[Array]:
     ]
 
 
-def _patch_views(x, w_shape, stride, padding, dilation) -> tuple[list[Array], tuple[int, int]]:
-    """:func:`window_views` of ``x`` zero-padded for a ``w_shape`` kernel, and ``(H', W')``."""
-    _, _, kh, kw = w_shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    out_hw = _out_size(x.shape[2], kh, sh, ph, dh), _out_size(x.shape[3], kw, sw, pw, dw)
-    xp = jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    return window_views(xp, (kh, kw), stride, dilation, out_hw), out_hw
-
-
-def conv2d_direct(x, w, stride, padding, dilation):
-    """Σ over the C·kH·kW taps of ``w[:, c, i, j] · view``: elementwise work XLA fuses
-    into one loop (with the bias and ReLU that follow), for convolutions with very few
-    taps per output, e.g. a 1-channel 3×3 first layer, where XLA's convolution and a
-    K=9 GEMM both run far below the machine's speed."""
-    views, _ = _patch_views(x, w.shape, stride, padding, dilation)
-    _, c, kh, kw = w.shape
-    y = None
-    for k, v in enumerate(views):
-        i, j = divmod(k, kw)
-        for ci in range(c):
-            t = w[None, :, ci, i, j, None, None] * v[:, ci : ci + 1]
-            y = t if y is None else y + t
-    return y
-
-
 def conv2d_gemm(x, w, stride, padding, dilation):
     """im2col + one GEMM: patches ``(N, C·kH·kW, H'·W')`` in OIHW's (c, i, j) order, so
     the weight reshapes to ``(C_out, C·kH·kW)`` with no transpose."""
-    n, c = x.shape[:2]
+    n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
-    cols, (oh, ow) = _patch_views(x, w.shape, stride, padding, dilation)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    xp = jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = window_views(xp, (kh, kw), stride, dilation, (oh, ow))
     patches = jnp.stack(cols, axis=2).reshape(n, c * kh * kw, oh * ow)
     # one (C_out × K) @ (K × N·H'·W') product; a per-image batched GEMM is slower on CPU
     y = jnp.einsum("ok,nkp->onp", w.reshape(o, c * kh * kw), patches)
