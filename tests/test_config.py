@@ -36,3 +36,9 @@ def test_opt_out():
 def test_too_late_once_jax_has_started():
     code = "import os, jax; jax.numpy.zeros(1); import funcnets; print(funcnets.config.tune_xla_cpu(), os.environ.get('XLA_FLAGS', ''))"
     assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": ""}, code) == "False"
+
+
+def test_import_exposes_every_public_name():
+    # a fresh process: a submodule imported by another test must not hide a missing import
+    code = "import funcnets; print([n for n in funcnets.__all__ if not hasattr(funcnets, n)])"
+    assert _flags_after_import({}, code) == "[]"

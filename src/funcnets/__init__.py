@@ -12,7 +12,7 @@ from funcnets import config
 
 config.tune_xla_cpu()  # before anything starts JAX's backend
 
-from funcnets import autograd, checkpoint, data  # noqa: E402, losses, models, nn, optim, torch_io, train
+from funcnets import autograd, checkpoint, data, losses, models, nn, optim, torch_io, train  # noqa: E402
 from funcnets.errors import FuncnetsError, ShapeError  # noqa: E402
 
 __version__ = "0.1.0"
