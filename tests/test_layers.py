@@ -100,8 +100,7 @@ def test_max_pool2d_matches_torch(x64, k, s, p, d, ceil):
 
 @pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
 def test_max_pool2d_forward_mode_and_second_order(x64, k, s, p):
-    # forward mode, reverse mode and their
-    # compositions must all agree with finite differences
+    # forward mode, reverse mode and their compositions agree with finite differences
     from jax.test_util import check_grads
 
     x = jnp.asarray(RNG.standard_normal((2, 3, 9, 8)))

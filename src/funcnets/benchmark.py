@@ -164,8 +164,7 @@ def two_layer_fns(torch_compile: bool = False) -> dict[str, Callable]:
 
 
 _FIRST_STEP = textwrap.dedent("""
-    import sys, time
-    t0 = time.perf_counter()
+    import time
     {setup}
     t1 = time.perf_counter()
     {step}
@@ -174,7 +173,7 @@ _FIRST_STEP = textwrap.dedent("""
 
 
 def _first_step_seconds(setup: str, step: str, env: dict[str, str]) -> float:
-    code = _FIRST_STEP.format(setup=textwrap.indent(setup, "").strip(), step=step.strip())
+    code = _FIRST_STEP.format(setup=setup.strip(), step=step.strip())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -206,20 +205,20 @@ def first_step_times() -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- suite
-WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict, int]] = {
-    # name: (builder, builder kwargs, calls per timing sample)
-    "two-layer net, 500 SGD steps (64x1000->100->10)": (two_layer_fns, {}, 1),
-    "LeNet train step, batch 64, SGD": (lenet_step_fns, {"batch": 64}, 1),
-    "ResNet-18 train step, batch 8, 3x64x64": (resnet_step_fns, {"batch": 8}, 1),
-    "ResNet-18 train step, batch 32, 3x64x64": (resnet_step_fns, {"batch": 32}, 1),
-    "ResNet-18 frozen-trunk step, batch 8": (resnet_step_fns, {"batch": 8, "frozen": True}, 1),
+WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict]] = {
+    # name: (builder, builder kwargs)
+    "two-layer net, 500 SGD steps (64x1000->100->10)": (two_layer_fns, {}),
+    "LeNet train step, batch 64, SGD": (lenet_step_fns, {"batch": 64}),
+    "ResNet-18 train step, batch 8, 3x64x64": (resnet_step_fns, {"batch": 8}),
+    "ResNet-18 train step, batch 32, 3x64x64": (resnet_step_fns, {"batch": 32}),
+    "ResNet-18 frozen-trunk step, batch 8": (resnet_step_fns, {"batch": 8, "frozen": True}),
 }
 
 
 def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int = 15,
         first_step: bool = True, log: Callable[[str], None] = print) -> list[Result]:
     results = []
-    for name, (builder, kwargs, _) in WORKLOADS.items():
+    for name, (builder, kwargs) in WORKLOADS.items():
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         log(f"running: {name}")

@@ -50,15 +50,15 @@ def tune_xla_cpu() -> bool:
     from jax._src import xla_bridge
 
     flags = os.environ.get("XLA_FLAGS", "")
-    names = [f.split("=")[0] for f in XLA_CPU_FLAGS]
-    if all(n in flags for n in names):
+    missing = [f for f in XLA_CPU_FLAGS if f.split("=")[0] not in flags]
+    if not missing:
         return True
     version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2] if p.isdigit())
     if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version < _TUNED_JAXLIB:
         return False
     if xla_bridge.backends_are_initialized():
         return False  # too late for this process; see the docstring
-    os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f, n in zip(XLA_CPU_FLAGS, names) if n not in flags)]).strip()
+    os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
     return True
 
 
