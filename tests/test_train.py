@@ -185,3 +185,28 @@ def test_callers_arrays_survive_donation():
     step(ts, (xs[0], ys[0]))
     jax.random.fold_in(key, 1)  # would raise "Buffer has been deleted or donated"
     assert float(jnp.sum(params["fc1"]["weight"])) == float(jnp.sum(params["fc1"]["weight"]))
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["all_trainable", "frozen_trunk"])
+def test_donating_step_equals_non_donating_step(frozen):
+    model, opt = SMALL_BN, optim.sgd(0.05, momentum=0.9)
+    params = model.init(jax.random.PRNGKey(0))[0]
+    trainable = optim.select(params, include="6") if frozen else None
+    xs, ys = _data(3)
+    kept, donated = _setup(model, opt, trainable), _setup(model, opt, trainable)
+    plain = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable, donate=False)
+    step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable)
+    assert step.lower(donated, (xs[0], ys[0])).compile().cost_analysis()  # lowers like a jitted function
+    for x, y in zip(xs, ys):
+        kept, _ = plain(kept, (x, y))
+        before = donated
+        donated, _ = step(donated, (x, y))
+        # on CPU the trainable parameters are not donated (see train._KeepTrainableParams);
+        # everything else is, so the old state must not be used afterwards
+        cpu = jax.default_backend() == "cpu"
+        assert before.params["6"]["weight"].is_deleted() is not cpu
+        assert jax.tree_util.tree_leaves(before.opt_state)[0].is_deleted()
+        if frozen:
+            assert before.params["0"]["weight"].is_deleted()
+    for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(donated)):
+        np.testing.assert_array_equal(a, b)

@@ -115,12 +115,49 @@ def make_train_step(
     """A jitted ``step(train_state, batch) -> (train_state, metrics)``.
 
     With ``donate=True`` the input train state's buffers are reused for the output (do
-    not use the old state after the call). The same step runs data-parallel when its
+    not use the old state after the call; on CPU the trainable parameters are kept, which
+    is faster, see :class:`_KeepTrainableParams`). The same step runs data-parallel when its
     inputs are sharded (:mod:`funcnets.parallel`); ``batch_norm`` is ``"sync"``
     (global statistics, SyncBatchNorm) or ``"per-device"`` (DDP's per-replica BatchNorm).
     """
     step = _step_fn(loss_fn, optimizer, trainable, batch_norm)
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+    if not donate or jax.default_backend() != "cpu":
+        return jax.jit(step, donate_argnums=(0,) if donate else ())
+    return _KeepTrainableParams(step, trainable)
+
+
+class _KeepTrainableParams:
+    """The CPU train step, donating all of the state except the trainable parameters.
+
+    A donated weight is still read by the backward pass (the input gradient) when XLA
+    may already have updated it in place, so XLA copies every such weight first (4.9 ms
+    of copies in the profile); writing the new parameters to fresh buffers is cheaper.
+    Measured on the 2-core CPU, ResNet-18 step, batch 8: 83.4-84.4 ms donating
+    everything, 77.9-81.4 ms keeping the trainable parameters (separate processes);
+    batch 32: 249 -> 240 ms. Frozen parameters stay donated: passed through undonated
+    they are copied to the output (+3.5 ms in the frozen-trunk step).
+    """
+
+    def __init__(self, step, trainable: frozenset[str] | None):
+        self._trainable = trainable
+        self._jitted = jax.jit(self._step, donate_argnums=(1,))
+        self._inner = step
+
+    def _step(self, train_p, ts, batch):
+        # ts.params holds only the frozen parameters here
+        params = train_p if self._trainable is None else merge(train_p, ts.params)
+        return self._inner(ts._replace(params=params), batch)
+
+    def _args(self, ts: TrainState, batch: Batch):
+        train_p, frozen_p = (ts.params, {}) if self._trainable is None else split(ts.params, self._trainable)
+        return train_p, ts._replace(params=frozen_p), batch
+
+    def __call__(self, ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        return self._jitted(*self._args(ts, batch))
+
+    def lower(self, ts: TrainState, batch: Batch):
+        """``jax.jit(...).lower`` for these arguments (``.compile()``, cost analysis)."""
+        return self._jitted.lower(*self._args(ts, batch))
 
 
 def make_train_epoch(
