@@ -197,13 +197,13 @@ def test_donating_step_equals_non_donating_step(frozen):
     plain = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable, donate=False)
     step = train.make_train_step(train.supervised_loss(model), opt, trainable=trainable)
     assert step.lower(donated, (xs[0], ys[0])).compile().cost_analysis()  # lowers like a jitted function
+    # on CPU the trainable parameters are not donated (see train._KeepTrainableParams);
+    # everything else is, so the old state must not be used afterwards
+    cpu = jax.default_backend() == "cpu"
     for x, y in zip(xs, ys):
         kept, _ = plain(kept, (x, y))
         before = donated
         donated, _ = step(donated, (x, y))
-        # on CPU the trainable parameters are not donated (see train._KeepTrainableParams);
-        # everything else is, so the old state must not be used afterwards
-        cpu = jax.default_backend() == "cpu"
         assert before.params["6"]["weight"].is_deleted() is not cpu
         assert jax.tree_util.tree_leaves(before.opt_state)[0].is_deleted()
         if frozen:
