@@ -279,3 +279,60 @@ def test_conv_lowering_context_forces_and_resets():
     with pytest.raises(ValueError, match="must be 'auto', 'gemm' or 'xla'"):
         with nn.conv_lowering("fast"):
             pass
+
+
+CHANNELS_LAST_CASES = [
+    (nn.Conv2d(4, 6, 3, padding=1), (2, 4, 9, 9)),  # XLA's convolution
+    (nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2), (2, 4, 7, 7)),  # GEMM (≤16 output pixels)
+    (nn.Conv2d(4, 6, 1, stride=2, bias=False), (2, 4, 6, 6)),
+    (nn.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
+    (nn.MaxPool2d(2, ceil_mode=True), (2, 3, 7, 7)),
+    (nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (2, 3, 8, 9)),
+    (nn.AdaptiveAvgPool2d((1, 1)), (2, 3, 4, 4)),
+    (nn.AdaptiveAvgPool2d((3, 2)), (2, 3, 8, 7)),  # uneven bins
+    (nn.BatchNorm2d(3), (4, 3, 5, 5)),
+]
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("layer,shape", CHANNELS_LAST_CASES, ids=lambda v: repr(v) if isinstance(v, nn.Module) else None)
+def test_channels_last_equals_nchw(x64, layer, shape, train):
+    """Inside F.channels_last() a layer takes and returns (N, H, W, C): the same numbers,
+    buffers and gradients as NCHW, transposed."""
+    params, state = layer.init(jax.random.PRNGKey(0))
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(RNG.standard_normal(p.shape)), params)
+    x = jnp.asarray(RNG.standard_normal(shape))
+
+    def nchw(p, x):
+        return layer.apply(p, state, x, train=train)
+
+    def cl(p, x):
+        with F.channels_last():
+            y, s = layer.apply(p, state, x.transpose(0, 2, 3, 1), train=train)
+        return y.transpose(0, 3, 1, 2), s
+
+    (y0, s0), pull0 = jax.vjp(nchw, params, x)
+    (y1, s1), pull1 = jax.vjp(cl, params, x)
+    assert_close(y1, y0, 1e-12, "output")
+    for a, b in zip(jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s0)):
+        assert_close(a, b, 1e-12, "buffers")
+    g = jnp.asarray(RNG.standard_normal(y0.shape))
+    ds = jax.tree_util.tree_map(jnp.zeros_like, s0)
+    for a, b in zip(jax.tree_util.tree_leaves(pull1((g, ds))), jax.tree_util.tree_leaves(pull0((g, ds)))):
+        assert_close(a, b, 1e-12, "gradient")
+
+
+def test_channels_last_per_device_batch_norm_and_errors(x64):
+    x = jnp.asarray(RNG.standard_normal((4, 3, 5, 5)))
+    with F.batch_norm_groups(2):
+        y0, m0, v0 = F.batch_norm(x, jnp.zeros(3), jnp.ones(3), training=True)
+        with F.channels_last():
+            y1, m1, v1 = F.batch_norm(x.transpose(0, 2, 3, 1), jnp.zeros(3), jnp.ones(3), training=True)
+    assert_close(y1.transpose(0, 3, 1, 2), y0, 1e-12, "per-device batch_norm")
+    assert_close(m1, m0, 1e-12, "running_mean")
+    assert_close(v1, v0, 1e-12, "running_var")
+    conv = nn.Conv2d(3, 4, 3)
+    params, state = conv.init(jax.random.PRNGKey(0))
+    with F.channels_last(), pytest.raises(ShapeError, match=r"expected input \(N, H, W, 3\) \(channels_last\), got \(4, 3, 5, 5\)"):
+        conv.apply(params, state, x)
+    assert not F.is_channels_last()

@@ -112,3 +112,41 @@ def test_missing_pretrained_file_says_how_to_get_one(tmp_path):
         torch_io.load_weights(tmp_path / "resnet18.pth", resnet18())
     with pytest.raises(FuncnetsError, match="fc.weight: expected shape \\(10, 512\\)"):
         torch_io.load_state_dict(resnet18(num_classes=10), torchvision.models.resnet18(weights=None).state_dict())
+
+
+def test_channels_last_trunk_equals_nchw_and_custom_modules_keep_nchw(x64):
+    """On CPU the trunk runs channels-last: same logits, running statistics and gradients
+    as the NCHW trunk. A module the layout is unknown to keeps the whole trunk NCHW."""
+    from funcnets import nn
+    from funcnets.models.resnet import ResNet
+
+    class NCHWResNet(ResNet):  # the plain NCHW trunk, to compare with
+        def _trunk_channels_last(self, x):
+            return False
+
+    model = resnet18(num_classes=10)
+    params, state = model.init(jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(0).random((2, 3, 40, 40)))
+    assert model._trunk_channels_last(x) == (jax.default_backend() == "cpu")
+    ref = NCHWResNet(model.layers, model.num_classes, model.arch, fc=model.fc)
+
+    def loss(m):
+        def f(p):
+            y, s = m(p, state, x, train=True)
+            return jnp.sum(y * jnp.arange(10.0)), (y, s)
+
+        return jax.grad(f, has_aux=True)(params)
+
+    (g1, (y1, s1)), (g0, (y0, s0)) = loss(model), loss(ref)
+    for what, a, b in (("logits", y1, y0), ("state", s1, s0), ("grads", g1, g0)):
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            assert_close(u, v, 1e-10, what)
+
+    class Scale(nn.Module):  # a user's module: it assumes NCHW
+        def apply(self, params, state, x, *, train=False, key=None):
+            return x * jnp.arange(x.shape[1], dtype=x.dtype)[:, None, None], state
+
+    custom, cparams, cstate = nn.replace(model, params, state, "layer4", nn.Sequential(model.layer4, Scale()), jax.random.PRNGKey(1))
+    assert not custom._trunk_channels_last(x)
+    y, _ = custom(cparams, cstate, x)
+    assert y.shape == (2, 10)

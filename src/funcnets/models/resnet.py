@@ -4,6 +4,10 @@ Input ``(N, 3, H, W)`` (H, W ≥ 32) → logits ``(N, num_classes)``. State hold
 BatchNorm's ``running_mean``, ``running_var`` and ``num_batches_tracked``, under the
 same names as torchvision's ``state_dict`` (``layer2.0.downsample.1.running_var``).
 ``apply(..., train=True)`` uses batch statistics and returns updated running stats.
+
+On CPU the trunk (conv1 .. avgpool) runs channels-last inside
+(:func:`funcnets.nn.functional.channels_last`): the input, the parameters and the head
+keep torch's layouts, and the numbers are the same up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from dataclasses import dataclass, field
 import jax
 
 from funcnets.nn import functional as F
-from funcnets.nn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU, Sequential
+from funcnets.nn.layers import (
+    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Identity, Linear, MaxPool2d, ReLU, Sequential,
+)
 from funcnets.nn.module import Module, Scope
 from funcnets.torch_io import flatten, unflatten
 
@@ -113,11 +119,36 @@ class ResNet(Module):
     def apply(self, params, state, x, *, train=False, key=None):
         """``x: (N, 3, H, W) -> (N, num_classes)``."""
         s = Scope(params, state, train, key)
+        if self._trunk_channels_last(x):
+            with F.channels_last():
+                x = self._trunk(s, x.transpose(0, 2, 3, 1))
+            x = x.transpose(0, 3, 1, 2)
+        else:
+            x = self._trunk(s, x)
+        return s("fc", self.fc, F.flatten(x, 1)), s.state
+
+    def _trunk(self, s: Scope, x):
         x = s("maxpool", self.maxpool, F.relu(s("bn1", self.bn1, s("conv1", self.conv1, x))))
         for name in ("layer1", "layer2", "layer3", "layer4"):
             x = s(name, getattr(self, name), x)
-        x = F.flatten(s("avgpool", self.avgpool, x), 1)
-        return s("fc", self.fc, x), s.state
+        return s("avgpool", self.avgpool, x)
+
+    def _trunk_channels_last(self, x) -> bool:
+        """Channels-last on CPU, where XLA's convolutions are channels-last (measured in
+        ``benchmarks/README.md``), for an NCHW input and a trunk of layers that know the
+        layout (a custom module swapped in keeps NCHW); the head always sees NCHW."""
+        trunk = [m for name, m in self.named_modules() if name != "fc" and not name.startswith("fc.")]
+        return (
+            jax.default_backend() == "cpu"
+            and x.ndim == 4
+            and x.shape[1] == self.conv1.in_channels
+            and all(type(m) in _CHANNELS_LAST_LAYERS for m in trunk)
+        )
+
+
+_CHANNELS_LAST_LAYERS = (
+    ResNet, BasicBlock, Sequential, Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Identity, Dropout,
+)
 
 
 def resnet18(num_classes: int = 1000) -> ResNet:

@@ -3,6 +3,9 @@
 Layouts: inputs NCHW, conv weights OIHW ``(out, in/groups, kH, kW)``, linear weights
 ``(out, in)``. Padding is explicit and symmetric (never ``'SAME'``). Functions that
 update buffers in torch (``batch_norm``) return the new buffers instead.
+
+Inside :func:`channels_last` (what ResNet's trunk runs in on CPU) the image functions
+take and return 4-D activations as ``(N, H, W, C)``; weights keep torch's layouts.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ __all__ = [
     "log_softmax",
     "softmax",
     "batch_norm_groups",
+    "channels_last",
+    "is_channels_last",
 ]
 
 IntOr2 = int | Sequence[int]
@@ -50,10 +55,45 @@ def _pair(v: IntOr2, name: str) -> tuple[int, int]:
     return t  # type: ignore[return-value]
 
 
+_CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("funcnets_channels_last", default=False)
+
+
+@contextlib.contextmanager
+def channels_last() -> Iterator[None]:
+    """While tracing, 4-D activations are ``(N, H, W, C)`` for ``conv2d``, the poolings,
+    ``batch_norm`` and the layers built on them (``Conv2d``, ``BatchNorm2d``, ...);
+    weights stay in torch's layouts. XLA:CPU computes convolutions channels-last, so a
+    network that stays channels-last between its convolutions saves a transpose in every
+    fusion around them. Move the input with ``x.transpose(0, 2, 3, 1)`` and back with
+    ``y.transpose(0, 3, 1, 2)`` before anything layout-specific (``flatten``).
+    """
+    token = _CHANNELS_LAST.set(True)
+    try:
+        yield
+    finally:
+        _CHANNELS_LAST.reset(token)
+
+
+def is_channels_last() -> bool:
+    """Whether functions traced now see ``(N, H, W, C)`` activations (:func:`channels_last`)."""
+    return _CHANNELS_LAST.get()
+
+
+def _hw(x: Array) -> tuple[int, int]:
+    """A 4-D activation's spatial size ``(H, W)`` in the current layout."""
+    return x.shape[1:3] if _CHANNELS_LAST.get() else x.shape[2:4]
+
+
+def _nchw_pads(pads: tuple) -> tuple:
+    """``((0, 0), (0, 0), h_pad, w_pad)`` in the current layout's axis order."""
+    return ((0, 0), pads[2], pads[3], (0, 0)) if _CHANNELS_LAST.get() else pads
+
+
 def _check_nchw(x: Array, op: str) -> None:
     if x.ndim != 4:
+        layout = "(N, H, W, C) (channels_last)" if _CHANNELS_LAST.get() else "(N, C, H, W)"
         raise ValueError(
-            f"{op} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}. "
+            f"{op} expects a 4-D input {layout}, got shape {tuple(x.shape)}. "
             f"Add a batch dimension with x[None] for a single image."
         )
 
@@ -88,11 +128,12 @@ def conv2d(
       ``(N, C_out, H_out, W_out)`` with ``H_out = (H + 2p - d(k-1) - 1) // s + 1``.
     """
     _check_nchw(x, "conv2d")
+    cl = _CHANNELS_LAST.get()
     y = _conv.conv2d(
         x, weight, _pair(stride, "stride"), _pair(padding, "padding"),
-        _pair(dilation, "dilation"), groups,
+        _pair(dilation, "dilation"), groups, cl,
     )
-    return y if bias is None else y + bias[None, :, None, None]
+    return y if bias is None else y + (bias if cl else bias[None, :, None, None])
 
 
 def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
@@ -118,14 +159,14 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, op):
                 f"{op}: padding {p} must be at most half the effective kernel size "
                 f"{tuple(di * (kk - 1) + 1 for kk, di in zip(k, d))} (torch's rule)."
             )
-    outs = [_pool_out(x.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2)]
+    outs = [_pool_out(_hw(x)[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(2)]
     if any(o <= 0 for o, _ in outs):
         raise ValueError(
-            f"{op}: input spatial size {tuple(x.shape[2:])} is too small for kernel_size={k}, "
+            f"{op}: input spatial size {tuple(_hw(x))} is too small for kernel_size={k}, "
             f"padding={p}, dilation={d} (output would be {tuple(o for o, _ in outs)})."
         )
     pads = ((0, 0), (0, 0)) + tuple((p[i], p[i] + outs[i][1]) for i in range(2))
-    return k, s, p, d, pads
+    return k, s, p, d, _nchw_pads(pads)
 
 
 def max_pool2d(
@@ -152,10 +193,10 @@ def max_pool2d(
     # reduce_window max lacks. (A custom JVP keeping torch-style int8 winner indices
     # measured slower in the LeNet step, 5.85 vs 5.28 ms, and within 1% on ResNet-18.)
     xp = jnp.pad(x, pads, constant_values=-jnp.inf)
-    oh = (xp.shape[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-    ow = (xp.shape[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    oh = (_hw(xp)[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (_hw(xp)[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
     out = None
-    for t in _conv.window_views(xp, k, s, d, (oh, ow)):
+    for t in _conv.window_views(xp, k, s, d, (oh, ow), _CHANNELS_LAST.get()):
         out = t if out is None else jnp.where((t > out) | jnp.isnan(t), t, out)  # NaN propagates, as in torch
     return out
 
@@ -176,28 +217,34 @@ def avg_pool2d(
     ``ceil_mode`` never count.
     """
     k, s, p, _, pads = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-    summed = lax.reduce_window(x, 0.0, lax.add, (1, 1) + k, (1, 1) + s, pads)
+    cl = _CHANNELS_LAST.get()
+    window, strides = ((1,) + k + (1,), (1,) + s + (1,)) if cl else ((1, 1) + k, (1, 1) + s)
+    summed = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)
     if divisor_override is not None:
         return summed / divisor_override
     # the divisor depends only on static shapes: compute it once in NumPy
-    h, w = x.shape[2:]
-    mask = np.zeros((h + pads[2][0] + pads[2][1], w + pads[3][0] + pads[3][1]))
+    (h, w), (ph, pw) = _hw(x), (pads[1], pads[2]) if cl else (pads[2], pads[3])
+    mask = np.zeros((h + ph[0] + ph[1], w + pw[0] + pw[1]))
     if count_include_pad:
         mask[: h + 2 * p[0], : w + 2 * p[1]] = 1
     else:
         mask[p[0] : p[0] + h, p[1] : p[1] + w] = 1
     win = np.lib.stride_tricks.sliding_window_view(mask, k)[:: s[0], :: s[1]]
     divisor = win.sum(axis=(-1, -2))
-    return summed / jnp.asarray(divisor, x.dtype)
+    return summed / jnp.asarray(divisor[..., None] if cl else divisor, x.dtype)
 
 
 def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
     """``torch.nn.functional.adaptive_avg_pool2d``: output bin ``i`` averages input rows
     ``floor(i·H/out) .. ceil((i+1)·H/out)``. ``x: (N, C, H, W) -> (N, C, *output_size)``."""
     _check_nchw(x, "adaptive_avg_pool2d")
+    cl = _CHANNELS_LAST.get()
     oh, ow = _pair(output_size, "output_size")
-    h, w = x.shape[2:]
+    h, w = _hw(x)
     if h % oh == 0 and w % ow == 0:
+        if cl:
+            n, c = x.shape[0], x.shape[3]
+            return x.reshape(n, oh, h // oh, ow, w // ow, c).mean(axis=(2, 4))
         n, c = x.shape[:2]
         return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
 
@@ -209,7 +256,7 @@ def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
         return m
 
     ah, aw = (jnp.asarray(bins(h, oh), x.dtype), jnp.asarray(bins(w, ow), x.dtype))
-    return jnp.einsum("oh,nchw,pw->ncop", ah, x, aw)
+    return jnp.einsum("oh,nhwc,pw->nopc" if cl else "oh,nchw,pw->ncop", ah, x, aw)
 
 
 _BN_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar("funcnets_bn_groups", default=1)
@@ -245,11 +292,13 @@ def batch_norm(
     variance. Evaluation normalises with the running statistics.
 
     Args:
-      x: ``(N, C, ...)``; running_mean, running_var, weight, bias: ``(C,)``.
+      x: ``(N, C, ...)`` (``(N, H, W, C)`` inside :func:`channels_last`); running_mean,
+      running_var, weight, bias: ``(C,)``.
     Returns:
       ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
     """
-    shape = (1, -1) + (1,) * (x.ndim - 2)
+    c_axis = 3 if x.ndim == 4 and _CHANNELS_LAST.get() else 1
+    shape = tuple(-1 if i == c_axis else 1 for i in range(x.ndim))
     if training:
         # statistics per sub-batch: one sub-batch (the whole batch) unless
         # batch_norm_groups asks for per-device statistics
@@ -257,7 +306,7 @@ def batch_norm(
         if x.shape[0] % groups:
             raise ValueError(f"per-device BatchNorm: batch {x.shape[0]} does not split into {groups} equal parts")
         xg = x.reshape((groups, x.shape[0] // groups) + x.shape[1:])  # (G, N/G, C, ...)
-        axes = (1,) + tuple(range(3, xg.ndim))
+        axes = tuple(i for i in range(1, xg.ndim) if i != c_axis + 1)
         n = math.prod(xg.shape[i] for i in axes)
         if n <= 1:
             raise ValueError(
