@@ -107,6 +107,17 @@ def test_max_pool2d_forward_mode_and_second_order(x64, k, s, p):
     check_grads(lambda x: F.max_pool2d(x, k, s, p) ** 2, (x,), order=2, modes=("fwd", "rev"), eps=1e-6)
 
 
+def test_max_pool2d_with_more_than_127_window_positions(x64):
+    """The winner index outgrows int8: a 12×12 window (144 positions), overlapping."""
+    x = RNG.standard_normal((1, 2, 14, 14))
+    tx = torch.tensor(x, requires_grad=True)
+    ref = TF.max_pool2d(tx, 12, 1)
+    ref.sum().backward()
+    np.testing.assert_array_equal(F.max_pool2d(jnp.asarray(x), 12, 1), to_np(ref))
+    g = jax.grad(lambda x: jnp.sum(F.max_pool2d(x, 12, 1)))(jnp.asarray(x))
+    np.testing.assert_array_equal(g, to_np(tx.grad))
+
+
 @pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1)])  # disjoint and overlapping windows
 def test_max_pool2d_gradient_at_ties_goes_to_one_element(k, s, p):
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # every window is a tie

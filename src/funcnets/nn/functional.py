@@ -89,11 +89,15 @@ def _nchw_pads(pads: tuple) -> tuple:
     return ((0, 0), pads[2], pads[3], (0, 0)) if _CHANNELS_LAST.get() else pads
 
 
+def _layout(c: int | str = "C") -> str:
+    """The expected activation shape with ``c`` channels, for error messages."""
+    return f"(N, H, W, {c}) (channels_last)" if _CHANNELS_LAST.get() else f"(N, {c}, H, W)"
+
+
 def _check_nchw(x: Array, op: str) -> None:
     if x.ndim != 4:
-        layout = "(N, H, W, C) (channels_last)" if _CHANNELS_LAST.get() else "(N, C, H, W)"
         raise ValueError(
-            f"{op} expects a 4-D input {layout}, got shape {tuple(x.shape)}. "
+            f"{op} expects a 4-D input {_layout()}, got shape {tuple(x.shape)}. "
             f"Add a batch dimension with x[None] for a single image."
         )
 
@@ -192,8 +196,8 @@ def max_pool2d(
     # 64×32×32: 10.6 vs 35.9 ms), and it has a gradient with dilation, which JAX's
     # reduce_window max lacks.
     xp = jnp.pad(x, pads, constant_values=-jnp.inf)
-    oh = (_hw(xp)[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-    ow = (_hw(xp)[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    hp, wp = _hw(xp)
+    oh, ow = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1, (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
     geometry = (k, s, d, (oh, ow), _CHANNELS_LAST.get())
     if all(s[i] >= d[i] * (k[i] - 1) + 1 for i in range(2)):
         return _max_pool_chain(xp, *geometry)[0]  # disjoint windows: autodiff of the chain
@@ -201,14 +205,16 @@ def max_pool2d(
 
 
 def _max_pool_chain(xp, k, s, d, out_hw, channels_last):
-    """The running maximum of the window views and the winner's view index (int8)."""
+    """The running maximum of the window views and the winner's view index (int8 up to
+    127 views)."""
+    itype = jnp.int8 if k[0] * k[1] <= 127 else jnp.int32
     out = idx = None
     for i, t in enumerate(_conv.window_views(xp, k, s, d, out_hw, channels_last)):
         if out is None:
-            out, idx = t, jnp.zeros(t.shape, jnp.int8)
+            out, idx = t, jnp.zeros(t.shape, itype)
         else:
             take = (t > out) | jnp.isnan(t)  # NaN propagates, as in torch
-            out, idx = jnp.where(take, t, out), jnp.where(take, jnp.int8(i), idx)
+            out, idx = jnp.where(take, t, out), jnp.where(take, itype(i), idx)
     return out, idx
 
 

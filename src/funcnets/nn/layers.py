@@ -117,10 +117,8 @@ class Conv2d(Module):
 
     def apply(self, params, state, x, *, train=False, key=None):
         _check_float(self, x)
-        cl = F.is_channels_last()
-        if x.ndim not in (3, 4) or x.shape[-1 if cl else -3] != self.in_channels:
-            expected = f"(N, H, W, {self.in_channels}) (channels_last)" if cl else f"(N, {self.in_channels}, H, W)"
-            raise ShapeError(f"{self!r} expected input {expected}, got {tuple(x.shape)}")
+        if x.ndim not in (3, 4) or x.shape[-1 if F.is_channels_last() else -3] != self.in_channels:
+            raise ShapeError(f"{self!r} expected input {F._layout(self.in_channels)}, got {tuple(x.shape)}")
         unbatched = x.ndim == 3
         xb = x[None] if unbatched else x
         h, w = F._hw(xb)
@@ -293,10 +291,8 @@ class BatchNorm2d(Module):
 
     def apply(self, params, state, x, *, train=False, key=None):
         _check_float(self, x)
-        cl = F.is_channels_last()
-        if x.ndim != 4 or x.shape[3 if cl else 1] != self.num_features:
-            expected = f"(N, H, W, {self.num_features}) (channels_last)" if cl else f"(N, {self.num_features}, H, W)"
-            raise ShapeError(f"{self!r} expected input {expected}, got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[3 if F.is_channels_last() else 1] != self.num_features:
+            raise ShapeError(f"{self!r} expected input {F._layout(self.num_features)}, got {tuple(x.shape)}")
         use_batch = train or not self.track_running_stats
         rm, rv = state.get("running_mean"), state.get("running_var")
         if not use_batch:
