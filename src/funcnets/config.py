@@ -13,11 +13,14 @@ __all__ = ["enable_compilation_cache", "default_device", "tune_xla_cpu", "XLA_CP
 # kernels are 2-3x slower than XLA's own (Eigen) convolution, the backward passes most
 # of all (ResNet-18 layer1, batch 32, forward+backward: 23.3 -> 9.6 ms; the whole train
 # step 0.57x -> 0.8x of torch; see benchmarks/README.md). Dots stay with YNNPACK.
-# XLA:CPU's concurrency-optimized scheduler orders the ResNet-18 step worse for two cores:
-# batch 8 77-82 -> 73-77 ms, batch 32 242 -> 235 ms (separate processes); LeNet unchanged.
+# XLA:CPU's default (concurrency-optimized) scheduler orders the ResNet-18 step worse for
+# two cores than the memory-optimized one: batch 8 77-82 -> 73-77 ms, batch 32 242 -> 235
+# ms (separate processes); LeNet unchanged. (jaxlib 0.10 marks the older spelling,
+# --xla_cpu_enable_concurrency_optimized_scheduler=false, deprecated; it gives the same
+# compiled program.)
 XLA_CPU_FLAGS = (
     "--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
-    "--xla_cpu_enable_concurrency_optimized_scheduler=false",
+    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
 )
 _TUNED_JAXLIB = (0, 10)  # XLA aborts on flags it does not know: only set them where measured
 
