@@ -34,6 +34,13 @@ def test_opt_out():
     assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": "0"}) == ""
 
 
+@pytest.mark.parametrize("version", ["0.9.2", "0.11.0"])
+def test_only_on_the_measured_jaxlib_series(version):
+    # a newer jaxlib may not know these experimental flags, and XLA aborts on unknown ones
+    code = f"import jaxlib; jaxlib.__version__ = {version!r}; " + PROBE.replace("import os, ", "import os; import ")
+    assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": ""}, code) == ""
+
+
 def test_too_late_once_jax_has_started():
     code = "import os, jax; jax.numpy.zeros(1); import funcnets; print(funcnets.config.tune_xla_cpu(), os.environ.get('XLA_FLAGS', ''))"
     assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": ""}, code) == "False"

@@ -22,7 +22,9 @@ XLA_CPU_FLAGS = (
     "--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION",
     "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
 )
-_TUNED_JAXLIB = (0, 10)  # XLA aborts on flags it does not know: only set them where measured
+# Only on the jaxlib series these were measured with: the options are experimental, and
+# XLA aborts the process on a flag it does not know.
+_TUNED_JAXLIB = (0, 10)
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
@@ -51,8 +53,8 @@ def tune_xla_cpu() -> bool:
     XLA reads its flags once, when JAX starts its backend, so this only takes effect if
     no JAX computation has run yet in this process. Skipped when ``XLA_FLAGS`` already
     sets the same options (yours win), with ``FUNCNETS_XLA_FLAGS=0``, and on jaxlib
-    versions older than the one these flags were measured with. Returns whether they
-    are in effect.
+    versions other than the series these flags were measured with (0.10). Returns
+    whether they are in effect.
     """
     import jaxlib
     from jax._src import xla_bridge
@@ -62,7 +64,7 @@ def tune_xla_cpu() -> bool:
     if not missing:
         return True
     version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2] if p.isdigit())
-    if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version < _TUNED_JAXLIB:
+    if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version[:2] != _TUNED_JAXLIB:
         return False
     if xla_bridge.backends_are_initialized():
         return False  # too late for this process; see the docstring
