@@ -116,7 +116,8 @@ def conv2d_xla(x, w, stride, padding, dilation, groups, channels_last=False):
 def window_views(xp: Array, kernel, stride, dilation, out_hw, channels_last=False) -> list[Array]:
     """The ``kH·kW`` strided views of a padded ``(N, C, H, W)`` input (``(N, H, W, C)``
     with ``channels_last``), one per kernel offset in row-major (i, j) order, each
-    ``(N, C, H', W')``: im2col's columns, and the candidates of a pooling window."""
+    ``(N, C, H', W')`` (``(N, H', W', C)``): im2col's columns, and the candidates of a
+    pooling window."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     lead = (slice(None),) if channels_last else (slice(None), slice(None))
     return [

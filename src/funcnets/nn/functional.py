@@ -94,7 +94,7 @@ def _layout(c: int | str = "C") -> str:
     return f"(N, H, W, {c}) (channels_last)" if _CHANNELS_LAST.get() else f"(N, {c}, H, W)"
 
 
-def _check_nchw(x: Array, op: str) -> None:
+def _check_4d(x: Array, op: str) -> None:
     if x.ndim != 4:
         raise ValueError(
             f"{op} expects a 4-D input {_layout()}, got shape {tuple(x.shape)}. "
@@ -131,7 +131,7 @@ def conv2d(
     Returns:
       ``(N, C_out, H_out, W_out)`` with ``H_out = (H + 2p - d(k-1) - 1) // s + 1``.
     """
-    _check_nchw(x, "conv2d")
+    _check_4d(x, "conv2d")
     cl = _CHANNELS_LAST.get()
     y = _conv.conv2d(
         x, weight, _pair(stride, "stride"), _pair(padding, "padding"),
@@ -152,7 +152,7 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tup
 
 
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, op):
-    _check_nchw(x, op)
+    _check_4d(x, op)
     k = _pair(kernel_size, "kernel_size")
     s = _pair(stride if stride is not None and stride != [] else kernel_size, "stride")
     p = _pair(padding, "padding")
@@ -274,7 +274,7 @@ def avg_pool2d(
 def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
     """``torch.nn.functional.adaptive_avg_pool2d``: output bin ``i`` averages input rows
     ``floor(i·H/out) .. ceil((i+1)·H/out)``. ``x: (N, C, H, W) -> (N, C, *output_size)``."""
-    _check_nchw(x, "adaptive_avg_pool2d")
+    _check_4d(x, "adaptive_avg_pool2d")
     cl = _CHANNELS_LAST.get()
     oh, ow = _pair(output_size, "output_size")
     h, w = _hw(x)
