@@ -64,7 +64,7 @@ def tune_xla_cpu() -> bool:
     if not missing:
         return True
     version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2] if p.isdigit())
-    if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version[:2] != _TUNED_JAXLIB:
+    if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version != _TUNED_JAXLIB:
         return False
     if xla_bridge.backends_are_initialized():
         return False  # too late for this process; see the docstring

@@ -89,6 +89,11 @@ def _nchw_pads(pads: tuple) -> tuple:
     return ((0, 0), pads[2], pads[3], (0, 0)) if _CHANNELS_LAST.get() else pads
 
 
+def _channels(x: Array) -> int:
+    """The channel count of an image ``(N, C, H, W)``/``(C, H, W)`` in the current layout."""
+    return x.shape[-1 if _CHANNELS_LAST.get() else -3]
+
+
 def _layout(c: int | str = "C") -> str:
     """The expected activation shape with ``c`` channels, for error messages."""
     return f"(N, H, W, {c}) (channels_last)" if _CHANNELS_LAST.get() else f"(N, {c}, H, W)"

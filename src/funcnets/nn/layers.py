@@ -117,7 +117,7 @@ class Conv2d(Module):
 
     def apply(self, params, state, x, *, train=False, key=None):
         _check_float(self, x)
-        if x.ndim not in (3, 4) or x.shape[-1 if F.is_channels_last() else -3] != self.in_channels:
+        if x.ndim not in (3, 4) or F._channels(x) != self.in_channels:
             raise ShapeError(f"{self!r} expected input {F._layout(self.in_channels)}, got {tuple(x.shape)}")
         unbatched = x.ndim == 3
         xb = x[None] if unbatched else x
@@ -291,7 +291,7 @@ class BatchNorm2d(Module):
 
     def apply(self, params, state, x, *, train=False, key=None):
         _check_float(self, x)
-        if x.ndim != 4 or x.shape[3 if F.is_channels_last() else 1] != self.num_features:
+        if x.ndim != 4 or F._channels(x) != self.num_features:
             raise ShapeError(f"{self!r} expected input {F._layout(self.num_features)}, got {tuple(x.shape)}")
         use_batch = train or not self.track_running_stats
         rm, rv = state.get("running_mean"), state.get("running_var")
