@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,18 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert set(row) >= {"name", "torch_ms", "funcnets_ms", "ratio"}
     assert row["ratio"] == pytest.approx(row["torch_ms"] / row["funcnets_ms"])
     assert (tmp_path / "b.png").stat().st_size > 1000 and "speed-up" in out
+
+
+def test_conv_layers_benchmark_runs():
+    """benchmarks/conv_layers.py times all 11 distinct convolutions of ResNet-18 and sums a step."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "conv_layers.py"
+    out = subprocess.run([sys.executable, str(script), "--batch", "2", "--reps", "1", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lowering = {line[:21].strip(): line[25:33].strip() for line in out.stdout.splitlines()
+                if line[25:33].strip() in ("XLA", "GEMM")}
+    assert len(lowering) == 11 and "sum over one step" in out.stdout
+    assert lowering["layer1 3x3"] == "XLA" and lowering["layer4 3x3"] == "GEMM"  # the per-shape choice
 
 
 def test_python_dash_m_entry_point():
