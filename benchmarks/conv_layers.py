@@ -96,19 +96,22 @@ def main(argv=None) -> None:
           f"(median of {args.repeats}); ratio = torch / funcnets")
     print(f"{'layer':21s} {'x':>2s} {'lowering':8s} {'fwd':>7s} {'torch':>7s} {'ratio':>6s}   "
           f"{'fwd+bwd':>7s} {'torch':>7s} {'ratio':>6s}")
-    sums = dict.fromkeys(["funcnets fwd", "torch fwd", "funcnets fwd+bwd", "torch fwd+bwd"], 0.0)
+    keys = ["funcnets fwd", "torch fwd", "funcnets fwd+bwd", "torch fwd+bwd"]
+
+    def columns(ms):  # funcnets, torch, ratio for the forward, then for forward + backward
+        f, t, fb, tb = (ms[k] for k in keys)
+        return f"{f:7.3f} {t:7.3f} {t / f:5.2f}x   {fb:7.3f} {tb:7.3f} {tb / fb:5.2f}x"
+
+    sums = dict.fromkeys(keys, 0.0)
     for name, c_in, c_out, k, s, p, hw, count in LAYERS:
-        fns = layer_fns(c_in, c_out, k, s, p, hw, args.batch, args.reps, input_grad=name != "conv1 7x7 s2")
+        # the stem's input is the image, which needs no gradient
+        fns = layer_fns(c_in, c_out, k, s, p, hw, args.batch, args.reps, input_grad=not name.startswith("conv1"))
         ms = {key: v / args.reps for key, v in interleaved(fns, repeats=args.repeats).items()}
-        for key in sums:
+        for key in keys:
             sums[key] += count * ms[key]
         gemm = use_gemm((args.batch, hw, hw, c_in), (c_out, c_in, k, k), (s, s), (p, p), (1, 1), 1, True)
-        print(f"{name:21s} {count:2d} {'GEMM' if gemm else 'XLA':8s} {ms['funcnets fwd']:7.3f} {ms['torch fwd']:7.3f} "
-              f"{ms['torch fwd'] / ms['funcnets fwd']:5.2f}x   {ms['funcnets fwd+bwd']:7.3f} {ms['torch fwd+bwd']:7.3f} "
-              f"{ms['torch fwd+bwd'] / ms['funcnets fwd+bwd']:5.2f}x")
-    print(f"{'sum over one step':32s} {sums['funcnets fwd']:7.2f} {sums['torch fwd']:7.2f} "
-          f"{sums['torch fwd'] / sums['funcnets fwd']:5.2f}x   {sums['funcnets fwd+bwd']:7.2f} {sums['torch fwd+bwd']:7.2f} "
-          f"{sums['torch fwd+bwd'] / sums['funcnets fwd+bwd']:5.2f}x")
+        print(f"{name:21s} {count:2d} {'GEMM' if gemm else 'XLA':8s} {columns(ms)}")
+    print(f"{'sum over one step':33s} {columns(sums)}")
 
 
 if __name__ == "__main__":
