@@ -109,7 +109,7 @@ def main(argv=None) -> None:
         ms = {key: v / args.reps for key, v in interleaved(fns, repeats=args.repeats).items()}
         for key in keys:
             sums[key] += count * ms[key]
-        gemm = use_gemm((args.batch, hw, hw, c_in), (c_out, c_in, k, k), (s, s), (p, p), (1, 1), 1, True)
+        gemm = use_gemm((args.batch, hw, hw, c_in), (c_out, c_in, k, k), (s, s), (p, p), (1, 1), 1, "NHWC")
         print(f"{name:21s} {count:2d} {'GEMM' if gemm else 'XLA':8s} {columns(ms)}")
     print(f"{'sum over one step':33s} {columns(sums)}")
 

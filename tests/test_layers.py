@@ -1,6 +1,7 @@
 """Layers: hand-computed cases, torch parity over option grids, gradients, errors, repr."""
 
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,8 @@ def test_conv_lowerings_agree_float32(shape, k, stride, padding):
     args = ((stride, stride), (padding, padding), (1, 1))
     assert_close(_conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args), ref, 1e-5, "gemm")
     assert_close(_conv.conv2d_xla(jnp.asarray(x), jnp.asarray(w), *args, 1), ref, 1e-5, "xla")
+    batch_last = _conv.conv2d_batch_last(jnp.asarray(x.transpose(1, 2, 3, 0)), jnp.asarray(w), *args)
+    assert_close(batch_last.transpose(3, 0, 1, 2), ref, 1e-5, "batch-last gemm")
 
 
 POOL_CASES = [
@@ -268,6 +271,40 @@ def test_lenet_listing_matches_torch():
     assert [n for n, _ in model.named_parameters(sorted_params)][:2] == ["conv1.weight", "conv1.bias"]
 
 
+def test_lenet_batch_last_trunk_equals_nchw_and_swapped_convs_keep_nchw(x64):
+    """On CPU LeNet's trunk runs batch-last: the same logits and gradients as NCHW (first
+    and second order). A conv swapped in with nn.replace keeps the trunk NCHW."""
+    from funcnets.models import LeNet
+
+    class NCHWLeNet(LeNet):
+        def _trunk_batch_last(self, x):
+            return False
+
+    model = LeNet()
+    params, state = model.init(jax.random.PRNGKey(0))
+    x = jnp.asarray(RNG.standard_normal((5, 1, 32, 32)))
+    assert model._trunk_batch_last(x) == (jax.default_backend() == "cpu")
+
+    @partial(jax.jit, static_argnums=0)
+    def grads(m):
+        loss = lambda p: jnp.sum(m(p, state, x)[0] * jnp.arange(10.0))  # noqa: E731
+        return jax.value_and_grad(loss)(params), jax.jvp(jax.grad(loss), (params,), (params,))[1]
+
+    got, ref = grads(model), grads(NCHWLeNet())
+    for what, a, b in (("loss", got[0][0], ref[0][0]), ("grads", got[0][1], ref[0][1]), ("hessian-vector", got[1], ref[1])):
+        leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+        assert len(leaves_a) == len(leaves_b) == (1 if what == "loss" else 10)
+        for u, v in zip(leaves_a, leaves_b):
+            assert_close(u, v, 1e-10, what)
+
+    class Conv2dNCHW(nn.Conv2d):  # a user's conv: it assumes NCHW
+        pass
+
+    custom, cparams, cstate = nn.replace(model, params, state, "conv2", Conv2dNCHW(6, 16, 3), jax.random.PRNGKey(1))
+    assert not custom._trunk_batch_last(x)
+    assert custom(cparams, cstate, x)[0].shape == (5, 10)
+
+
 def test_replace_layer_one_liner():
     from funcnets.models import resnet18
 
@@ -299,8 +336,8 @@ def test_conv_lowering_context_forces_and_resets():
             pass
 
 
-CHANNELS_LAST_CASES = [
-    (nn.Conv2d(4, 6, 3, padding=1), (2, 4, 9, 9)),  # XLA's convolution
+LAYOUT_CASES = [
+    (nn.Conv2d(4, 6, 3, padding=1), (2, 4, 9, 9)),  # XLA's convolution channels-last; GEMM batch-last
     (nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2), (2, 4, 7, 7)),  # GEMM (≤16 output pixels)
     (nn.Conv2d(4, 6, 1, stride=2, bias=False), (2, 4, 6, 6)),
     (nn.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
@@ -312,11 +349,21 @@ CHANNELS_LAST_CASES = [
 ]
 
 
+# layout: (context, NCHW -> layout axes, layout -> NCHW axes)
+LAYOUTS = {
+    "channels_last": (F.channels_last, (0, 2, 3, 1), (0, 3, 1, 2)),
+    "batch_last": (F.batch_last, (1, 2, 3, 0), (3, 0, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("layer,shape", CHANNELS_LAST_CASES, ids=lambda v: repr(v) if isinstance(v, nn.Module) else None)
-def test_channels_last_equals_nchw(x64, layer, shape, train):
-    """Inside F.channels_last() a layer takes and returns (N, H, W, C): the same numbers,
-    buffers and gradients as NCHW, transposed."""
+@pytest.mark.parametrize("layer,shape", LAYOUT_CASES, ids=lambda v: repr(v) if isinstance(v, nn.Module) else None)
+def test_layouts_equal_nchw(x64, layer, shape, train, layout):
+    """Inside F.channels_last() a layer takes and returns (N, H, W, C), inside
+    F.batch_last() (C, H, W, N): the same numbers, buffers and gradients as NCHW,
+    transposed."""
+    block, to_layout, to_nchw = LAYOUTS[layout]
     params, state = layer.init(jax.random.PRNGKey(0))
     params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(RNG.standard_normal(p.shape)), params)
     x = jnp.asarray(RNG.standard_normal(shape))
@@ -325,9 +372,9 @@ def test_channels_last_equals_nchw(x64, layer, shape, train):
         return layer.apply(p, state, x, train=train)
 
     def cl(p, x):
-        with F.channels_last():
-            y, s = layer.apply(p, state, x.transpose(0, 2, 3, 1), train=train)
-        return y.transpose(0, 3, 1, 2), s
+        with block():
+            y, s = layer.apply(p, state, x.transpose(to_layout), train=train)
+        return y.transpose(to_nchw), s
 
     (y0, s0), pull0 = jax.vjp(nchw, params, x)
     (y1, s1), pull1 = jax.vjp(cl, params, x)
@@ -354,3 +401,43 @@ def test_channels_last_per_device_batch_norm_and_errors(x64):
     with F.channels_last(), pytest.raises(ShapeError, match=r"expected input \(N, H, W, 3\) \(channels_last\), got \(4, 3, 5, 5\)"):
         conv.apply(params, state, x)
     assert not F.is_channels_last()
+
+
+def test_batch_last_per_device_batch_norm_unbatched_conv_and_errors(x64):
+    x = jnp.asarray(RNG.standard_normal((4, 3, 5, 5)))
+    with F.batch_norm_groups(2):
+        y0, m0, v0 = F.batch_norm(x, jnp.zeros(3), jnp.ones(3), training=True)
+        with F.batch_last():
+            assert F.is_batch_last() and not F.is_channels_last()
+            y1, m1, v1 = F.batch_norm(x.transpose(1, 2, 3, 0), jnp.zeros(3), jnp.ones(3), training=True)
+    assert_close(y1.transpose(3, 0, 1, 2), y0, 1e-12, "per-device batch_norm")
+    assert_close(m1, m0, 1e-12, "running_mean")
+    assert_close(v1, v0, 1e-12, "running_var")
+    conv = nn.Conv2d(3, 4, 3)
+    params, state = conv.init(jax.random.PRNGKey(0))
+    with F.batch_last():  # an unbatched image is (C, H, W) in every layout
+        y, _ = conv.apply(params, state, x[0])
+        with pytest.raises(ShapeError, match=r"expected input \(3, H, W, N\) \(batch_last\), got \(4, 5, 5, 3\)"):
+            conv.apply(params, state, x.transpose(0, 2, 3, 1))
+        with pytest.raises(ValueError, match=r"expand_dims\(x, -1\)"):
+            F.max_pool2d(x[0], 2)
+    assert_close(y, conv.apply(params, state, x[0])[0], 1e-12, "unbatched conv")
+    assert not F.is_batch_last()
+
+
+@pytest.mark.parametrize("lowering", ["auto", "gemm", "xla"])
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), ((1, 2), (2, 0), (2, 1))])
+def test_batch_last_conv_lowerings_and_derivatives(x64, lowering, stride, padding, dilation):
+    """Each lowering of the batch-last convolution equals NCHW's, and so do its first and
+    second derivatives in both modes ("auto" on CPU: GEMM value and input gradient, XLA's
+    convolution for the weight gradient, joined by a custom JVP)."""
+    x = jnp.asarray(RNG.standard_normal((3, 4, 9, 8)))
+    w = jnp.asarray(RNG.standard_normal((5, 4, 3, 2)))
+    args = dict(stride=stride, padding=padding, dilation=dilation)
+
+    def conv(x, w):
+        with nn.conv_lowering(lowering), F.batch_last():
+            return F.conv2d(x.transpose(1, 2, 3, 0), w, **args).transpose(3, 0, 1, 2)
+
+    assert_close(conv(x, w), F.conv2d(x, w, **args), 1e-12, "batch-last conv")
+    check_grads(conv, (x, w), order=2, modes=["fwd", "rev"])

@@ -5,7 +5,8 @@ Layouts: inputs NCHW, conv weights OIHW ``(out, in/groups, kH, kW)``, linear wei
 update buffers in torch (``batch_norm``) return the new buffers instead.
 
 Inside :func:`channels_last` (what ResNet's trunk runs in on CPU) the image functions
-take and return 4-D activations as ``(N, H, W, C)``; weights keep torch's layouts.
+take and return 4-D activations as ``(N, H, W, C)``, inside :func:`batch_last` (LeNet's
+trunk on CPU) as ``(C, H, W, N)``; weights keep torch's layouts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ __all__ = [
     "batch_norm_groups",
     "channels_last",
     "is_channels_last",
+    "batch_last",
+    "is_batch_last",
 ]
 
 IntOr2 = int | Sequence[int]
@@ -55,11 +58,20 @@ def _pair(v: IntOr2, name: str) -> tuple[int, int]:
     return t  # type: ignore[return-value]
 
 
-_CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("funcnets_channels_last", default=False)
+# the axis order of 4-D activations while tracing: "NCHW" (torch's), "NHWC" or "CHWN"
+_LAYOUT: contextvars.ContextVar[str] = contextvars.ContextVar("funcnets_layout", default="NCHW")
 
 
 @contextlib.contextmanager
-def channels_last() -> Iterator[None]:
+def _layout_block(layout: str) -> Iterator[None]:
+    token = _LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _LAYOUT.reset(token)
+
+
+def channels_last() -> contextlib.AbstractContextManager[None]:
     """While tracing, 4-D activations are ``(N, H, W, C)`` for ``conv2d``, the poolings,
     ``batch_norm`` and the layers built on them (``Conv2d``, ``BatchNorm2d``, ...);
     weights stay in torch's layouts. XLA:CPU computes convolutions channels-last, so a
@@ -67,43 +79,64 @@ def channels_last() -> Iterator[None]:
     fusion around them. Move the input with ``x.transpose(0, 2, 3, 1)`` and back with
     ``y.transpose(0, 3, 1, 2)`` before anything layout-specific (``flatten``).
     """
-    token = _CHANNELS_LAST.set(True)
-    try:
-        yield
-    finally:
-        _CHANNELS_LAST.reset(token)
+    return _layout_block("NHWC")
+
+
+def batch_last() -> contextlib.AbstractContextManager[None]:
+    """While tracing, 4-D activations are ``(C, H, W, N)`` for the same functions and
+    layers as :func:`channels_last` (an unbatched input is ``(C, H, W)``). On CPU this
+    is fastest for small images with few channels (LeNet): elementwise and pooling work
+    vectorizes along the batch and the convolutions need no transposes (see
+    ``nn/_conv.py``). Move the input with ``x.transpose(1, 2, 3, 0)`` and back with
+    ``y.transpose(3, 0, 1, 2)`` before anything layout-specific (``flatten``, ``linear``).
+    """
+    return _layout_block("CHWN")
 
 
 def is_channels_last() -> bool:
     """Whether functions traced now see ``(N, H, W, C)`` activations (:func:`channels_last`)."""
-    return _CHANNELS_LAST.get()
+    return _LAYOUT.get() == "NHWC"
+
+
+def is_batch_last() -> bool:
+    """Whether functions traced now see ``(C, H, W, N)`` activations (:func:`batch_last`)."""
+    return _LAYOUT.get() == "CHWN"
 
 
 def _hw(x: Array) -> tuple[int, int]:
     """A 4-D activation's spatial size ``(H, W)`` in the current layout."""
-    return x.shape[1:3] if _CHANNELS_LAST.get() else x.shape[2:4]
+    return _conv._spatial(x.shape, _LAYOUT.get())
 
 
 def _nchw_pads(pads: tuple) -> tuple:
     """``((0, 0), (0, 0), h_pad, w_pad)`` in the current layout's axis order."""
-    return ((0, 0), pads[2], pads[3], (0, 0)) if _CHANNELS_LAST.get() else pads
+    return pads if _LAYOUT.get() == "NCHW" else ((0, 0), pads[2], pads[3], (0, 0))
 
 
 def _channels(x: Array) -> int:
     """The channel count of an image ``(N, C, H, W)``/``(C, H, W)`` in the current layout."""
-    return x.shape[-1 if _CHANNELS_LAST.get() else -3]
+    return x.shape[{"NCHW": -3, "NHWC": -1, "CHWN": 0}[_LAYOUT.get()]]
+
+
+def _batch_axis() -> int:
+    """Where a batch axis goes (``jnp.expand_dims``) or comes off an unbatched image."""
+    return -1 if _LAYOUT.get() == "CHWN" else 0
 
 
 def _layout(c: int | str = "C") -> str:
     """The expected activation shape with ``c`` channels, for error messages."""
-    return f"(N, H, W, {c}) (channels_last)" if _CHANNELS_LAST.get() else f"(N, {c}, H, W)"
+    return {
+        "NCHW": f"(N, {c}, H, W)",
+        "NHWC": f"(N, H, W, {c}) (channels_last)",
+        "CHWN": f"({c}, H, W, N) (batch_last)",
+    }[_LAYOUT.get()]
 
 
 def _check_4d(x: Array, op: str) -> None:
     if x.ndim != 4:
         raise ValueError(
             f"{op} expects a 4-D input {_layout()}, got shape {tuple(x.shape)}. "
-            f"Add a batch dimension with x[None] for a single image."
+            f"Add a batch dimension with jnp.expand_dims(x, {_batch_axis()}) for a single image."
         )
 
 
@@ -137,12 +170,14 @@ def conv2d(
       ``(N, C_out, H_out, W_out)`` with ``H_out = (H + 2p - d(k-1) - 1) // s + 1``.
     """
     _check_4d(x, "conv2d")
-    cl = _CHANNELS_LAST.get()
+    layout = _LAYOUT.get()
     y = _conv.conv2d(
         x, weight, _pair(stride, "stride"), _pair(padding, "padding"),
-        _pair(dilation, "dilation"), groups, cl,
+        _pair(dilation, "dilation"), groups, layout,
     )
-    return y if bias is None else y + (bias if cl else bias[None, :, None, None])
+    if bias is None:
+        return y
+    return y + {"NCHW": bias[None, :, None, None], "NHWC": bias, "CHWN": bias[:, None, None, None]}[layout]
 
 
 def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
@@ -203,18 +238,18 @@ def max_pool2d(
     xp = jnp.pad(x, pads, constant_values=-jnp.inf)
     hp, wp = _hw(xp)
     oh, ow = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1, (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
-    geometry = (k, s, d, (oh, ow), _CHANNELS_LAST.get())
+    geometry = (k, s, d, (oh, ow), _LAYOUT.get())
     if all(s[i] >= d[i] * (k[i] - 1) + 1 for i in range(2)):
         return _max_pool_chain(xp, *geometry)[0]  # disjoint windows: autodiff of the chain
     return _max_pool_overlapping(xp, *geometry)
 
 
-def _max_pool_chain(xp, k, s, d, out_hw, channels_last):
+def _max_pool_chain(xp, k, s, d, out_hw, layout):
     """The running maximum of the window views and the winner's view index (int8 up to
     127 views)."""
     itype = jnp.int8 if k[0] * k[1] <= 127 else jnp.int32
     out = idx = None
-    for i, t in enumerate(_conv.window_views(xp, k, s, d, out_hw, channels_last)):
+    for i, t in enumerate(_conv.window_views(xp, k, s, d, out_hw, layout)):
         if out is None:
             out, idx = t, jnp.zeros(t.shape, itype)
         else:
@@ -224,12 +259,12 @@ def _max_pool_chain(xp, k, s, d, out_hw, channels_last):
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
-def _max_pool_overlapping(xp, k, s, d, out_hw, channels_last):
-    return _max_pool_chain(xp, k, s, d, out_hw, channels_last)[0]
+def _max_pool_overlapping(xp, k, s, d, out_hw, layout):
+    return _max_pool_chain(xp, k, s, d, out_hw, layout)[0]
 
 
 @_max_pool_overlapping.defjvp
-def _max_pool_overlapping_jvp(k, s, d, out_hw, channels_last, primals, tangents):
+def _max_pool_overlapping_jvp(k, s, d, out_hw, layout, primals, tangents):
     # The tangent is the winner's, picked by its index: the backward then costs one
     # compare per (input element, window) pair. Autodiff of the chain instead masks each
     # candidate with all later comparisons of its window, which with overlapping windows
@@ -237,8 +272,8 @@ def _max_pool_overlapping_jvp(k, s, d, out_hw, channels_last, primals, tangents)
     # 193-197 -> 186-188 ms, batch 8 61-63 -> 61-62.5 ms. With disjoint windows (LeNet's
     # 2×2) the chain is faster: LeNet step 5.7 vs 5.9 ms with the index.
     (xp,), (tx,) = primals, tangents
-    out, idx = _max_pool_chain(xp, k, s, d, out_hw, channels_last)
-    views = _conv.window_views(tx, k, s, d, out_hw, channels_last)
+    out, idx = _max_pool_chain(xp, k, s, d, out_hw, layout)
+    views = _conv.window_views(tx, k, s, d, out_hw, layout)
     zero = jnp.zeros((), tx.dtype)
     return out, sum(jnp.where(idx == i, v, zero) for i, v in enumerate(views))
 
@@ -259,7 +294,7 @@ def avg_pool2d(
     ``ceil_mode`` never count.
     """
     k, s, p, _, pads = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-    cl = _CHANNELS_LAST.get()
+    cl = _LAYOUT.get() != "NCHW"  # spatial axes 1, 2 (NHWC, CHWN)
     window, strides = ((1,) + k + (1,), (1,) + s + (1,)) if cl else ((1, 1) + k, (1, 1) + s)
     summed = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)
     if divisor_override is not None:
@@ -280,15 +315,15 @@ def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
     """``torch.nn.functional.adaptive_avg_pool2d``: output bin ``i`` averages input rows
     ``floor(i·H/out) .. ceil((i+1)·H/out)``. ``x: (N, C, H, W) -> (N, C, *output_size)``."""
     _check_4d(x, "adaptive_avg_pool2d")
-    cl = _CHANNELS_LAST.get()
+    layout = _LAYOUT.get()
     oh, ow = _pair(output_size, "output_size")
     h, w = _hw(x)
     if h % oh == 0 and w % ow == 0:
-        if cl:
-            n, c = x.shape[0], x.shape[3]
-            return x.reshape(n, oh, h // oh, ow, w // ow, c).mean(axis=(2, 4))
-        n, c = x.shape[:2]
-        return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
+        if layout == "NCHW":
+            n, c = x.shape[:2]
+            return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
+        a, b = x.shape[0], x.shape[3]  # (N, C) or (C, N)
+        return x.reshape(a, oh, h // oh, ow, w // ow, b).mean(axis=(2, 4))
 
     def bins(size: int, out: int) -> np.ndarray:
         m = np.zeros((out, size))
@@ -298,7 +333,8 @@ def adaptive_avg_pool2d(x: Array, output_size: IntOr2) -> Array:
         return m
 
     ah, aw = (jnp.asarray(bins(h, oh), x.dtype), jnp.asarray(bins(w, ow), x.dtype))
-    return jnp.einsum("oh,nhwc,pw->nopc" if cl else "oh,nchw,pw->ncop", ah, x, aw)
+    spec = {"NCHW": "oh,nchw,pw->ncop", "NHWC": "oh,nhwc,pw->nopc", "CHWN": "oh,chwn,pw->copn"}[layout]
+    return jnp.einsum(spec, ah, x, aw)
 
 
 _BN_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar("funcnets_bn_groups", default=1)
@@ -334,12 +370,21 @@ def batch_norm(
     variance. Evaluation normalises with the running statistics.
 
     Args:
-      x: ``(N, C, ...)`` (``(N, H, W, C)`` inside :func:`channels_last`); running_mean,
+      x: ``(N, C, ...)`` (4-D: ``(N, H, W, C)`` inside :func:`channels_last`, ``(C, H,
+      W, N)`` inside :func:`batch_last`); running_mean,
       running_var, weight, bias: ``(C,)``.
     Returns:
       ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
     """
-    c_axis = 3 if x.ndim == 4 and _CHANNELS_LAST.get() else 1
+    if x.ndim == 4 and _LAYOUT.get() == "CHWN":
+        # the statistics and the per-device split want the batch leading: run it in NCHW
+        # (two transposes; no model of ours puts a BatchNorm in a batch-last trunk)
+        with _layout_block("NCHW"):
+            y, running_mean, running_var = batch_norm(
+                x.transpose(3, 0, 1, 2), running_mean, running_var, weight, bias, training, momentum, eps
+            )
+        return y.transpose(1, 2, 3, 0), running_mean, running_var
+    c_axis = 3 if x.ndim == 4 and _LAYOUT.get() == "NHWC" else 1
     shape = tuple(-1 if i == c_axis else 1 for i in range(x.ndim))
     if training:
         # statistics per sub-batch: one sub-batch (the whole batch) unless

@@ -119,8 +119,8 @@ class Conv2d(Module):
         _check_float(self, x)
         if x.ndim not in (3, 4) or F._channels(x) != self.in_channels:
             raise ShapeError(f"{self!r} expected input {F._layout(self.in_channels)}, got {tuple(x.shape)}")
-        unbatched = x.ndim == 3
-        xb = x[None] if unbatched else x
+        unbatched, batch_axis = x.ndim == 3, F._batch_axis()
+        xb = jnp.expand_dims(x, batch_axis) if unbatched else x
         h, w = F._hw(xb)
         eff = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size)]
         if h + 2 * self.padding[0] < eff[0] or w + 2 * self.padding[1] < eff[1]:
@@ -129,7 +129,7 @@ class Conv2d(Module):
                 f"is smaller than the kernel {tuple(eff)}"
             )
         y = F.conv2d(xb, params["weight"], params.get("bias"), self.stride, self.padding, self.dilation, self.groups)
-        return (y[0] if unbatched else y), state
+        return (jnp.squeeze(y, batch_axis) if unbatched else y), state
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
