@@ -387,15 +387,21 @@ def test_layouts_equal_nchw(x64, layer, shape, train, layout):
         assert_close(a, b, 1e-12, "gradient")
 
 
-def test_channels_last_per_device_batch_norm_and_errors(x64):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_per_device_batch_norm_in_layouts(x64, layout):
+    block, to_layout, to_nchw = LAYOUTS[layout]
     x = jnp.asarray(RNG.standard_normal((4, 3, 5, 5)))
     with F.batch_norm_groups(2):
         y0, m0, v0 = F.batch_norm(x, jnp.zeros(3), jnp.ones(3), training=True)
-        with F.channels_last():
-            y1, m1, v1 = F.batch_norm(x.transpose(0, 2, 3, 1), jnp.zeros(3), jnp.ones(3), training=True)
-    assert_close(y1.transpose(0, 3, 1, 2), y0, 1e-12, "per-device batch_norm")
+        with block():
+            y1, m1, v1 = F.batch_norm(x.transpose(to_layout), jnp.zeros(3), jnp.ones(3), training=True)
+    assert_close(y1.transpose(to_nchw), y0, 1e-12, "per-device batch_norm")
     assert_close(m1, m0, 1e-12, "running_mean")
     assert_close(v1, v0, 1e-12, "running_var")
+
+
+def test_channels_last_errors():
+    x = jnp.asarray(RNG.standard_normal((4, 3, 5, 5)))
     conv = nn.Conv2d(3, 4, 3)
     params, state = conv.init(jax.random.PRNGKey(0))
     with F.channels_last(), pytest.raises(ShapeError, match=r"expected input \(N, H, W, 3\) \(channels_last\), got \(4, 3, 5, 5\)"):
@@ -403,19 +409,12 @@ def test_channels_last_per_device_batch_norm_and_errors(x64):
     assert not F.is_channels_last()
 
 
-def test_batch_last_per_device_batch_norm_unbatched_conv_and_errors(x64):
+def test_batch_last_unbatched_conv_and_errors(x64):
     x = jnp.asarray(RNG.standard_normal((4, 3, 5, 5)))
-    with F.batch_norm_groups(2):
-        y0, m0, v0 = F.batch_norm(x, jnp.zeros(3), jnp.ones(3), training=True)
-        with F.batch_last():
-            assert F.is_batch_last() and not F.is_channels_last()
-            y1, m1, v1 = F.batch_norm(x.transpose(1, 2, 3, 0), jnp.zeros(3), jnp.ones(3), training=True)
-    assert_close(y1.transpose(3, 0, 1, 2), y0, 1e-12, "per-device batch_norm")
-    assert_close(m1, m0, 1e-12, "running_mean")
-    assert_close(v1, v0, 1e-12, "running_var")
     conv = nn.Conv2d(3, 4, 3)
     params, state = conv.init(jax.random.PRNGKey(0))
     with F.batch_last():  # an unbatched image is (C, H, W) in every layout
+        assert F.is_batch_last() and not F.is_channels_last()
         y, _ = conv.apply(params, state, x[0])
         with pytest.raises(ShapeError, match=r"expected input \(3, H, W, N\) \(batch_last\), got \(4, 5, 5, 3\)"):
             conv.apply(params, state, x.transpose(0, 2, 3, 1))
