@@ -135,7 +135,7 @@ def test_channels_last_trunk_equals_nchw_and_custom_modules_keep_nchw(x64):
             y, s = m(p, state, x, train=True)
             return jnp.sum(y * jnp.arange(10.0)), (y, s)
 
-        return jax.grad(f, has_aux=True)(params)
+        return jax.jit(jax.grad(f, has_aux=True))(params)  # op by op it takes twice as long
 
     (g1, (y1, s1)), (g0, (y0, s0)) = loss(model), loss(ref)
     for what, a, b in (("logits", y1, y0), ("state", s1, s0), ("grads", g1, g0)):
