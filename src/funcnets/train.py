@@ -23,6 +23,7 @@ from jax import lax
 from funcnets._typing import Array, Params, PRNGKey, State
 from funcnets.losses import cross_entropy
 from funcnets.nn._conv import conv_lowering
+from funcnets.nn._onednn import reverse_mode_only
 from funcnets.nn.module import Module
 from funcnets.optim import merge, split
 from funcnets.parallel import batch_norm_mode
@@ -95,7 +96,8 @@ def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable
         def objective(tp):
             return loss_fn(merge(tp, frozen_p) if trainable is not None else tp, ts.model_state, batch, sub)
 
-        (_, (new_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(train_p)
+        with reverse_mode_only():  # so oneDNN computes the convolutions' gradients on CPU
+            (_, (new_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(train_p)
         updates, opt_state = optimizer.update(grads, ts.opt_state, train_p)
         train_p = optax.apply_updates(train_p, updates)
         params = train_p if trainable is None else merge(train_p, frozen_p)

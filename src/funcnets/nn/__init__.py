@@ -2,6 +2,7 @@
 
 from funcnets.nn import functional
 from funcnets.nn._conv import conv_lowering
+from funcnets.nn._onednn import error as onednn_error
 from funcnets.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -20,6 +21,7 @@ from funcnets.nn.module import Module, Scope, replace
 __all__ = [
     "functional",
     "conv_lowering",
+    "onednn_error",
     "Module",
     "Scope",
     "replace",

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnets._typing import Array
+from funcnets.nn import _onednn
 
 GEMM_MAX_PIXELS = 16  # output H'·W' at or below which the GEMM lowering wins (measured above)
 
@@ -67,8 +68,10 @@ _LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar("funcnets_conv_l
 @contextlib.contextmanager
 def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
     """Force how ``conv2d`` lowers while functions are *traced* in this block:
-    ``"auto"`` (per shape, the default), ``"gemm"`` (patches + GEMM on CPU, for groups=1)
-    or ``"xla"`` (XLA's convolution). Compiled functions keep what they were traced with.
+    ``"auto"`` (per shape, the default: on CPU a GEMM for small maps, oneDNN's convolution
+    for larger channels-last float32 ones, see :mod:`funcnets.nn._onednn`, XLA's
+    otherwise), ``"gemm"`` (patches + GEMM on CPU, for groups=1) or ``"xla"`` (XLA's
+    convolution). Compiled functions keep what they were traced with.
     """
     if mode not in ("auto", "gemm", "xla"):
         raise ValueError(f"conv lowering must be 'auto', 'gemm' or 'xla', got {mode!r}")
@@ -110,6 +113,8 @@ def conv2d(
     ``x: (N, H, W, C_in)`` -> ``(N, H', W', C_out)`` in ``"NHWC"``, ``(C_in, H, W, N)`` ->
     ``(C_out, H', W', N)`` in ``"CHWN"``."""
     if not use_gemm(x.shape, w.shape, stride, padding, dilation, groups, layout):
+        if layout == "NHWC" and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups):
+            return _onednn.conv2d(x, w, stride, padding, dilation)
         return conv2d_xla(x, w, stride, padding, dilation, groups, layout)
     if layout == "CHWN" and _LOWERING.get() == "auto":
         return conv2d_batch_last(x, w, stride, padding, dilation)
