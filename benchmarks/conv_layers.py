@@ -24,6 +24,8 @@ import torch
 
 from funcnets.nn import functional as F
 from funcnets.nn._conv import use_gemm
+from funcnets.nn._onednn import error as onednn_error
+from funcnets.nn._onednn import reverse_mode_only
 from funcnets.timing import interleaved
 
 # name, C_in, C_out, kernel, stride, padding, input H=W, occurrences per step
@@ -55,7 +57,8 @@ def layer_fns(c_in, c_out, k, stride, pad, hw, batch, reps, input_grad):
             return F.conv2d(x, w, stride=stride, padding=pad)
 
     def conv_vjp(x, w, g):
-        y, vjp = jax.vjp(conv, x, w)
+        with reverse_mode_only():  # as in a train step: oneDNN's gradients where oneDNN runs
+            y, vjp = jax.vjp(conv, x, w)
         dx, dw = vjp(g)
         return y, (dx, dw) if input_grad else dw  # y is returned so XLA keeps the forward
 
@@ -110,7 +113,8 @@ def main(argv=None) -> None:
         for key in keys:
             sums[key] += count * ms[key]
         gemm = use_gemm((args.batch, hw, hw, c_in), (c_out, c_in, k, k), (s, s), (p, p), (1, 1), 1, "NHWC")
-        print(f"{name:21s} {count:2d} {'GEMM' if gemm else 'XLA':8s} {columns(ms)}")
+        lowering = "GEMM" if gemm else "XLA" if onednn_error() else "oneDNN"
+        print(f"{name:21s} {count:2d} {lowering:8s} {columns(ms)}")
     print(f"{'sum over one step':33s} {columns(sums)}")
 
 

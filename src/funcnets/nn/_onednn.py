@@ -4,8 +4,10 @@ torch runs its CPU convolutions on oneDNN, whose kernels are faster than XLA:CPU
 (Eigen's) on ResNet-18's 3×3 stages and far faster on its 7×7 stem. Measured on the
 2-core AVX-512 CPU, batch 8, channels-last, four independent convolutions per call, ms:
 stem 1.72 (XLA) vs 0.57 (oneDNN), layer1 3×3 64→64 0.71 vs 0.51, layer2 3×3 128→128
-0.73 vs 0.55; the ResNet-18 train step 61.3 -> 54.3 ms at batch 8 and 180.9 -> 158.9 ms
-at batch 32, the frozen-trunk step 18.3 -> 16.2 ms (same run, interleaved).
+0.73 vs 0.55; the ResNet-18 train step 59.1 -> 54.1 ms at batch 8 and 181.4 -> 159.1 ms
+at batch 32, the frozen-trunk step 18.2 -> 16.0 ms (same run, interleaved). Small maps
+stay GEMMs (:data:`funcnets.nn._conv.GEMM_MAX_PIXELS`): oneDNN on them made the batch-8
+step 54.9 -> 94.8 ms.
 
 The kernels are ``funcnets._onednn_conv`` (``src/funcnets/csrc/onednn_conv.cc``), built
 when funcnets is installed on x86-64 Linux against ``onednn-cpu-gomp``. Activations are
