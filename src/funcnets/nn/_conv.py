@@ -19,8 +19,10 @@ conv1 7×7 s2 3→64, 32×32          2.3 / 6.7      2.9 / 11.4
 
 So on CPU an output map of at most ``GEMM_MAX_PIXELS`` pixels is computed as one GEMM
 over im2col patches built from strided slices (their gradient is a cheap pad-and-add),
-and larger maps use XLA's convolution. Both compute the same cross-correlation in
-float32 with float32 accumulation. On GPU XLA's (cuDNN) convolution is always used.
+and larger maps use XLA's convolution, or oneDNN's for channels-last float32 activations
+(:mod:`funcnets.nn._onednn`; the table above predates it). All compute the same
+cross-correlation in float32 with float32 accumulation. On GPU XLA's (cuDNN) convolution
+is always used.
 
 Inside a loop (``lax.scan``/``while``) XLA:CPU's convolution is far worse still: a
 ResNet-18 train step took 1425 ms in a scanned epoch with XLA convs, 92 ms with GEMM

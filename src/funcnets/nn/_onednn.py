@@ -11,8 +11,9 @@ step 54.9 -> 94.8 ms.
 
 The kernels are ``funcnets._onednn_conv`` (``src/funcnets/csrc/onednn_conv.cc``), built
 when funcnets is installed on x86-64 Linux against ``onednn-cpu-gomp``. Activations are
-NHWC, weights OIHW, float32 only (oneDNN has no float64 convolution); anything else uses
-XLA. :func:`error` says why oneDNN is not in use, or ``None``.
+NHWC, weights OIHW, float32 only (oneDNN has no float64 convolution), one device
+(:func:`usable`); anything else uses XLA. :func:`error` (``funcnets.nn.onednn_error``)
+says why oneDNN is not available, or ``None``.
 
 Differentiation: :func:`conv2d` is a ``custom_jvp`` whose tangent is XLA's convolution,
 so every JAX transformation works (``jvp``, ``grad``, Hessians, ``vmap``) and reverse
@@ -86,9 +87,11 @@ def reverse_mode_only() -> Iterator[None]:
 
 
 def usable(x: Array, w: Array, groups: int) -> bool:
-    """Whether :func:`conv2d` takes these (NHWC) arguments on this backend."""
+    """Whether :func:`conv2d` takes these (NHWC) arguments here. Only with one device:
+    XLA partitions a custom call it has no sharding rule for by replicating its operands,
+    so in a data-parallel program every device would convolve the whole batch."""
     return (groups == 1 and x.dtype == np.float32 and w.dtype == np.float32
-            and jax.default_backend() == "cpu" and error() is None)
+            and jax.default_backend() == "cpu" and jax.device_count() == 1 and error() is None)
 
 
 def conv2d(x: Array, w: Array, stride, padding, dilation) -> Array:
