@@ -98,7 +98,7 @@ def conv2d(x: Array, w: Array, stride, padding, dilation) -> Array:
     """``x: (N, H, W, C_in)`` float32, ``w: (C_out, C_in, kH, kW)`` -> ``(N, H', W', C_out)``,
     torch's cross-correlation with symmetric ``padding``."""
     geometry = (tuple(stride), tuple(padding), tuple(dilation))
-    return (_conv_vjp if _REVERSE_ONLY.get() else _conv)(x, w, *geometry)
+    return (_conv_vjp if _REVERSE_ONLY.get() else _forward)(x, w, *geometry)
 
 
 # ----------------------------------------------------------------------------- FFI calls
@@ -135,38 +135,44 @@ def _xla_backward_weights(x, dy, w_shape, *geometry):
     return jax.linear_transpose(lambda w: _xla(x, w, *geometry), w)(dy)[0]
 
 
-def _sum_terms(*terms):
-    """The sum of the tangent terms that are not symbolic zeros (each term a thunk, so a
-    zero tangent costs no convolution); a zero when all are."""
-    live = [make() for t, make in terms if not isinstance(t, SymbolicZero)]
-    return sum(live[1:], live[0]) if live else None
+def _onednn_bilinear(target: str, xla):
+    """A oneDNN call ``f(a, b, out_shape, stride, padding, dilation)``, bilinear in
+    ``(a, b)``, as a custom JVP whose tangent is ``xla`` (the same map on XLA's kernels)
+    applied to each nonzero input tangent: linear, so reverse mode transposes it into
+    XLA's kernels, and a zero tangent (a frozen weight, the input image) costs nothing."""
+
+    @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+    def f(a, b, out_shape, stride, padding, dilation):
+        return _call(target, out_shape, a, b, stride, padding, dilation)
+
+    def f_jvp(out_shape, stride, padding, dilation, primals, tangents):
+        (a, b), (ta, tb) = primals, tangents
+        rest = (out_shape, stride, padding, dilation)
+        y = f(a, b, *rest)
+        terms = [xla(ta, b, *rest)] if not isinstance(ta, SymbolicZero) else []
+        if not isinstance(tb, SymbolicZero):
+            terms.append(xla(a, tb, *rest))
+        return y, sum(terms[1:], terms[0]) if terms else lax.zeros_like_array(y)
+
+    f.defjvp(f_jvp, symbolic_zeros=True)
+    return f
 
 
 # ----------------------------------------------------------------------------- differentiation
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _conv(x, w, stride, padding, dilation):
-    return _call("forward", _out_shape(x.shape, w.shape, stride, padding, dilation), x, w, stride, padding, dilation)
+_conv = _onednn_bilinear("forward", lambda x, w, _, *geometry: _xla(x, w, *geometry))
+_backward_data = _onednn_bilinear("backward_data", _xla_backward_data)  # (dy, w, x_shape, ...)
+_backward_weights = _onednn_bilinear("backward_weights", _xla_backward_weights)  # (x, dy, w_shape, ...)
 
 
-def _conv_jvp(stride, padding, dilation, primals, tangents):
-    (x, w), (tx, tw) = primals, tangents
-    geometry = (stride, padding, dilation)
-    y = _conv(x, w, *geometry)
-    # linear in (tx, tw): reverse mode transposes it into XLA's gradient convolutions
-    ty = _sum_terms((tx, lambda: _xla(tx, w, *geometry)), (tw, lambda: _xla(x, tw, *geometry)))
-    return y, ty if ty is not None else lax.zeros_like_array(y)
+def _forward(x, w, stride, padding, dilation):
+    return _conv(x, w, _out_shape(x.shape, w.shape, stride, padding, dilation), stride, padding, dilation)
 
 
-_conv.defjvp(_conv_jvp, symbolic_zeros=True)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_vjp(x, w, stride, padding, dilation):
-    return _conv(x, w, stride, padding, dilation)
+_conv_vjp = partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))(_forward)
 
 
 def _conv_vjp_fwd(x, w, stride, padding, dilation):
-    return _conv(x, w, stride, padding, dilation), (x, w)
+    return _forward(x, w, stride, padding, dilation), (x, w)
 
 
 def _conv_vjp_bwd(stride, padding, dilation, residuals, dy):
@@ -177,37 +183,3 @@ def _conv_vjp_bwd(stride, padding, dilation, residuals, dy):
 
 
 _conv_vjp.defvjp(_conv_vjp_fwd, _conv_vjp_bwd)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _backward_data(dy, w, x_shape, stride, padding, dilation):
-    return _call("backward_data", x_shape, dy, w, stride, padding, dilation)
-
-
-def _backward_data_jvp(x_shape, stride, padding, dilation, primals, tangents):
-    (dy, w), (tdy, tw) = primals, tangents
-    geometry = (stride, padding, dilation)
-    dx = _backward_data(dy, w, x_shape, *geometry)
-    t = _sum_terms((tdy, lambda: _xla_backward_data(tdy, w, x_shape, *geometry)),
-                   (tw, lambda: _xla_backward_data(dy, tw, x_shape, *geometry)))
-    return dx, t if t is not None else lax.zeros_like_array(dx)
-
-
-_backward_data.defjvp(_backward_data_jvp, symbolic_zeros=True)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _backward_weights(x, dy, w_shape, stride, padding, dilation):
-    return _call("backward_weights", w_shape, x, dy, stride, padding, dilation)
-
-
-def _backward_weights_jvp(w_shape, stride, padding, dilation, primals, tangents):
-    (x, dy), (tx, tdy) = primals, tangents
-    geometry = (stride, padding, dilation)
-    dw = _backward_weights(x, dy, w_shape, *geometry)
-    t = _sum_terms((tx, lambda: _xla_backward_weights(tx, dy, w_shape, *geometry)),
-                   (tdy, lambda: _xla_backward_weights(x, tdy, w_shape, *geometry)))
-    return dw, t if t is not None else lax.zeros_like_array(dw)
-
-
-_backward_weights.defjvp(_backward_weights_jvp, symbolic_zeros=True)
