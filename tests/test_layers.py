@@ -14,6 +14,7 @@ from jax.test_util import check_grads
 from funcnets import ShapeError, nn
 from funcnets.nn import _conv
 from funcnets.nn import functional as F
+from funcnets.nn._layout import _pair
 from helpers import TorchNet, assert_close, to_np
 
 RNG = np.random.default_rng(0)
@@ -60,7 +61,7 @@ def test_conv2d_matches_torch(x64, stride, padding, dilation, groups, bias):
     assert_close(got, to_np(ref), 1e-12, "conv2d")
     check_grads(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
     if groups == 1:  # both lowerings, whichever the shape picks, with gradients
-        pair = lambda v: F._pair(v, "")  # noqa: E731
+        pair = lambda v: _pair(v, "")  # noqa: E731
         args = (pair(stride), pair(padding), pair(dilation))
         gemm = _conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args)
         assert_close(gemm, to_np(ref) - (0 if b is None else b[None, :, None, None]), 1e-12, "gemm lowering")

@@ -18,7 +18,7 @@ import jax
 
 from funcnets.errors import ShapeError
 from funcnets.nn import functional as F
-from funcnets.nn.layers import Conv2d, Linear
+from funcnets.nn import Conv2d, Linear
 from funcnets.nn.module import Module, Scope
 
 __all__ = ["LeNet"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import jax
 
 from funcnets.nn import functional as F
-from funcnets.nn.layers import (
+from funcnets.nn import (
     AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Identity, Linear, MaxPool2d, ReLU, Sequential,
 )
 from funcnets.nn.module import Module, Scope

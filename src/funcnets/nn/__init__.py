@@ -1,39 +1,56 @@
-"""``torch.nn`` as pure functions: layers (frozen dataclasses) and ``functional``."""
+"""``torch.nn`` as pure functions: layers (frozen dataclasses) and ``functional``.
 
-from funcnets.nn import functional
+As in ``torch.nn.modules``, each layer family has its own module (``linear``, ``conv``,
+``pooling``, ``batchnorm``, ``activation``, ``dropout``, ``flatten``, ``container``, ...),
+holding the layers and, beside them, their functional forms; :mod:`funcnets.nn.functional`
+indexes the functions. Lowering choices (``_conv.py``, ``_onednn.py``) stay private.
+"""
+
+from funcnets.nn import functional, init
 from funcnets.nn._conv import conv_lowering
 from funcnets.nn._onednn import error as onednn_error
-from funcnets.nn.layers import (
-    AdaptiveAvgPool2d,
-    AvgPool2d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Identity,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-)
 from funcnets.nn.module import Module, Scope, replace
 
+# --- linear ---------------------------------------------------------------------
+from funcnets.nn.linear import Identity, Linear
+
+# --- convolution ----------------------------------------------------------------
+from funcnets.nn.conv import Conv2d
+
+# --- pooling --------------------------------------------------------------------
+from funcnets.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+# --- normalisation --------------------------------------------------------------
+from funcnets.nn.batchnorm import BatchNorm2d
+
+# --- activations ----------------------------------------------------------------
+from funcnets.nn.activation import ReLU
+
+# --- dropout --------------------------------------------------------------------
+from funcnets.nn.dropout import Dropout
+
+# --- shape ----------------------------------------------------------------------
+from funcnets.nn.flatten import Flatten
+
+# --- containers -----------------------------------------------------------------
+from funcnets.nn.container import Sequential
+
 __all__ = [
-    "functional",
-    "conv_lowering",
-    "onednn_error",
-    "Module",
-    "Scope",
-    "replace",
-    "Linear",
+    "functional", "init", "conv_lowering", "onednn_error", "Module", "Scope", "replace",
+    # linear
+    "Linear", "Identity",
+    # convolution
     "Conv2d",
-    "MaxPool2d",
-    "AvgPool2d",
-    "AdaptiveAvgPool2d",
-    "ReLU",
-    "Flatten",
-    "Dropout",
+    # pooling
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    # normalisation
     "BatchNorm2d",
-    "Identity",
+    # activations
+    "ReLU",
+    # dropout
+    "Dropout",
+    # shape
+    "Flatten",
+    # containers
     "Sequential",
 ]

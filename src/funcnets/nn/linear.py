@@ -1,0 +1,69 @@
+"""Linear layers: ``torch.nn.Linear``, ``Identity`` and ``F.linear``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from funcnets._typing import Array
+from funcnets.errors import ShapeError
+from funcnets.nn import init
+from funcnets.nn._layout import _check_float
+from funcnets.nn.module import Module
+
+__all__ = ["linear", "Linear", "Identity"]
+
+
+def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
+    """``y = x @ weight.T + bias``.
+
+    Args:
+      x: ``(..., in_features)``; weight: ``(out_features, in_features)``;
+      bias: ``(out_features,)`` or None.
+    Returns:
+      ``(..., out_features)``.
+    """
+    y = jnp.matmul(x, weight.T)
+    return y if bias is None else y + bias
+
+
+
+@dataclass(frozen=True, repr=False)
+class Linear(Module):
+    """``y = x @ weight.T + bias``; ``x: (..., in_features) -> (..., out_features)``."""
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+
+    def param_names(self):
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    def init_own(self, key):
+        kw, kb = jax.random.split(key)
+        bound = init.default_bound(self.in_features)
+        params = {"weight": init.uniform(kw, (self.out_features, self.in_features), -bound, bound)}
+        if self.bias:
+            params["bias"] = init.uniform(kb, (self.out_features,), -bound, bound)
+        return params, {}
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        _check_float(self, x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ShapeError(
+                f"{self!r} expected input (..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        return linear(x, params["weight"], params.get("bias")), state
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}"
+
+
+@dataclass(frozen=True, repr=False)
+class Identity(Module):
+    def apply(self, params, state, x, *, train=False, key=None):
+        return x, state
+
+

@@ -1,0 +1,43 @@
+"""``torch.optim`` with torch's exact update rules, as optax ``GradientTransformation``s,
+and parameter freezing (the ``requires_grad=False`` analog).
+
+Each factory composes optax's own transformations where they are exact and adds only
+what optax lacks:
+
+* ``sgd``: torch's momentum buffer starts at the first gradient (``b₁ = g₁``) and then
+  is ``b = μ·b + (1-τ)·g``. ``optax.trace`` equals that only for dampening τ = 0, so
+  dampening uses :func:`scale_by_torch_momentum`.
+* ``adam``: ``optax.scale_by_adam`` is torch's Adam (eps outside the sqrt) up to
+  rounding; torch's ``weight_decay`` is *coupled* L2 (added to the gradient). torch's
+  AMSGrad keeps the max of the *raw* second moment and bias-corrects it afterwards,
+  whereas ``optax.scale_by_amsgrad`` maxes the bias-corrected one, so AMSGrad uses
+  :func:`scale_by_torch_amsgrad`.
+* ``adamw``: decoupled decay ``θ ← θ - lr·wd·θ`` (``optax.add_decayed_weights`` placed
+  before the learning-rate scaling).
+
+``lr`` may be a float or an optax schedule (a function of the step count, starting at 0).
+Updates are applied with ``optax.apply_updates``.
+
+Each optimizer has its own module as in ``torch.optim`` (``sgd.py``, ``adam.py``, ...);
+this package is their index.
+"""
+
+from funcnets.optim._base import ScalarOrSchedule
+from funcnets.optim.adam import adam, adamw, scale_by_torch_amsgrad
+from funcnets.optim.freeze import merge, select, split
+from funcnets.optim.sgd import scale_by_torch_momentum, sgd
+
+__all__ = [
+    "ScalarOrSchedule",
+    # optimizers
+    "sgd",
+    "adam",
+    "adamw",
+    # building blocks
+    "scale_by_torch_momentum",
+    "scale_by_torch_amsgrad",
+    # freezing
+    "select",
+    "split",
+    "merge",
+]

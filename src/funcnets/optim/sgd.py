@@ -1,0 +1,76 @@
+"""``torch.optim.SGD``: torch's momentum buffer (``b₁ = g₁``) and dampening, on optax."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from funcnets.optim._base import ScalarOrSchedule, _check, _scale_by_lr
+
+__all__ = ["sgd", "scale_by_torch_momentum", "TorchMomentumState"]
+
+
+class TorchMomentumState(NamedTuple):
+    momentum_buffer: Any  # pytree like params
+    count: jax.Array  # int32 scalar: steps taken
+
+
+def scale_by_torch_momentum(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> optax.GradientTransformation:
+    """torch's SGD momentum: ``b₁ = g₁``, then ``b = μ·b + (1-τ)·g``; the update is
+    ``g + μ·b`` with nesterov, else ``b``."""
+
+    def init_fn(params):
+        return TorchMomentumState(jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        first = state.count == 0
+        buf = jax.tree_util.tree_map(
+            lambda g, b: jnp.where(first, g, momentum * b + (1 - dampening) * g), updates, state.momentum_buffer
+        )
+        out = jax.tree_util.tree_map(lambda g, b: g + momentum * b, updates, buf) if nesterov else buf
+        return out, TorchMomentumState(buf, optax.safe_int32_increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+
+def sgd(
+    lr: ScalarOrSchedule = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+) -> optax.GradientTransformation:
+    """``torch.optim.SGD``.
+
+    ``g ← -g`` if maximize; ``g ← g + wd·θ``; momentum buffer ``b₁ = g₁``,
+    ``b = μ·b + (1-τ)·g``; ``g ← g + μ·b`` (nesterov) or ``b``; ``θ ← θ - lr·g``.
+
+    Example:
+      >>> opt = sgd(lr=0.01, momentum=0.9)
+      >>> opt_state = opt.init(params)
+      >>> updates, opt_state = opt.update(grads, opt_state, params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    _check("learning rate", lr)
+    _check("momentum value", momentum)
+    _check("weight_decay value", weight_decay)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f"Nesterov momentum requires a momentum and zero dampening (got momentum={momentum}, "
+            f"dampening={dampening})."
+        )
+    parts = [optax.scale(-1.0)] if maximize else []
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay))
+    if momentum:
+        parts.append(
+            optax.trace(momentum, nesterov) if dampening == 0 else scale_by_torch_momentum(momentum, dampening, nesterov)
+        )
+    parts.append(_scale_by_lr(lr))
+    return optax.chain(*parts)
+
