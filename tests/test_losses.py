@@ -1,4 +1,8 @@
-"""Losses against torch on randomized cases (hypothesis): values and gradients, f32 and f64."""
+"""Losses against torch on randomized cases (hypothesis): values and gradients, f32 and f64.
+
+This file holds the parity harness (``check_parity``) that the other ``test_losses_*``
+files use, and the regression and cross-entropy losses' tests.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,46 @@ dtypes = st.sampled_from([np.float32, np.float64])
 reductions = st.sampled_from(["none", "mean", "sum"])
 
 
+def assert_close_nonfinite(a, b, rtol: float, what: str = "") -> None:
+    """``assert_close`` where ``b`` may hold inf/NaN: ``a`` must have them at the same places."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != torch's {b.shape}"
+    assert np.array_equal(np.isnan(a), np.isnan(b)), f"{what}: NaN at other places than torch ({a} vs {b})"
+    fin = np.isfinite(b)
+    assert np.array_equal(a[~fin & ~np.isnan(b)], b[~fin & ~np.isnan(b)]), f"{what}: infinities differ ({a} vs {b})"
+    if fin.any():
+        assert_close(a[fin], b[fin], rtol, what)
+
+
+def check_parity(ours, theirs, arrays, diff=(0,), what="", tol=None, grad_tol=None):
+    """``ours(*jax arrays)`` against ``theirs(*torch tensors)`` on the same numpy
+    ``arrays``: the value, its dtype, and the gradients of its sum with respect to
+    ``arrays[i]`` for ``i in diff``, relative to the largest reference value (TOL by
+    dtype unless given). float64 arrays run with ``jax_enable_x64``."""
+    dtype = next(a.dtype.type for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    tol = TOL[dtype] if tol is None else tol
+    grad_tol = tol if grad_tol is None else grad_tol
+    tts = [torch.tensor(a, requires_grad=i in diff) if isinstance(a, np.ndarray) else a for i, a in enumerate(arrays)]
+    out_t = theirs(*tts)
+    if diff:
+        out_t.sum().backward()
+    with jax.enable_x64(dtype == np.float64):
+        js = [jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in arrays]
+
+        def f(*d):
+            full = list(js)
+            for i, v in zip(diff, d):
+                full[i] = v
+            return ours(*full)
+
+        out_j, pull = jax.vjp(f, *[js[i] for i in diff])
+        grads = pull(jnp.ones_like(out_j))
+        assert out_j.dtype == dtype, f"{what}: dtype {out_j.dtype}, expected {dtype}"
+        assert_close_nonfinite(out_j, to_np(out_t), tol, f"{what} value")
+        for i, g in zip(diff, grads):
+            assert_close_nonfinite(g, to_np(tts[i].grad), grad_tol, f"{what} grad of argument {i}")
+
+
 def _grad_pair(fn_jax, fn_torch, x):
     tx = torch.tensor(x, requires_grad=True)
     out_t = fn_torch(tx)
@@ -26,7 +70,7 @@ def _grad_pair(fn_jax, fn_torch, x):
     return out_j, to_np(out_t), g, to_np(tx.grad)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=st.integers(0, 2**31 - 1), shape=st.sampled_from([(5,), (3, 4), (2, 3, 4)]))
 def test_mse_and_l1(dtype, reduction, seed, shape):
     rng = np.random.default_rng(seed)
@@ -40,6 +84,11 @@ def test_mse_and_l1(dtype, reduction, seed, shape):
             assert oj.dtype == dtype
             assert_close(oj, ot, TOL[dtype], f"{ours.__name__} value")
             assert_close(gj, gt, TOL[dtype], f"{ours.__name__} grad")
+            w = rng.uniform(0.0, 2.0, shape).astype(dtype)  # torch's weighted mean divides by sum(w)
+            check_parity(
+                lambda a, b, c: ours(a, b, reduction, weight=c), lambda a, b, c: theirs(a, b, reduction=reduction, weight=c),
+                [x, t, w], diff=(0, 1), what=f"weighted {ours.__name__}",
+            )
 
 
 @st.composite
@@ -56,7 +105,7 @@ def ce_case(draw):
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(case=ce_case())
 def test_cross_entropy_matches_torch(case):
     rng = np.random.default_rng(case["seed"])

@@ -1,0 +1,67 @@
+"""Regression losses of ``input - target``: ``mse_loss``, ``l1_loss``, ``smooth_l1_loss``,
+``huber_loss``, with ``torch.nn.functional``'s formulas, options and gradients.
+
+``input`` and ``target`` have the same shape (any); a different one broadcasts with
+torch's warning. ``reduction`` is ``"none" | "mean" | "sum"``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from funcnets._typing import Array
+from funcnets.losses._base import _abs, _pointwise
+
+__all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"]
+
+
+def mse_loss(input: Array, target: Array, reduction: str = "mean", weight: Array | None = None) -> Array:
+    """``mean((input - target)**2)`` over all elements (no ½, unlike ``optax.l2_loss``).
+
+    With ``weight`` (``input``'s shape) each squared error is weighted and ``mean``
+    divides by ``Σ weight``, as torch does.
+    """
+    return _pointwise(input, target, reduction, jnp.square, weight)
+
+
+def l1_loss(input: Array, target: Array, reduction: str = "mean", weight: Array | None = None) -> Array:
+    """``mean(|input - target|)`` over all elements; gradient 0 where they are equal.
+
+    With ``weight`` (``input``'s shape) ``mean`` divides by ``Σ weight``, as torch does.
+    """
+    return _pointwise(input, target, reduction, _abs, weight)
+
+
+def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: float = 1.0) -> Array:
+    """``torch.nn.functional.smooth_l1_loss``: with ``z = |input - target|``,
+    ``0.5·z²/β`` where ``z < β``, else ``z - 0.5·β``; ``β = 0`` is ``l1_loss``.
+
+    The gradient is ``clamp(d/β, -1, 1)`` (0 at ``d = 0``).
+    """
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss does not support negative values for beta, got beta={beta}.")
+    if beta == 0.0:
+        return _pointwise(input, target, reduction, _abs)
+
+    def fn(d):
+        z = _abs(d)
+        return jnp.where(z < beta, 0.5 * d * d / beta, z - 0.5 * beta)
+
+    return _pointwise(input, target, reduction, fn)
+
+
+def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0, weight: Array | None = None) -> Array:
+    """``torch.nn.functional.huber_loss``: with ``z = |input - target|``, ``0.5·z²`` where
+    ``z < δ``, else ``δ·(z - 0.5·δ)`` (``smooth_l1_loss`` times δ, with β = δ).
+
+    With ``weight`` (``input``'s shape) ``mean`` divides by the number of elements (not
+    by ``Σ weight`` as mse/l1 do): torch's rule.
+    """
+    if not delta > 0:
+        raise ValueError(f"huber_loss does not support non-positive values for delta, got delta={delta}.")
+
+    def fn(d):
+        z = _abs(d)
+        return jnp.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
+
+    return _pointwise(input, target, reduction, fn, weight, mean_over_weights=False)
