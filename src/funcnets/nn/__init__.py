@@ -24,10 +24,13 @@ from funcnets.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from funcnets.nn.batchnorm import BatchNorm2d
 
 # --- activations ----------------------------------------------------------------
-from funcnets.nn.activation import ReLU
+from funcnets.nn.activation import (
+    CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU,
+    ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus, Softsign, Tanh, Threshold,
+)
 
 # --- dropout --------------------------------------------------------------------
-from funcnets.nn.dropout import Dropout
+from funcnets.nn.dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d, FeatureAlphaDropout
 
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import Flatten
@@ -46,9 +49,11 @@ __all__ = [
     # normalisation
     "BatchNorm2d",
     # activations
-    "ReLU",
+    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
+    "Hardswish", "Hardsigmoid", "Hardtanh", "Sigmoid", "Tanh", "Softplus", "Softsign",
+    "Threshold", "Softmax", "LogSoftmax", "Softmin",
     # dropout
-    "Dropout",
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     # shape
     "Flatten",
     # containers

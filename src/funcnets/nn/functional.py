@@ -28,10 +28,13 @@ from funcnets.nn.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from funcnets.nn.batchnorm import batch_norm, batch_norm_groups
 
 # --- activations ----------------------------------------------------------------
-from funcnets.nn.activation import log_softmax, my_relu, relu, softmax
+from funcnets.nn.activation import (
+    celu, elu, gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, log_softmax, mish, my_relu,
+    prelu, relu, relu6, selu, sigmoid, silu, softmax, softmin, softplus, softsign, tanh, threshold,
+)
 
 # --- dropout --------------------------------------------------------------------
-from funcnets.nn.dropout import dropout
+from funcnets.nn.dropout import alpha_dropout, dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout
 
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import flatten
@@ -48,9 +51,11 @@ __all__ = [
     # normalisation
     "batch_norm", "batch_norm_groups",
     # activations
-    "relu", "my_relu", "softmax", "log_softmax",
+    "relu", "my_relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu",
+    "mish", "hardswish", "hardsigmoid", "hardtanh", "sigmoid", "tanh", "softplus", "softsign",
+    "threshold", "softmax", "log_softmax", "softmin",
     # dropout
-    "dropout",
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     # shape
     "flatten",
 ]
