@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from funcnets import FuncnetsError
-from funcnets.data import load_digits, load_mnist, read_idx
+from funcnets.data import fingerprint, load_digits, load_mnist, random_shift, read_idx
 
 
 def test_digits_split_is_deterministic_and_stratified():
@@ -60,3 +60,61 @@ def test_load_mnist_directory(tmp_path):
     assert d.x_train.shape == (5, 1, 32, 32) and d.x_test.shape == (3, 1, 32, 32) and d.y_train.dtype == np.int32
     with pytest.raises(FileNotFoundError, match="four MNIST IDX files"):
         load_mnist(tmp_path / "empty")
+
+
+def _mnist(tmp_path, n_train=5, n_test=3, size=28, labels=None, image_dtype=np.uint8):
+    rng = np.random.default_rng(0)
+    tmp_path.mkdir(exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, size, size)).astype(image_dtype))
+        y = labels if labels is not None and split == "train" else rng.integers(0, 10, n).astype(np.uint8)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte", y)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case,message", [
+    ("counts", r"train-images-idx3-ubyte holds 5 images but train-labels-idx1-ubyte holds 4 labels"),
+    ("label_range", r"holds label 200 at index 1 \(1 labels outside 0..9\); expected class indices below"),
+    ("dtype", r"holds float32 \(5, 28, 28\); expected MNIST images, uint8 of shape \(N, height, width\)"),
+    ("sizes", r"holds 28x28 images but t10k-images-idx3-ubyte holds 20x20"),
+])
+def test_load_mnist_validates_what_it_reads(tmp_path, case, message):
+    if case == "counts":
+        _mnist(tmp_path, labels=np.zeros(4, np.uint8))
+    elif case == "label_range":
+        _mnist(tmp_path, labels=np.array([1, 200, 3, 4, 5], np.uint8))
+    elif case == "dtype":
+        _mnist(tmp_path, image_dtype=np.float32)
+    else:
+        _mnist(tmp_path)
+        _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 20, 20), np.uint8))
+    with pytest.raises(FuncnetsError, match=message):
+        load_mnist(tmp_path)
+
+
+def test_read_idx_damaged_files_name_the_file(tmp_path):
+    _write_idx(tmp_path / "a.gz", np.zeros((4, 2, 2), np.uint8), gz=True)
+    (tmp_path / "a.gz").write_bytes((tmp_path / "a.gz").read_bytes()[:-8])
+    with pytest.raises(FuncnetsError, match=r"cannot read .*a.gz \(EOFError.*damaged gzip archive"):
+        read_idx(tmp_path / "a.gz")
+    (tmp_path / "h").write_bytes(bytes([0, 0, 0x08, 3, 0, 0]))  # says 3 dims, has half of one
+    with pytest.raises(FuncnetsError, match=r"h is truncated: its header needs 16 bytes, the file has 6"):
+        read_idx(tmp_path / "h")
+
+
+def test_random_shift_bounds():
+    x = np.arange(2 * 1 * 5 * 5, dtype=np.float32).reshape(2, 1, 5, 5)
+    assert random_shift(x, 0, np.random.default_rng(0)) is x
+    shifted = random_shift(x, 1, np.random.default_rng(0))
+    assert shifted.shape == x.shape
+    for bad in (-3, 5, 10**6):
+        with pytest.raises(ValueError, match=rf"max_shift must be in \[0, 4\] for 5x5 images, got {bad}"):
+            random_shift(x, bad, np.random.default_rng(0))
+
+
+def test_fingerprint_tells_data_sets_apart(tmp_path):
+    a = load_mnist(_mnist(tmp_path / "a"))
+    fp = fingerprint(a)
+    assert fp["train"] == [5, 1, 32, 32] and fp["test"] == [3, 1, 32, 32] and fingerprint(a) == fp
+    b = a._replace(y_train=(a.y_train + 1) % 10)
+    assert fingerprint(b)["sha256"] != fp["sha256"]

@@ -1,15 +1,11 @@
-"""Compiled training: scan == loop, stateful models, frozen parameters, checkpoints."""
-
-import json
-import os
+"""Compiled training: scan == loop, stateful models, frozen parameters (checkpoints: test_checkpoint.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnets import FuncnetsError, nn, optim, train
-from funcnets.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from funcnets import nn, optim, train
 from funcnets.models import LeNet
 
 
@@ -94,85 +90,6 @@ def test_frozen_trunk_step_does_strictly_less_work():
     head = _flops(model, optim.select(params, include="fc*"), (xs[0], ys[0]))
     # the conv backward (both input and weight gradients) is gone, not just masked
     assert head < 0.6 * full, (head, full)
-
-
-def test_checkpoint_resume_is_bit_exact(tmp_path):
-    model = SMALL_BN
-    opt = optim.sgd(0.05, momentum=0.9, dampening=0.1)
-    step = train.make_train_step(train.supervised_loss(model), opt, donate=False)
-    xs, ys = _data(7)
-    ts = _setup(model, opt)
-    for i in range(7):
-        ts, _ = step(ts, (xs[i], ys[i]))
-    uninterrupted = ts
-    ts = _setup(model, opt)
-    for i in range(4):
-        ts, _ = step(ts, (xs[i], ys[i]))
-    save_checkpoint(tmp_path, ts)
-    resumed = load_checkpoint(tmp_path, like=_setup(model, opt))
-    assert int(resumed.step) == 4
-    for i in range(4, 7):
-        resumed, _ = step(resumed, (xs[i], ys[i]))
-    for a, b in zip(jax.tree_util.tree_leaves(uninterrupted), jax.tree_util.tree_leaves(resumed)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_checkpoint_weights_load_in_torch(tmp_path):
-    import safetensors.torch
-    import torch
-
-    from helpers import TorchNet
-
-    model, opt = LeNet(), optim.sgd(0.1)
-    path = save_checkpoint(tmp_path, _setup(model, opt))
-    TorchNet().load_state_dict(safetensors.torch.load_file(path / "weights.safetensors"), strict=True)
-    assert torch is not None
-
-
-def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    model, opt = LeNet(), optim.sgd(0.1)
-    ts = _setup(model, opt)
-    first = save_checkpoint(tmp_path, ts)
-    import funcnets.checkpoint as ck
-
-    def crash(*a, **k):
-        raise KeyboardInterrupt  # the process dies mid-save
-
-    monkeypatch.setattr(ck, "serialization", type("S", (), {"to_bytes": staticmethod(crash)}))
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path, ts._replace(step=ts.step + 1))
-    monkeypatch.undo()
-    assert latest_checkpoint(tmp_path) == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", first.name]
-    load_checkpoint(tmp_path, like=ts)
-
-
-def test_corrupt_or_mismatched_checkpoints_are_refused(tmp_path):
-    model, opt = LeNet(), optim.sgd(0.1)
-    ts = _setup(model, opt)
-    path = save_checkpoint(tmp_path, ts)
-    with pytest.raises(FuncnetsError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "nowhere", like=ts)
-    with pytest.raises(FuncnetsError, match="optimizer state .* does not fit"):
-        load_checkpoint(path, like=_setup(model, optim.adam(1e-3)))
-    with pytest.raises(FuncnetsError, match="does not match this model's params"):
-        load_checkpoint(path, like=_setup(LeNet(num_classes=5), opt))
-    data = bytearray((path / "weights.safetensors").read_bytes())
-    data[-1] ^= 0xFF
-    (path / "weights.safetensors").write_bytes(bytes(data))
-    with pytest.raises(FuncnetsError, match="does not match its recorded sha256"):
-        load_checkpoint(path, like=ts)
-    manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["step"] == 0 and "fc1.weight" in manifest["params"]
-
-
-def test_keeps_only_the_newest_checkpoints(tmp_path):
-    model, opt = LeNet(), optim.sgd(0.1)
-    ts = _setup(model, opt)
-    for s in range(5):
-        save_checkpoint(tmp_path, ts._replace(step=jnp.int32(s)), keep=2)
-    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000003", "step_00000004"]
-    assert os.path.basename(latest_checkpoint(tmp_path)) == "step_00000004"
 
 
 def test_callers_arrays_survive_donation():

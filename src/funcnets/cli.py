@@ -1,31 +1,66 @@
 """The ``funcnets`` command: ``demo``, ``train``, ``parity`` and ``bench``.
 
-Expected failures (bad options, shapes, files, directories) print one paragraph that
-says what was expected, what was given and the fix, and exit with status 1 (2 for
-usage errors, as argparse does); tracebacks are kept for real bugs.
+Exit status: 0 done (also a resume of a finished run, which trains nothing), 1 an
+expected failure (bad options, shapes, files, directories, settings that do not fit the
+checkpoint, a non-finite training loss), 2 a usage error (as argparse does), 130
+interrupted by Ctrl-C. Expected failures print one paragraph that says what was expected,
+what was given and the fix; tracebacks are kept for real bugs. Ctrl-C prints one line and
+never tears a checkpoint (see :func:`funcnets._io.interrupt_guard`).
+
+``train`` and its checkpoints: every checkpoint holds the run's settings. A fresh run
+refuses a ``--checkpoint-dir`` that already holds checkpoints (``--resume`` continues
+them, ``--overwrite`` deletes them first). ``--resume`` takes every setting it is not
+given from the checkpoint and refuses given ones that differ, listing them, except
+``--epochs``, which may grow: the run keeps its schedule for the epochs it was started
+with and the added epochs get a new cosine cycle (:func:`funcnets.recipes.lr_schedule`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import math
 import sys
 import time
 from pathlib import Path
 
 from funcnets.errors import FuncnetsError
-
 from funcnets.recipes import MODELS
 
+# the settings a run is made of: option dest -> default for a fresh run. On --resume an
+# option not given takes the checkpoint's value instead of this default.
+RUN_DEFAULTS = {
+    "model": "lenet",
+    "data": "digits",
+    "epochs": 30,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 1e-4,
+    "betas": (0.9, 0.999),
+    "schedule": "cosine",
+    "augment_shift": 2,
+    "trainable": None,
+    "weights": None,
+    "seed": 0,
+}
 
-def _positive(kind):
+
+def _number(kind, lo, hi, *, lo_open: bool = False, hi_open: bool = False):
+    """An argparse type: a finite ``kind`` in the range, which the message states."""
+    span = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    what = "an integer" if kind is int else "a finite number"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {what} in {span}, got {text!r}") from None
+        inside = (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected {what} in {span}, got {text}")
         return value
 
     return parse
@@ -35,8 +70,14 @@ def _betas(text: str) -> tuple[float, float]:
     try:
         b1, b2 = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.999, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) like 0.9,0.999, got {text!r}") from None
+    if not all(math.isfinite(b) and 0 <= b < 1 for b in (b1, b2)):
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) like 0.9,0.999, got {text}")
     return b1, b2
+
+
+def _resume(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output directory for plots and weights (default: runs/demo)")
     demo.add_argument("--no-parity", action="store_true", help="skip the PyTorch parity report")
 
-    tr = sub.add_parser("train", help="train a model on the bundled digits or local MNIST files")
-    tr.add_argument("--model", default="lenet", help=f"one of {', '.join(MODELS)} (default: lenet)")
-    tr.add_argument("--data", default="digits", help="'digits' (bundled) or a directory of MNIST IDX files")
-    tr.add_argument("--epochs", type=_positive(int), default=30)
-    tr.add_argument("--batch-size", type=_positive(int), default=32)
-    tr.add_argument("--optimizer", default="adamw", help="sgd, adam or adamw (default: adamw)")
-    tr.add_argument("--lr", type=_positive(float), default=2e-3)
-    tr.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    tr.add_argument("--nesterov", action="store_true")
-    tr.add_argument("--weight-decay", type=float, default=1e-4)
-    tr.add_argument("--betas", type=_betas, default=(0.9, 0.999), help="Adam betas, e.g. 0.9,0.999")
-    tr.add_argument("--schedule", default="cosine", help="'cosine' (CosineAnnealingLR over all steps) or 'constant'")
-    tr.add_argument("--augment-shift", type=int, default=2, help="random translation in pixels (0: none)")
+    d = RUN_DEFAULTS
+    tr = sub.add_parser(
+        "train", help="train a model on the bundled digits or local MNIST files",
+        description="Train a classifier. With --resume, options not given come from the checkpoint.",
+    )
+    tr.add_argument("--model", help=f"one of {', '.join(MODELS)} (default: {d['model']})")
+    tr.add_argument("--data", help="'digits' (bundled, the default) or a directory of MNIST IDX files")
+    tr.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"1..100000 (default: {d['epochs']}); "
+                    "with --resume a larger number extends the run (a new cosine cycle for the added epochs)")
+    tr.add_argument("--batch-size", type=_number(int, 1, 65_536), help=f"1..65536 (default: {d['batch_size']})")
+    tr.add_argument("--optimizer", help=f"sgd, adam or adamw (default: {d['optimizer']})")
+    tr.add_argument("--lr", type=_number(float, 0, 10, lo_open=True), help=f"in (0, 10] (default: {d['lr']:g})")
+    tr.add_argument("--momentum", type=_number(float, 0, 1, hi_open=True), help="SGD momentum in [0, 1) (default: 0)")
+    tr.add_argument("--nesterov", action="store_const", const=True, help="SGD with Nesterov momentum")
+    tr.add_argument("--weight-decay", type=_number(float, 0, 1), help=f"in [0, 1] (default: {d['weight_decay']:g})")
+    tr.add_argument("--betas", type=_betas, help="Adam betas, two numbers in [0, 1) (default: 0.9,0.999)")
+    tr.add_argument("--schedule", help="'cosine' (CosineAnnealingLR over all steps, the default) or 'constant'")
+    tr.add_argument("--augment-shift", type=_number(int, 0, 16),
+                    help=f"random translation in pixels, 0..16 (0: none; default: {d['augment_shift']})")
     tr.add_argument("--trainable", nargs="+", help="train only these parameters (globs on torch names, e.g. 'fc.*')")
     tr.add_argument("--weights", help="initial weights: a torch .pth or .safetensors file")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--checkpoint-dir", help="save a checkpoint after every epoch here")
-    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    tr.add_argument("--seed", type=_number(int, 0, 2**32 - 1), help="0..4294967295 (default: 0)")
+    tr.add_argument("--checkpoint-dir", help="save a checkpoint after every epoch here (keeps the 3 newest)")
+    tr.add_argument("--resume", nargs="?", const=True, type=_resume, metavar="STEP|PATH",
+                    help="continue the run in --checkpoint-dir: from its newest intact checkpoint, "
+                    "from step STEP, or from the checkpoint folder PATH")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="start afresh in a --checkpoint-dir that holds checkpoints, deleting them first")
     tr.add_argument("--out", default="runs/train", help="output directory (plot, history, final weights)")
     tr.add_argument("--devices", default="1", help="'1' (default) or 'all': data-parallel over every local device")
     tr.add_argument("--no-progress", action="store_true")
@@ -78,84 +129,256 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", help="write a PNG of the speed-up ratios here")
     bench.add_argument("--only", nargs="+", help="run only workloads whose name contains one of these")
     bench.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    bench.add_argument("--repeats", type=_positive(int), default=15)
+    bench.add_argument("--repeats", type=_number(int, 1, 1000), default=15, help="1..1000 (default: 15)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from funcnets.config import enable_compilation_cache
+    from funcnets._io import interrupt_guard, interrupt_message
 
-        enable_compilation_cache()
-        return {"demo": cmd_demo, "train": cmd_train, "parity": cmd_parity, "bench": cmd_bench}[args.command](args)
-    except (FuncnetsError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"funcnets {args.command}: error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; the last complete checkpoint (if any) is intact", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    # what a Ctrl-C says; cmd_train replaces it with one that names the last checkpoint
+    status = {"describe": lambda: f"funcnets {args.command}: interrupted (Ctrl-C)"}
+    with interrupt_guard(lambda: status["describe"]()):
+        try:
+            from funcnets.config import enable_compilation_cache
+
+            enable_compilation_cache()
+            if args.command == "train":
+                return cmd_train(args, status)
+            return {"demo": cmd_demo, "parity": cmd_parity, "bench": cmd_bench}[args.command](args)
+        except (FuncnetsError, OSError, ValueError, TypeError, KeyError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            print(f"funcnets {args.command}: error: {message}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # raised where a save that Ctrl-C interrupted completed
+            print(interrupt_message(), file=sys.stderr)
+            return 130
 
 
 # --------------------------------------------------------------------------- train
-def _load_data(spec: str, model_name: str):
+def _warn(message: str) -> None:
+    print(f"funcnets train: warning: {message}", file=sys.stderr)
+
+
+def _data_source(spec: str) -> str:
+    """'digits', or the MNIST directory as an absolute path (so a resume from elsewhere finds it)."""
+    if spec == "digits":
+        return spec
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise FuncnetsError(f"--data must be 'digits' or a directory of MNIST IDX files; {spec!r} is neither.")
+    return str(path.resolve())
+
+
+def _load_data(source: str, model_name: str):
     from funcnets import data
 
     size, channels = (32, 1) if model_name == "lenet" else (64, 3)
-    if spec == "digits":
+    if source == "digits":
         return data.load_digits(size=size, channels=channels)
-    path = Path(spec)
-    if not path.is_dir():
-        raise FuncnetsError(f"--data must be 'digits' or a directory of MNIST IDX files; {spec!r} is neither.")
-    return data.load_mnist(path, size=size, channels=channels)
+    if not Path(source).is_dir():
+        raise FuncnetsError(f"--data {source} is not a directory (any more); pass the MNIST directory with --data.")
+    return data.load_mnist(source, size=size, channels=channels, num_classes=10)
 
 
-def cmd_train(args) -> int:
-    from funcnets import optim, recipes, torch_io
+def _weights_setting(path: str) -> dict:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        from funcnets import torch_io
 
-    out = recipes.check_writable(args.out)
-    if args.checkpoint_dir:
-        recipes.check_writable(args.checkpoint_dir)
-    if args.resume and not args.checkpoint_dir:
+        torch_io.load_file(file, arch=None)  # raises the missing-file message
+    return {"file": str(file.resolve()), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+
+
+def _given(args) -> dict:
+    """The run settings given on the command line (None: not given), normalised."""
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS}
+    if given["data"] is not None:
+        given["data"] = _data_source(given["data"])
+    if given["weights"] is not None:
+        given["weights"] = _weights_setting(given["weights"])
+    if given["betas"] is not None:
+        given["betas"] = list(given["betas"])
+    return given
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _show(key: str, value) -> str:
+    if key == "weights" and isinstance(value, dict):
+        return f"{value.get('file')} (sha256 {str(value.get('sha256'))[:12]})"
+    if key == "epochs" and isinstance(value, list):
+        return str(value[-1])
+    if isinstance(value, list) and key == "betas":
+        return ",".join(f"{v:g}" for v in value)
+    return "not given" if value is None else str(value)
+
+
+def _merge_for_resume(info, given: dict) -> dict:
+    """The resumed run's settings: the checkpoint's, with the given ones where equal
+    (``--epochs`` may grow). Raises listing every difference."""
+    saved = info.settings
+    merged, diffs = {}, []
+    for key in RUN_DEFAULTS:
+        if key not in saved:
+            raise FuncnetsError(
+                f"checkpoint {info.path} does not record the run's {_option(key)} (it was not written by "
+                f"`funcnets train`); continue it from Python with funcnets.recipes.fit, or start afresh "
+                f"with --overwrite."
+            )
+        old, new = saved[key], given[key]
+        if new is None:
+            merged[key] = old
+        elif key == "epochs":
+            if new < old[-1]:
+                diffs.append((key, old, [new], " (a run can be extended, not shortened)"))
+            merged[key] = old if new == old[-1] else [*old, new]
+        elif key == "weights":
+            if old is None or old.get("sha256") != new["sha256"]:
+                diffs.append((key, old, new, ""))
+            merged[key] = old
+        elif new != old:
+            diffs.append((key, old, new, ""))
+        else:
+            merged[key] = old
+    if diffs:
+        lines = [f"  {_option(k)}: saved {_show(k, a)}, given {_show(k, b)}{note}" for k, a, b, note in diffs]
+        raise FuncnetsError(
+            f"--resume: {info.path} was saved by a run with other settings:\n" + "\n".join(lines)
+            + "\nDrop these options to continue with the saved settings (only --epochs may grow, which extends "
+            "the run), or start a new run: --overwrite (deletes these checkpoints) or another --checkpoint-dir."
+        )
+    return merged
+
+
+def _checkpoint_dir_and_choice(args) -> tuple[Path | None, int | Path | bool | None]:
+    ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    which = args.resume
+    if which is None:
+        return ckdir, None
+    if args.overwrite:
+        raise FuncnetsError("--resume continues the checkpoints that --overwrite would delete; pass one of them.")
+    if isinstance(which, str):
+        path = Path(which)
+        if not path.is_dir():
+            raise FuncnetsError(
+                f"--resume {which}: no such checkpoint folder. Pass a step number (e.g. --resume 440), a "
+                f"step_* folder, or --resume alone for the newest checkpoint in --checkpoint-dir."
+            )
+        parent = path.parent if (path / "manifest.json").exists() or path.name.startswith("step_") else path
+        if ckdir is not None and ckdir.resolve() != parent.resolve():
+            raise FuncnetsError(
+                f"--resume {which} is not in --checkpoint-dir {ckdir}; pass the folder alone (new checkpoints "
+                f"go beside it) or a checkpoint inside --checkpoint-dir."
+            )
+        return parent, path
+    if ckdir is None:
         raise FuncnetsError("--resume needs --checkpoint-dir (where the checkpoints are).")
+    return ckdir, (None if which is True else which)
+
+
+def cmd_train(args, status: dict) -> int:
+    from funcnets import checkpoint, recipes
+
     if args.devices not in ("1", "all"):
         raise FuncnetsError(f"--devices must be '1' or 'all', got {args.devices!r}.")
-    split = _load_data(args.data, args.model)
-    recipes.check_batch_size(args.batch_size, len(split.x_train))
-    model, params, state = recipes.build_model(args.model, args.weights, args.seed)
-    steps = args.epochs * (len(split.x_train) // args.batch_size)
-    opt = recipes.make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay, args.nesterov,
-                                 args.betas, args.schedule, steps)
-    trainable = optim.select(params, include=args.trainable) if args.trainable else None
-    print(model.summary(params, state) if args.model == "lenet" else f"{args.model}: "
+    ckdir, which = _checkpoint_dir_and_choice(args)
+    out = recipes.check_writable(args.out, "--out")
+    if ckdir is not None:
+        recipes.check_writable(ckdir, "--checkpoint-dir")
+    given = _given(args)
+    resuming = args.resume is not None
+    info = None
+    if resuming:
+        info = checkpoint.find_checkpoint(ckdir, which, warn=_warn)
+        settings = _merge_for_resume(info, given)
+    else:
+        if ckdir is not None and not args.overwrite and checkpoint.list_checkpoints(ckdir):
+            newest = checkpoint.latest_checkpoint(ckdir)
+            raise FuncnetsError(
+                f"--checkpoint-dir {ckdir} already holds checkpoints (newest: {newest.name if newest else '?'}). "
+                f"Continue that run with --resume, start afresh with --overwrite (deletes them), or pass "
+                f"another --checkpoint-dir."
+            )
+        settings = {k: (RUN_DEFAULTS[k] if v is None else v) for k, v in given.items()}
+        settings["epochs"] = [settings["epochs"]]
+        settings["betas"] = list(settings["betas"])
+
+    def describe() -> str:
+        if ckdir is None:
+            return "funcnets train: interrupted (Ctrl-C); no --checkpoint-dir, so nothing of this run was saved"
+        newest = checkpoint.latest_checkpoint(ckdir)
+        if newest is None:
+            return "funcnets train: interrupted (Ctrl-C) before the first checkpoint; nothing of this run was saved"
+        return (f"funcnets train: interrupted (Ctrl-C); the last checkpoint, {newest}, is intact: "
+                f"continue with --resume")
+
+    status["describe"] = describe
+    model_name, epochs = settings["model"], settings["epochs"][-1]
+    split = _load_data(settings["data"], model_name)
+    recipes.check_batch_size(settings["batch_size"], len(split.x_train))
+    weights = settings["weights"]["file"] if settings["weights"] and not resuming else None
+    model, params, state = recipes.build_model(model_name, weights, settings["seed"])
+    steps = len(split.x_train) // settings["batch_size"]
+    opt = recipes.make_optimizer(settings["optimizer"], settings["lr"], settings["momentum"], settings["weight_decay"],
+                                 settings["nesterov"], tuple(settings["betas"]), settings["schedule"],
+                                 [e * steps for e in settings["epochs"]])
+    from funcnets import optim
+
+    trainable = optim.select(params, include=settings["trainable"]) if settings["trainable"] else None
+    print(model.summary(params, state) if model_name == "lenet" else f"{model_name}: "
           f"{sum(a.size for a in model.parameters(params)):,} parameters")
     print(f"data: {len(split.x_train)} training / {len(split.x_test)} held-out images {split.x_train.shape[1:]}")
+    if info is not None:
+        print(f"resuming from {info.path} (epoch {info.epoch} of {epochs})")
+        if info.epoch >= epochs:
+            print(f"the run is complete (epoch {info.epoch} of {epochs}): nothing to train; writing its outputs. "
+                  f"Pass --epochs N (more than {epochs}) to extend it.")
+    fit_settings = {k: settings[k] for k in RUN_DEFAULTS if k not in ("batch_size", "seed", "augment_shift")}
     t = time.perf_counter()
-    ts, history = recipes.fit(
-        model, params, state, split, opt, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        trainable=trainable, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-        progress=not args.no_progress, desc=args.model, augment_shift=args.augment_shift,
-        devices=args.devices,
-    )
+    try:
+        ts, history = recipes.fit(
+            model, params, state, split, opt, epochs=epochs, batch_size=settings["batch_size"],
+            seed=settings["seed"], trainable=trainable, checkpoint_dir=ckdir,
+            resume=info.path if info is not None else False, overwrite=args.overwrite, settings=fit_settings,
+            progress=not args.no_progress, desc=model_name, augment_shift=settings["augment_shift"],
+            devices=args.devices, warn=_warn,
+        )
+    except recipes.NonFiniteLossError as e:
+        raise FuncnetsError(f"{e} Nothing was written to --out {out}.") from None
     seconds = time.perf_counter() - t
     final = history[-1]
     print(f"held-out accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs ({seconds:.1f} s, compilation included)")
-    torch_io.save_weights(out / f"{args.model}.safetensors", model, ts.params, ts.model_state)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    recipes.plot_history(history, out / "curves.png", title=f"{args.model} on {args.data}")
-    print(f"wrote {out / (args.model + '.safetensors')} (loads in PyTorch), {out / 'curves.png'}, {out / 'history.json'}")
+    _write_outputs(out, model_name, model, ts, history, title=f"{model_name} on {Path(settings['data']).name}")
     return 0
+
+
+def _write_outputs(out: Path, model_name: str, model, ts, history: list[dict], title: str) -> None:
+    from funcnets import recipes, torch_io
+    from funcnets._io import atomic_write_bytes, fault_point, json_bytes, protected
+
+    with protected():  # all three or, after a kill, the previous ones and some of these
+        torch_io.save_weights(out / f"{model_name}.safetensors", model, ts.params, ts.model_state)
+        fault_point("outputs")
+        atomic_write_bytes(out / "history.json", json_bytes(history))
+        recipes.plot_history(history, out / "curves.png", title=title)
+    print(f"wrote {out / (model_name + '.safetensors')} (loads in PyTorch), {out / 'curves.png'}, {out / 'history.json'}")
 
 
 # --------------------------------------------------------------------------- parity
 def cmd_parity(args) -> int:
+    import json
+
     from funcnets import parity
+    from funcnets._io import atomic_write_bytes
 
     rows = parity.run(quick=args.quick)
     print(parity.format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps([r._asdict() | {"ok": r.ok} for r in rows], indent=1))
+        atomic_write_bytes(args.json, json.dumps([r._asdict() | {"ok": r.ok} for r in rows], indent=1).encode())
     failed = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(failed)} of {len(rows)} checks within tolerance")
     return 1 if failed else 0

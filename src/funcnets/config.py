@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
-import jax
+
+def _launched_as_command() -> bool:
+    """Whether this process is the ``funcnets`` command (console script or ``python -m``)."""
+    if Path(sys.argv[0]).name == "funcnets":
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return any(a == "-m" and b.split(".")[0] == "funcnets" for a, b in zip(argv, argv[1:]))
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    os.write(2, b"funcnets: interrupted (Ctrl-C) while starting; nothing was written\n")
+    os._exit(130)
+
+
+# Ctrl-C while the command is still importing JAX would print a 30-line traceback (and
+# can be swallowed by JAX's gc callback). Nothing has been written yet, so the command
+# simply ends: one line, status 130. Only in the command's own process (``import
+# funcnets`` elsewhere leaves SIGINT alone); funcnets.cli.main installs the full guard
+# (funcnets._io.interrupt_guard) as soon as it runs.
+if _launched_as_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import jax  # noqa: E402
 
 __all__ = ["enable_compilation_cache", "default_device", "tune_xla_cpu", "XLA_CPU_FLAGS"]
 

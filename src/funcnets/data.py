@@ -3,13 +3,18 @@
 ``load_digits`` gives the 1,797 real 8×8 handwritten digit scans that scikit-learn
 ships, split deterministically into train and held-out sets and resized (bilinear) to
 the size a model wants: ``(N, 1, 32, 32)`` for LeNet, ``(N, 3, 64, 64)`` for ResNet.
-``read_idx`` reads MNIST-format IDX files (optionally gzipped) that a user has locally.
+``read_idx`` reads MNIST-format IDX files (optionally gzipped) that a user has locally;
+``load_mnist`` validates what it reads (image and label counts agree, labels are class
+indices below ``num_classes``, images are ``uint8`` and the same size in both splits), so
+a bad file stops with a message naming it instead of training to NaN.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +24,7 @@ import numpy as np
 
 from funcnets.errors import FuncnetsError
 
-__all__ = ["Split", "load_digits", "read_idx", "load_mnist", "resize_images", "random_shift"]
+__all__ = ["Split", "load_digits", "read_idx", "load_mnist", "resize_images", "random_shift", "fingerprint"]
 
 
 class Split(NamedTuple):
@@ -67,7 +72,8 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (MNIST's format; ``.gz`` is decompressed) into an array.
 
-    Raises a clear error for missing, truncated or non-IDX files.
+    Raises a :class:`~funcnets.errors.FuncnetsError` naming the file for unreadable,
+    truncated, damaged or non-IDX files.
     """
     path = Path(path)
     if not path.is_file():
@@ -75,26 +81,43 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"no IDX file at {path}. funcnets never downloads data; put the MNIST files "
             f"(e.g. train-images-idx3-ubyte[.gz]) in a directory and pass it."
         )
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise FuncnetsError(
+            f"cannot read {path} ({type(e).__name__}: {e}): the file is unreadable or a damaged gzip "
+            f"archive. Copy or download it again."
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise FuncnetsError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()}); expected 0x0000TTNN.")
+        raise FuncnetsError(
+            f"{path} is not an IDX file (magic number {raw[:4].hex() or 'missing'}; expected 0x0000TTNN, "
+            f"TT the element type). Pass the MNIST files themselves, e.g. train-images-idx3-ubyte[.gz]."
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise FuncnetsError(f"{path} is truncated: its header needs {header} bytes, the file has {len(raw)}. "
+                            f"Copy or download it again.")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
     if len(raw) - header != expected:
         raise FuncnetsError(
             f"{path} is truncated or corrupt: its header says shape {dims} ({expected} bytes of data) "
-            f"but it holds {len(raw) - header} bytes."
+            f"but it holds {len(raw) - header} bytes. Copy or download it again."
         )
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def load_mnist(directory: str | os.PathLike, size: int = 32, channels: int = 1) -> Split:
-    """MNIST from local IDX files in ``directory`` (``train-images-idx3-ubyte[.gz]`` etc.)."""
+def load_mnist(directory: str | os.PathLike, size: int = 32, channels: int = 1, num_classes: int = 10) -> Split:
+    """MNIST from local IDX files in ``directory`` (``train-images-idx3-ubyte[.gz]`` etc.).
+
+    Images ``(N, H, W)`` uint8 become ``(N, channels, size, size)`` float32 in [0, 1].
+    Checked on read: each images file is ``uint8`` ``(N, H, W)``, its labels file holds
+    ``N`` integer labels in ``[0, num_classes)``, and both splits have the same image size.
+    """
     directory = Path(directory)
 
     def find(stem: str) -> Path:
@@ -103,26 +126,73 @@ def load_mnist(directory: str | os.PathLike, size: int = 32, channels: int = 1) 
                 return directory / name
         raise FileNotFoundError(f"{directory} has no {stem}[.gz]; expected the four MNIST IDX files there.")
 
-    def images(stem):
-        x = read_idx(find(stem)).astype(np.float32)[:, None] / 255.0
-        return resize_images(x, size, channels) if x.shape[-1] != size or channels != 1 else x
+    def split(prefix: str) -> tuple[np.ndarray, np.ndarray, Path]:
+        img_file, lab_file = find(f"{prefix}-images-idx3-ubyte"), find(f"{prefix}-labels-idx1-ubyte")
+        images, labels = read_idx(img_file), read_idx(lab_file)
+        if images.ndim != 3 or images.dtype != np.uint8 or min(images.shape, default=0) == 0:
+            raise FuncnetsError(
+                f"{img_file} holds {images.dtype} {images.shape}; expected MNIST images, uint8 of shape "
+                f"(N, height, width) with N >= 1. Pass the images file of the data set there."
+            )
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise FuncnetsError(
+                f"{lab_file} holds {labels.dtype} {labels.shape}; expected one integer class label per "
+                f"image, shape (N,). Pass the labels file of the data set there."
+            )
+        if len(labels) != len(images):
+            raise FuncnetsError(
+                f"{img_file.name} holds {len(images)} images but {lab_file.name} holds {len(labels)} labels "
+                f"(in {directory}); they must match one to one. Replace the file that does not belong "
+                f"to the same release."
+            )
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            raise FuncnetsError(
+                f"{lab_file} holds label {int(labels[bad[0]])} at index {int(bad[0])} ({bad.size} labels "
+                f"outside 0..{num_classes - 1}); expected class indices below num_classes={num_classes}. "
+                f"Fix or replace the labels file."
+            )
+        return images, labels.astype(np.int32), img_file
 
-    return Split(
-        images("train-images-idx3-ubyte"),
-        read_idx(find("train-labels-idx1-ubyte")).astype(np.int32),
-        images("t10k-images-idx3-ubyte"),
-        read_idx(find("t10k-labels-idx1-ubyte")).astype(np.int32),
-    )
+    def prepare(images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)[:, None] / 255.0
+        return resize_images(x, size, channels) if x.shape[-2:] != (size, size) or channels != 1 else x
+
+    x_train, y_train, train_file = split("train")
+    x_test, y_test, test_file = split("t10k")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise FuncnetsError(
+            f"{train_file.name} holds {x_train.shape[1]}x{x_train.shape[2]} images but {test_file.name} "
+            f"holds {x_test.shape[1]}x{x_test.shape[2]} (in {directory}); both splits must have one image size."
+        )
+    return Split(prepare(x_train), y_train, prepare(x_test), y_test)
+
+
+def fingerprint(split: Split) -> dict:
+    """What identifies a data set for a resume: shapes, dtypes and a sha256 of all four
+    arrays (a different file with the same shapes gives a different digest)."""
+    h = hashlib.sha256()
+    for a in split:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return {
+        "train": [len(split.x_train), *map(int, split.x_train.shape[1:])],
+        "test": [len(split.x_test), *map(int, split.x_test.shape[1:])],
+        "sha256": h.hexdigest(),
+    }
 
 
 def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
     """Translate each image by up to ``max_shift`` pixels in each direction (zero fill).
 
     ``x: (N, C, H, W) -> (N, C, H, W)``; the usual augmentation for digit images.
+    ``max_shift`` must be in ``[0, min(H, W) - 1]`` (a larger one only moves every image
+    out of its frame, after padding it to many times its size).
     """
-    if max_shift <= 0:
-        return x
     n, _, h, w = x.shape
+    if not 0 <= max_shift < min(h, w):
+        raise ValueError(f"max_shift must be in [0, {min(h, w) - 1}] for {h}x{w} images, got {max_shift}")
+    if max_shift == 0:
+        return x
     padded = np.pad(x, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
     dy = rng.integers(0, 2 * max_shift + 1, n)[:, None] + np.arange(h)[None]  # (N, H) source rows
     dx = rng.integers(0, 2 * max_shift + 1, n)[:, None] + np.arange(w)[None]  # (N, W) source cols

@@ -3,67 +3,195 @@
 :func:`fit` trains a classifier on a :class:`~funcnets.data.Split` with one compiled
 program per epoch, a progress bar, held-out evaluation, checkpoints and resume, and
 returns the history; :func:`plot_history` draws it as a PNG.
+
+Resuming is exact and checked. Every checkpoint holds, besides the arrays, its epoch, the
+history so far and the run's settings (``fit``'s own: batch size, seed, augmentation,
+trainable parameters, a fingerprint of the data; and whatever the caller passes as
+``settings``: the command stores model, optimizer, learning rate, schedule, ...). A
+resume takes its position from the checkpoint's own step, and refuses settings that
+differ from the saved ones, listing each difference (:func:`setting_differences`), with
+one exception: a run may be extended to more epochs (see :func:`lr_schedule` for the
+schedule an extension gets).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 import optax
 
 from funcnets import optim, parallel
-from funcnets._io import atomic_write_bytes
-from funcnets.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from funcnets.data import Split, random_shift
+from funcnets._io import atomic_write_bytes, fault_point
+from funcnets.checkpoint import (
+    clear_checkpoints,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_temporary,
+    save_checkpoint,
+)
+from funcnets.data import Split, fingerprint, random_shift
 from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
 from funcnets.train import TrainState, batches, create_train_state, evaluate, make_train_epoch, supervised_loss
 
-__all__ = ["build_model", "make_optimizer", "fit", "plot_history", "check_writable", "check_batch_size"]
+__all__ = [
+    "build_model",
+    "make_optimizer",
+    "lr_schedule",
+    "fit",
+    "plot_history",
+    "check_writable",
+    "check_batch_size",
+    "setting_differences",
+    "NonFiniteLossError",
+    "MODELS",
+    "OPTIMIZERS",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODELS = ("lenet", "resnet18", "resnet34")
 
 
-def build_model(name: str, weights: str | os.PathLike | None = None, seed: int = 0, num_classes: int = 10):
-    """``(model, params, state)`` for a 10-class task: LeNet, or a ResNet whose ``fc`` is
-    replaced by ``Linear(512, num_classes)`` (the tutorial's fine-tuning set-up).
+class NonFiniteLossError(FuncnetsError):
+    """Training produced a NaN or infinite loss (or parameters); ``step`` is the first
+    optimizer step (1-based, counted over the whole run) whose loss was not finite,
+    ``epoch`` its epoch (1-based)."""
 
-    ``weights``: a torch ``.pth``/``.safetensors`` file for the original architecture
-    (torchvision's 1000-class ResNet), loaded before the head is replaced.
+    def __init__(self, message: str, step: int, epoch: int):
+        super().__init__(message)
+        self.step = step
+        self.epoch = epoch
+
+
+def build_model(name: str, weights: str | os.PathLike | None = None, seed: int = 0, num_classes: int = 10):
+    """``(model, params, state)`` for a ``num_classes``-way task: LeNet, or a ResNet whose
+    ``fc`` is replaced by ``Linear(512, num_classes)`` (the tutorial's fine-tuning set-up).
+
+    ``weights``: a torch ``.pth``/``.safetensors`` file. For a ResNet either torchvision's
+    original (1000 classes; the head is replaced after loading) or one with the
+    ``num_classes`` head already, such as the file ``funcnets train --model resnet18``
+    writes (loaded whole).
     """
     from funcnets import models, nn, torch_io
 
     if name not in MODELS:
         raise FuncnetsError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
     key = jax.random.PRNGKey(seed)
-    model = models.LeNet(num_classes=num_classes) if name == "lenet" else getattr(models, name)()
-    params, state = torch_io.load_weights(weights, model)[:2] if weights else model.init(key)
     if name == "lenet":
-        return model, params, state
-    return nn.replace(model, params, state, "fc", nn.Linear(512, num_classes), jax.random.fold_in(key, 1))
+        model = models.LeNet(num_classes=num_classes)
+        if not weights:
+            return (model, *model.init(key))
+        return (model, *_load_weights(model, torch_io.load_file(weights, arch=None), weights, name, num_classes))
+    base = getattr(models, name)()
+    head = nn.Linear(512, num_classes)
+    if weights:
+        tensors = torch_io.load_file(weights, arch=name)
+        fc = tensors.get("fc.weight")
+        if fc is not None and tuple(fc.shape) == (num_classes, 512):  # the head is in the file
+            shapes = jax.eval_shape(base.init, key)
+            model = nn.replace(base, *shapes, "fc", head, key)[0]
+            return (model, *_load_weights(model, tensors, weights, name, num_classes))
+        params, state = _load_weights(base, tensors, weights, name, num_classes)
+    else:
+        params, state = base.init(key)
+    return nn.replace(base, params, state, "fc", head, jax.random.fold_in(key, 1))
+
+
+def _load_weights(model: Module, tensors: dict, path, name: str, num_classes: int) -> tuple[dict, dict]:
+    from funcnets import torch_io
+
+    try:
+        loaded = torch_io.load_state_dict(model, tensors)
+    except FuncnetsError as e:
+        problems = [line for line in str(e).splitlines() if line.startswith("  ")]
+        shown = problems[:8] + ([f"  ... and {len(problems) - 8} more"] if len(problems) > 8 else [])
+        expected = (f"torchvision's {name} weights (1000 classes) or " if name != "lenet" else "")
+        raise FuncnetsError(
+            f"--weights {path} does not fit --model {name} with {num_classes} classes ({len(problems)} problems):\n"
+            + "\n".join(shown)
+            + f"\nPass {expected}a {name}.safetensors that `funcnets train --model {name}` wrote, "
+            f"or choose the --model these weights belong to."
+        ) from None
+    return loaded.params, loaded.state
+
+
+def _check_hyperparameter(name: str, value: float, lo: float, hi: float, hi_open: bool = False) -> None:
+    ok = math.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}{')' if hi_open else ']'}, got {value}")
+
+
+_MAX_SCHEDULE_STEPS = 1 << 22  # the cosine table's length limit (16 MiB of float32)
+
+
+def lr_schedule(lr: float, schedule: str = "constant", total_steps: int | Sequence[int] | None = None):
+    """The learning rate per optimizer step: ``lr`` itself, or an optax schedule.
+
+    ``schedule="cosine"`` is torch's ``CosineAnnealingLR(T_max=total_steps, eta_min=0)``
+    stepped every batch. ``total_steps`` may also be a list of cycle ends ``[T0, T1, ...]``
+    (increasing): cosine from ``lr`` to 0 over steps ``[0, T0)``, then from ``lr`` to 0
+    again over ``[T0, T1)``, and so on (SGDR's warm restarts), 0 after the last::
+
+        lr_t = lr/2 · (1 + cos(π (t − T_{k−1}) / (T_k − T_{k−1})))   for T_{k−1} ≤ t < T_k
+
+    This is how ``funcnets train --resume --epochs N`` extends a run: the schedule the
+    run was started with is kept exactly for the epochs it covered (finished or not), and
+    the added epochs get a cycle of their own, instead of a stretched schedule that would
+    change the learning rate of epochs already trained.
+
+    The rates are computed once in float64 (as torch computes them, in Python floats)
+    and looked up by step, so a run extended later trains its first epochs with
+    bit-identical rates: a cosine evaluated inside the compiled step can round
+    differently from one program to the next. Up to 2**22 steps.
+    """
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number greater than 0, got {lr}")
+    if schedule == "constant":
+        return lr
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}; choose 'constant' or 'cosine'")
+    ends = [total_steps] if isinstance(total_steps, int) else list(total_steps or [])
+    if not ends or ends[0] < 1 or any(b <= a for a, b in zip(ends, ends[1:])):
+        raise ValueError(f"the cosine schedule needs total_steps (epochs × steps per epoch) as a positive "
+                         f"integer or an increasing list of cycle ends, got {total_steps!r}")
+    if ends[-1] > _MAX_SCHEDULE_STEPS:
+        raise ValueError(f"the cosine schedule covers at most {_MAX_SCHEDULE_STEPS:,} steps, got {ends[-1]:,} "
+                         f"(fewer epochs or a larger batch size)")
+    t = np.arange(ends[-1] + 1)
+    starts, lengths = np.array([0, *ends[:-1]]), np.diff([0, *ends])
+    k = np.minimum(np.searchsorted(ends, t, side="right"), len(ends) - 1)
+    table = lr * 0.5 * (1.0 + np.cos(np.pi * np.minimum((t - starts[k]) / lengths[k], 1.0)))
+
+    def cosine(count):
+        # optimizers may pass the count as a float (exact: the table is far below 2**24 steps)
+        index = jax.numpy.clip(count, 0, len(table) - 1).astype(jax.numpy.int32)
+        return jax.numpy.asarray(table, dtype=jax.dtypes.canonicalize_dtype(np.float64))[index]
+
+    return cosine
 
 
 def make_optimizer(name: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                    nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
-                   schedule: str = "constant", total_steps: int | None = None) -> optax.GradientTransformation:
+                   schedule: str = "constant", total_steps: int | Sequence[int] | None = None
+                   ) -> optax.GradientTransformation:
     """An optimizer by torch name, with the options ``funcnets train`` exposes.
 
-    ``schedule="cosine"`` is torch's ``CosineAnnealingLR(T_max=total_steps)`` stepped
-    every batch.
+    The learning rate follows :func:`lr_schedule` (``schedule``, ``total_steps``).
+    Non-finite or out-of-range hyperparameters raise ``ValueError``.
     """
-    if schedule == "cosine":
-        if not total_steps:
-            raise ValueError("the cosine schedule needs total_steps (epochs × steps per epoch)")
-        lr = optax.cosine_decay_schedule(lr, total_steps)
-    elif schedule != "constant":
-        raise ValueError(f"unknown schedule {schedule!r}; choose 'constant' or 'cosine'")
+    lr = lr_schedule(lr, schedule, total_steps)
+    _check_hyperparameter("momentum", momentum, 0.0, 1.0, hi_open=True)
+    _check_hyperparameter("weight_decay", weight_decay, 0.0, math.inf, hi_open=True)
+    for i, b in enumerate(betas):
+        _check_hyperparameter(f"betas[{i}]", b, 0.0, 1.0, hi_open=True)
     if name == "sgd":
         return optim.sgd(lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if name in ("adam", "adamw"):
@@ -74,8 +202,9 @@ def make_optimizer(name: str, lr: float, momentum: float = 0.0, weight_decay: fl
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def check_writable(directory: str | os.PathLike) -> Path:
-    """Create ``directory`` and prove it is writable now, before any work is done."""
+def check_writable(directory: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``directory`` and prove it is writable now, before any work is done.
+    ``option`` names the command-line option the directory came from, for the message."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -84,8 +213,8 @@ def check_writable(directory: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         raise FuncnetsError(
-            f"cannot write to {directory} ({e.strerror}). Pass a writable directory (e.g. --out ./runs) "
-            f"or fix its permissions."
+            f"cannot write to {option} {directory} ({e.strerror}). Pass a writable directory as {option} "
+            f"(e.g. {option} ./runs/{'ckpt' if 'checkpoint' in option else 'train'}) or fix its permissions."
         ) from None
     return directory
 
@@ -93,6 +222,35 @@ def check_writable(directory: str | os.PathLike) -> Path:
 def check_batch_size(batch_size: int, n_train: int) -> None:
     if not 0 < batch_size <= n_train:
         raise ValueError(f"batch size must be in [1, {n_train}] (the training set size), got {batch_size}")
+
+
+def _jsonable(settings: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps(dict(settings), allow_nan=False))
+
+
+def setting_differences(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, saved value, given value)`` for every setting that differs (compared as
+    JSON; a setting missing on one side shows as None), except the one change a resume
+    allows: ``"epochs"`` growing (an int that grows, or a list of cosine cycle ends that
+    gains entries at its end, see :func:`lr_schedule`)."""
+    saved, given = _jsonable(saved), _jsonable(given)
+    out = []
+    for k in sorted(set(saved) | set(given)):
+        a, b = saved.get(k), given.get(k)
+        if a == b:
+            continue
+        if k == "epochs" and isinstance(a, int) and isinstance(b, int) and b > a:
+            continue
+        if (k == "epochs" and isinstance(a, list) and isinstance(b, list) and b[: len(a)] == a
+                and all(y > x for x, y in zip(b[len(a) - 1 :], b[len(a) :]))):
+            continue
+        out.append((k, a, b))
+    return out
+
+
+def _all_finite(tree) -> bool:
+    return all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree_util.tree_leaves(tree)
+               if np.issubdtype(np.asarray(leaf).dtype, np.inexact))
 
 
 def fit(
@@ -107,49 +265,109 @@ def fit(
     seed: int = 0,
     trainable: frozenset[str] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    resume: bool = False,
+    resume: bool | int | str | os.PathLike = False,
+    overwrite: bool = False,
+    keep: int = 3,
+    settings: Mapping[str, Any] | None = None,
     progress: bool = True,
     desc: str = "train",
     augment_shift: int = 0,
     devices: str = "1",
     batch_norm: str = "sync",
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train for ``epochs`` epochs; returns the final state and one history row per
     epoch (``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``).
 
-    With ``checkpoint_dir`` a checkpoint is saved after every epoch, and with ``resume``
-    training continues from the newest one there, bit for bit as if uninterrupted.
+    Checkpoints: with ``checkpoint_dir`` a checkpoint (arrays, epoch, history, settings)
+    is saved after every epoch, keeping the ``keep`` newest. A fresh run refuses a
+    directory that already holds checkpoints unless ``overwrite=True`` (which deletes
+    them first). ``resume`` continues a run bit for bit as if uninterrupted: ``True`` from
+    the newest intact checkpoint in ``checkpoint_dir`` (an unreadable newest one is
+    skipped with a warning through ``warn``), an int from that step, a path from that
+    ``step_*`` folder (saving beside it unless ``checkpoint_dir`` is given). The position
+    comes from the checkpoint's step; settings that differ from the saved ones (see
+    :func:`setting_differences`) raise, listing the differences. Resuming a run that has
+    reached ``epochs`` trains nothing and returns its state and history. Leftover
+    temporary folders from an interrupted save are removed first.
+
+    A NaN or infinite loss (or parameters) stops training with
+    :class:`NonFiniteLossError` before that epoch is checkpointed.
+
+    ``settings``: JSON data that describes the rest of the run (the command passes
+    model, optimizer, learning rate, schedule, ...), stored and compared on resume.
     ``augment_shift`` translates training images by up to that many pixels each epoch.
     ``devices="all"`` runs the same step data-parallel over every device
-    (:mod:`funcnets.parallel`), with BatchNorm ``batch_norm`` = ``"sync"`` or ``"per-device"``.
+    (:mod:`funcnets.parallel`), with BatchNorm ``batch_norm`` = ``"sync"`` or
+    ``"per-device"``; the device count is not a setting (a run may resume on others).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if devices not in ("1", "all"):
+        raise ValueError(f"devices must be '1' or 'all', got {devices!r}")
     check_batch_size(batch_size, len(data.x_train))
+    random_shift(data.x_train[:1], augment_shift, np.random.default_rng(0))  # range check before any work
+    steps_per_epoch = len(data.x_train) // batch_size
     key = jax.random.PRNGKey(seed)
     ts = create_train_state(params, state, optimizer, key, trainable)
+    run_settings = {
+        **(settings or {}),
+        "batch_size": batch_size,
+        "seed": seed,
+        "augment_shift": augment_shift,
+        "trainable_params": sorted(trainable) if trainable is not None else None,
+        "dataset": fingerprint(data),
+    }
     history: list[dict] = []
     start_epoch = 0
-    if resume:
-        if checkpoint_dir is None or latest_checkpoint(checkpoint_dir) is None:
+    last = None  # the newest checkpoint of this run
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if directory is not None:
+        remove_temporary(directory)
+    if resume is not False and resume is not None:
+        if directory is None and (resume is True or isinstance(resume, int)):
+            raise FuncnetsError("resuming needs the checkpoint directory (--checkpoint-dir) to look in.")
+        info = find_checkpoint(directory, None if resume is True else resume, warn=warn)
+        if not info.run:
             raise FuncnetsError(
-                f"--resume found no checkpoint in {checkpoint_dir}; train once with --checkpoint-dir first "
-                f"or drop --resume."
+                f"checkpoint {info.path} holds no run information (an older format, or saved without run=); "
+                f"funcnets.checkpoint.load_checkpoint loads its arrays, but a run cannot continue from it."
             )
-        path = latest_checkpoint(checkpoint_dir)
-        ts = load_checkpoint(path, like=ts)
-        hist_file = Path(path) / "history.json"
-        history = json.loads(hist_file.read_text()) if hist_file.is_file() else []
-        start_epoch = len(history)
+        diffs = setting_differences(info.settings, run_settings)
+        if diffs:
+            raise FuncnetsError(
+                f"checkpoint {info.path} was saved by a run with other settings:\n"
+                + "\n".join(f"  {k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
+                + "\nResume with the saved settings, or start a new run elsewhere (or with overwrite=True)."
+            )
+        ts = load_checkpoint(info.path, like=ts)
+        start_epoch, partial = divmod(int(ts.step), steps_per_epoch)
+        if partial or info.epoch != start_epoch or len(info.history) != start_epoch:
+            raise FuncnetsError(
+                f"checkpoint {info.path} is inconsistent: step {int(ts.step)} is not the end of epoch "
+                f"{info.epoch} at {steps_per_epoch} steps per epoch (history: {len(info.history)} epochs). "
+                f"Resume from another checkpoint (--resume STEP)."
+            )
+        if start_epoch > epochs:
+            raise FuncnetsError(f"checkpoint {info.path} is at epoch {start_epoch}, past epochs={epochs}.")
+        history, last = info.history, info.path
+        directory = directory if directory is not None else info.path.parent
+    elif directory is not None:
+        if overwrite:
+            clear_checkpoints(directory)
+        elif list_checkpoints(directory) or (directory / "latest").exists():
+            raise FuncnetsError(
+                f"{directory} already holds checkpoints of a run; continue it with resume=True, delete them "
+                f"with overwrite=True, or pass another checkpoint_dir."
+            )
     mesh = None
     if devices == "all":
         mesh = parallel.data_mesh()
         ts = parallel.distribute(ts, mesh)
-    elif devices != "1":
-        raise ValueError(f"devices must be '1' or 'all', got {devices!r}")
     epoch_fn = make_train_epoch(supervised_loss(model), optimizer, trainable=trainable, batch_norm=batch_norm)
     bar = _progress(range(start_epoch, epochs), desc, progress)
     for e in bar:
+        fault_point("epoch")
         t = time.perf_counter()
         # shuffle and augmentation depend only on (seed, epoch): a resumed run sees the same batches
         x = random_shift(data.x_train, augment_shift, np.random.default_rng([seed, e]))
@@ -157,9 +375,12 @@ def fit(
         if mesh is not None:
             epoch_batches = parallel.shard_batch(epoch_batches, mesh, batch_axis=1)
         ts, metrics = epoch_fn(ts, epoch_batches)
+        fault_point("epoch.running")  # dispatched: XLA is running the epoch
+        losses = np.asarray(metrics["loss"])
+        _stop_if_not_finite(losses, ts, e, steps_per_epoch, last)
         row = {
             "epoch": e + 1,
-            "loss": float(np.mean(metrics["loss"])),
+            "loss": float(np.mean(losses)),
             "train_accuracy": float(np.mean(metrics["accuracy"])),
             "test_accuracy": evaluate(model, ts.params, ts.model_state, data.x_test, data.y_test),
         }
@@ -167,10 +388,31 @@ def fit(
         history.append(row)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['loss']:.4f}", test_acc=f"{row['test_accuracy']:.2%}")
-        if checkpoint_dir is not None:
-            path = save_checkpoint(checkpoint_dir, ts)
-            atomic_write_bytes(path / "history.json", json.dumps(history).encode())
+        if directory is not None:
+            run = {"epoch": e + 1, "epochs": epochs, "history": history, "settings": run_settings}
+            last = save_checkpoint(directory, ts, run=run, keep=keep)
     return ts, history
+
+
+def _stop_if_not_finite(losses: np.ndarray, ts: TrainState, e: int, steps_per_epoch: int, last: Path | None) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        i = int(bad[0])
+        what = f"the training loss became {float(losses[i])} at step {e * steps_per_epoch + i + 1} " \
+               f"(epoch {e + 1}, batch {i + 1} of {steps_per_epoch})"
+        step = e * steps_per_epoch + i + 1
+    elif not (_all_finite(ts.params) and _all_finite(ts.model_state)):
+        what = f"the parameters became non-finite in epoch {e + 1} (its losses were finite)"
+        step = (e + 1) * steps_per_epoch
+    else:
+        return
+    kept = (f"the last good checkpoint, {last}, is intact" if last is not None else
+            "no checkpoint of this run was written")
+    raise NonFiniteLossError(
+        f"{what}; training stopped and this epoch was not saved ({kept}). Lower the learning rate "
+        f"or check the data for bad values.",
+        step=step, epoch=e + 1,
+    )
 
 
 def _progress(iterable, desc: str, enabled: bool):
@@ -183,7 +425,7 @@ def _progress(iterable, desc: str, enabled: bool):
 
 
 def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
-    """Loss and accuracy per epoch as a PNG (written atomically)."""
+    """Loss and accuracy per epoch as a PNG (written atomically, mode ``0o666 & ~umask``)."""
     import io
 
     import matplotlib

@@ -116,8 +116,9 @@ def load_state_dict(
         raise FuncnetsError(
             f"Error(s) in loading state_dict for {type(model).__name__} ({len(problems)}):\n"
             + "\n".join(problems)
-            + "\nCheck that the weights belong to this architecture (e.g. num_classes); pass "
-            "strict=False to load the matching keys and keep initial values for the rest."
+            + "\nCheck that the weights belong to this architecture (e.g. num_classes). In Python, "
+            "load_state_dict(..., strict=False) loads the matching keys and keeps initial values for "
+            "missing ones (shapes must still match)."
         )
     if missing:
         p0, s0 = init if init is not None else model.init(jax.random.PRNGKey(0))
@@ -154,6 +155,11 @@ _HOW_TO_GET = (
     "with `python -c \"import torch, torchvision; m = torchvision.models.{arch}(weights='DEFAULT'); "
     "torch.save(m.state_dict(), '{arch}.pth')\"` and pass that file's path."
 )
+_HOW_TO_GET_OWN = (
+    "funcnets never downloads, and torchvision has no pretrained weights for this model: pass a "
+    "file you saved, such as the .safetensors that `funcnets train` writes to its --out folder, "
+    "or torch.save(model.state_dict(), 'weights.pth') of a torch model with the same layer names."
+)
 
 
 def save_file(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> Path:
@@ -164,8 +170,11 @@ def save_file(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dic
     return atomic_write_bytes(path, save(arrays, metadata=metadata))
 
 
-def load_file(path: str | os.PathLike, *, arch: str = "resnet18") -> dict[str, np.ndarray]:
+def load_file(path: str | os.PathLike, *, arch: str | None = "resnet18") -> dict[str, np.ndarray]:
     """Read ``{name: array}`` from ``.safetensors`` or ``.pth``/``.pt``/``.bin``.
+
+    ``arch``: the torchvision builder whose weights a missing file would be (the message
+    says how to save them), or None for a model torchvision has no weights for.
 
     ``.pth`` files are read with ``torch.load(weights_only=True)``; checkpoints that wrap
     the weights (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel's
@@ -173,7 +182,8 @@ def load_file(path: str | os.PathLike, *, arch: str = "resnet18") -> dict[str, n
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}. " + _HOW_TO_GET.format(arch=arch))
+        raise FileNotFoundError(f"no weights file at {path}. "
+                                + (_HOW_TO_GET.format(arch=arch) if arch else _HOW_TO_GET_OWN))
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
@@ -193,7 +203,8 @@ def load_file(path: str | os.PathLike, *, arch: str = "resnet18") -> dict[str, n
                 if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
                     obj = obj[wrapper]
             if not isinstance(obj, dict):
-                raise FuncnetsError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+                raise FuncnetsError(f"{path} holds a {type(obj).__name__}, not a state_dict; save the model's "
+                                    f"weights with torch.save(model.state_dict(), path) and pass that file.")
             if obj and all(k.startswith("module.") for k in obj):
                 obj = {k[len("module."):]: v for k, v in obj.items()}
             return {k: _to_numpy(v) for k, v in obj.items()}
@@ -205,7 +216,8 @@ def load_file(path: str | os.PathLike, *, arch: str = "resnet18") -> dict[str, n
             f"or not a weights file; re-export or re-download it."
         ) from None
     raise FuncnetsError(
-        f"unknown weights file type {suffix!r} for {path}: expected .safetensors or .pth/.pt"
+        f"unknown weights file type {suffix!r} for {path}: expected .safetensors or .pth/.pt/.bin/.ckpt. "
+        f"Pass a file with one of these suffixes (rename it if it is one of these formats)."
     )
 
 
@@ -225,5 +237,5 @@ def save_weights(path: str | os.PathLike, model: Module, params: Params, state: 
 
 def load_weights(path: str | os.PathLike, model: Module, *, strict: bool = True, dtype: Any = None) -> Loaded:
     """:func:`load_file` then :func:`load_state_dict`."""
-    arch = getattr(model, "arch", type(model).__name__.lower())
+    arch = getattr(model, "arch", None)  # torchvision's builder name (ResNet has one, LeNet none)
     return load_state_dict(model, load_file(path, arch=arch), strict=strict, dtype=dtype)
