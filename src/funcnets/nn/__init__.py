@@ -18,7 +18,11 @@ from funcnets.nn.linear import Identity, Linear
 from funcnets.nn.conv import Conv2d
 
 # --- pooling --------------------------------------------------------------------
-from funcnets.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from funcnets.nn.pooling import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d, MaxPool1d, MaxPool2d,
+    MaxPool3d, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
+)
 
 # --- normalisation --------------------------------------------------------------
 from funcnets.nn.batchnorm import BatchNorm2d
@@ -45,7 +49,10 @@ __all__ = [
     # convolution
     "Conv2d",
     # pooling
-    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "LPPool1d", "LPPool2d", "LPPool3d",
     # normalisation
     "BatchNorm2d",
     # activations

@@ -22,7 +22,11 @@ from funcnets.nn.linear import linear
 from funcnets.nn.conv import conv2d
 
 # --- pooling --------------------------------------------------------------------
-from funcnets.nn.pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from funcnets.nn.pooling import (
+    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool2d,
+    adaptive_max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d,
+    max_pool2d, max_pool3d, max_unpool1d, max_unpool2d, max_unpool3d,
+)
 
 # --- normalisation --------------------------------------------------------------
 from funcnets.nn.batchnorm import batch_norm, batch_norm_groups
@@ -47,7 +51,10 @@ __all__ = [
     # convolution
     "conv2d",
     # pooling
-    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "adaptive_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
     # normalisation
     "batch_norm", "batch_norm_groups",
     # activations
