@@ -26,6 +26,19 @@ from funcnets.optim._base import ScalarOrSchedule
 from funcnets.optim.adam import adam, adamw, scale_by_torch_amsgrad
 from funcnets.optim.freeze import merge, select, split
 from funcnets.optim.sgd import scale_by_torch_momentum, sgd
+# --- schedules, clipping, averaging ---
+from funcnets.optim import lr_scheduler, swa_utils
+from funcnets.optim.accumulate import accumulate_gradients, split_microbatches
+from funcnets.optim.clip_grad import (
+    ClipGradNormState,
+    check_finite,
+    clip_grad_norm,
+    clip_grad_norm_,
+    clip_grad_value,
+    clip_grad_value_,
+    clip_grads_with_norm_,
+    get_total_norm,
+)
 
 __all__ = [
     "ScalarOrSchedule",
@@ -40,4 +53,17 @@ __all__ = [
     "select",
     "split",
     "merge",
+    # --- schedules, clipping, averaging ---
+    "lr_scheduler",
+    "swa_utils",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "check_finite",
+    "ClipGradNormState",
+    "accumulate_gradients",
+    "split_microbatches",
 ]

@@ -229,6 +229,7 @@ class LRScheduler:
     total_epochs: int | None = field(default=None, kw_only=True)
 
     _torch_closed_form = False  # whether torch's class has a _get_closed_form_lr
+    _sequential_closed_ok = True  # restarted at a milestone, it ignores the lr it takes over
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -367,6 +368,7 @@ class MultiplicativeLR(LRScheduler):
         return "its learning rate is a product over every epoch so far"
 
     _closed = None  # type: ignore[assignment]
+    _sequential_closed_ok = False
 
     def _get_lr(self, h):
         return h.group.lr * self.lr_lambda(h.last_epoch) if not h._is_initial else h.group.lr
@@ -1002,9 +1004,7 @@ class SequentialLR(LRScheduler):
                 )
 
     def _has_closed_form(self):
-        return all(s._has_closed_form() for s in self.schedulers) and not any(
-            isinstance(s, MultiplicativeLR) for s in self.schedulers
-        )
+        return all(s._has_closed_form() and s._sequential_closed_ok for s in self.schedulers)
 
     def _why_no_closed_form(self):
         return "one of its schedulers has no closed form"
