@@ -146,6 +146,12 @@ def test_resuming_a_finished_run_trains_nothing_and_writes_its_outputs(done, tmp
     assert sorted(p.name for p in ck.glob("step_*")) == ["step_00000022", "step_00000044"]
     _assert_same_weights(_weights(tmp_path / "o" / "lenet.safetensors"), _weights(done / "out" / "lenet.safetensors"))
     assert json.loads((tmp_path / "o" / "history.json").read_text()) == json.loads((done / "out" / "history.json").read_text())
+    # --resume PATH: a checkpoint folder; new checkpoints (none here) would go beside it
+    code, out, err = _run(capsys, "train", "--resume", ck / "step_00000022", "--epochs", "1", "--out", tmp_path / "p")
+    assert code == 1 and "--epochs: saved 2, given 1" in err
+    code, out, err = _run(capsys, "train", "--resume", ck / "step_00000044", "--out", tmp_path / "p", "--no-progress")
+    assert code == 0 and "resuming from" in out and "step_00000044 (epoch 2 of 2)" in out, err
+    assert (tmp_path / "p" / "lenet.safetensors").is_file()
 
 
 def test_resume_with_other_settings_is_refused_listing_the_differences(done, tmp_path, capsys):

@@ -310,21 +310,24 @@ def fit(
     steps_per_epoch = len(data.x_train) // batch_size
     key = jax.random.PRNGKey(seed)
     ts = create_train_state(params, state, optimizer, key, trainable)
-    run_settings = {
-        **(settings or {}),
-        "batch_size": batch_size,
-        "seed": seed,
-        "augment_shift": augment_shift,
-        "trainable_params": sorted(trainable) if trainable is not None else None,
-        "dataset": fingerprint(data),
-    }
     history: list[dict] = []
     start_epoch = 0
     last = None  # the newest checkpoint of this run
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    resuming = resume is not False and resume is not None
+    run_settings = None
+    if directory is not None or resuming:  # only checkpoints need them (the data's digest costs a pass)
+        run_settings = {
+            **(settings or {}),
+            "batch_size": batch_size,
+            "seed": seed,
+            "augment_shift": augment_shift,
+            "trainable_params": sorted(trainable) if trainable is not None else None,
+            "dataset": fingerprint(data),
+        }
     if directory is not None:
         remove_temporary(directory)
-    if resume is not False and resume is not None:
+    if resuming:
         if directory is None and (resume is True or isinstance(resume, int)):
             raise FuncnetsError("resuming needs the checkpoint directory (--checkpoint-dir) to look in.")
         info = find_checkpoint(directory, None if resume is True else resume, warn=warn)
@@ -355,7 +358,7 @@ def fit(
     elif directory is not None:
         if overwrite:
             clear_checkpoints(directory)
-        elif list_checkpoints(directory) or (directory / "latest").exists():
+        elif list_checkpoints(directory):  # a lone stale `latest` is replaced by the first save
             raise FuncnetsError(
                 f"{directory} already holds checkpoints of a run; continue it with resume=True, delete them "
                 f"with overwrite=True, or pass another checkpoint_dir."
