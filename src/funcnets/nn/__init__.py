@@ -25,7 +25,9 @@ from funcnets.nn.pooling import (
 )
 
 # --- normalisation --------------------------------------------------------------
-from funcnets.nn.batchnorm import BatchNorm2d
+from funcnets.nn.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from funcnets.nn.instancenorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
+from funcnets.nn.normalization import GroupNorm, LayerNorm, LocalResponseNorm, RMSNorm
 
 # --- activations ----------------------------------------------------------------
 from funcnets.nn.activation import (
@@ -54,7 +56,8 @@ __all__ = [
     "AdaptiveMaxPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "LPPool1d", "LPPool2d", "LPPool3d",
     # normalisation
-    "BatchNorm2d",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+    "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm",
     # activations
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
     "Hardswish", "Hardsigmoid", "Hardtanh", "Sigmoid", "Tanh", "Softplus", "Softsign",

@@ -1,13 +1,17 @@
-"""Batch normalisation: ``torch.nn.BatchNorm2d``, ``F.batch_norm`` and per-device statistics."""
+"""Batch normalisation: ``torch.nn.BatchNorm1d/2d/3d``, ``F.batch_norm`` and per-device statistics.
+
+Also the pieces the other normalisation layers share: the closed-form normalisation
+``_normalize``, torch's ``_NormBase`` (InstanceNorm's base too) and ``_torch_layout``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
+from typing import Callable, ClassVar, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -15,10 +19,10 @@ from jax import lax
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
-from funcnets.nn._layout import _LAYOUT, _channels, _check_float, _layout, _layout_block
+from funcnets.nn._layout import _LAYOUT, _batch_axis, _channels, _check_float, _layout, _layout_block
 from funcnets.nn.module import Module
 
-__all__ = ["batch_norm", "batch_norm_groups", "BatchNorm2d"]
+__all__ = ["batch_norm", "batch_norm_groups", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
 _BN_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar("funcnets_bn_groups", default=1)
 
@@ -59,6 +63,12 @@ def batch_norm(
     Returns:
       ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
     """
+    if x.ndim < 2:
+        raise ShapeError(f"batch_norm expected an input (N, C, ...), got shape {tuple(x.shape)}")
+    if isinstance(eps, (int, float)) and (eps < 0 or (training and eps <= 0)):
+        raise ValueError(
+            f"batch_norm eps must be {'positive during training' if training else 'non-negative'}, but got {eps}"
+        )
     if x.ndim == 4 and _LAYOUT.get() == "CHWN":
         # the statistics and the per-device split want the batch leading: run it in NCHW
         # (two transposes; no model of ours puts a BatchNorm in a batch-last trunk)
@@ -122,21 +132,33 @@ def _normalize_jvp(axes, eps, primals, tangents):
     return (xhat, mean, var), (inv * (tx - tmean - xhat * proj), tmean, 2 * proj / inv)
 
 
-@dataclass(frozen=True, repr=False)
-class BatchNorm2d(Module):
-    """Batch normalisation over ``(N, H, W)`` per channel; ``(N, C, H, W) -> same``.
+def _torch_layout(x: Array) -> tuple[Array, Callable[[Array], Array]]:
+    """``x`` in torch's layout, and the map that puts a result back in ``x``'s layout.
 
-    Train mode normalises with batch statistics (biased variance) and returns updated
-    running statistics (unbiased variance, ``momentum``) and ``num_batches_tracked + 1``;
-    eval mode uses the running statistics. ``momentum=None`` is torch's cumulative average.
+    Inside :func:`channels_last`/:func:`batch_last` a 4-D activation is an image in that
+    layout; the normalisation functions that have no layout-specific lowering (every one
+    but ``batch_norm``) compute it in NCHW between two transposes rather than give a
+    wrong answer. Other ranks are always in torch's layout.
     """
+    layout = _LAYOUT.get()
+    if x.ndim != 4 or layout == "NCHW":
+        return x, lambda y: y
+    to, back = {"NHWC": ((0, 3, 1, 2), (0, 2, 3, 1)), "CHWN": ((3, 0, 1, 2), (1, 2, 3, 0))}[layout]
+    return x.transpose(to), lambda y: y.transpose(back)
+
+
+@dataclass(frozen=True, repr=False)
+class _NormBase(Module):
+    """What BatchNorm and InstanceNorm share (torch's ``_NormBase``): the per-channel
+    affine parameters ``weight`` (ones) and ``bias`` (zeros), and the buffers
+    ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked`` (0)."""
 
     num_features: int
     eps: float = 1e-5
     momentum: float | None = 0.1
     affine: bool = True
-    bias: bool = True  # torch >= 2.14: affine with a learnable shift (False: scale only)
     track_running_stats: bool = True
+    bias: bool = field(default=True, kw_only=True)  # torch >= 2.14: False = scale only
 
     def param_names(self):
         if not self.affine:
@@ -160,10 +182,48 @@ class BatchNorm2d(Module):
             }
         return params, state
 
+    def extra_repr(self):
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.affine and self.bias}, track_running_stats={self.track_running_stats}"
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class _BatchNorm(_NormBase):
+    """Batch normalisation per channel over every other axis (torch's ``_BatchNorm``).
+
+    Train mode normalises with batch statistics (biased variance) and returns updated
+    running statistics (unbiased variance, ``momentum``) and ``num_batches_tracked + 1``;
+    ``momentum=None`` is the cumulative average ``1 / num_batches_tracked``. Eval mode
+    uses the running statistics, or the batch's when ``track_running_stats=False``
+    (which keeps no buffers).
+    """
+
+    _ndims: ClassVar[tuple[int, ...]] = ()
+    _shapes: ClassVar[str] = ""  # the expected input, with {C} for num_features
+
+    def _channels_of(self, x: Array) -> int:
+        return x.shape[1]
+
+    def _expected(self) -> str:
+        return self._shapes.format(C=self.num_features)
+
     def apply(self, params, state, x, *, train=False, key=None):
         _check_float(self, x)
-        if x.ndim != 4 or _channels(x) != self.num_features:
-            raise ShapeError(f"{self!r} expected input {_layout(self.num_features)}, got {tuple(x.shape)}")
+        if x.ndim not in self._ndims:
+            fix = {
+                2: "an (N, C) input is BatchNorm1d's", 3: "an (N, C, L) input is BatchNorm1d's",
+                4: "an (N, C, H, W) input is BatchNorm2d's", 5: "an (N, C, D, H, W) input is BatchNorm3d's",
+            }.get(x.ndim, "BatchNorm needs a batch")
+            if x.ndim == min(self._ndims) - 1:
+                fix += f"; for a single sample add the batch dimension, jnp.expand_dims(x, {_batch_axis()})"
+            raise ShapeError(f"{self!r} expected input {self._expected()}, got {tuple(x.shape)}: {fix}")
+        if self._channels_of(x) != self.num_features:
+            raise ShapeError(
+                f"{self!r} expected input {self._expected()}, got {tuple(x.shape)}: the input has "
+                f"{self._channels_of(x)} channels; build the layer with num_features={self._channels_of(x)}"
+            )
         use_batch = train or not self.track_running_stats
         rm, rv = state.get("running_mean"), state.get("running_var")
         if not use_batch:
@@ -184,10 +244,35 @@ class BatchNorm2d(Module):
             new_state["running_mean"], new_state["running_var"] = rm2, rv2
         return y, new_state
 
-    def extra_repr(self):
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"bias={self.bias}, track_running_stats={self.track_running_stats}"
-        )
+
+@dataclass(frozen=True, repr=False)
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of ``(N, C) -> same`` over ``N``, or ``(N, C, L) -> same`` over
+    ``(N, L)``, per channel (see :class:`_BatchNorm` for train/eval and the buffers)."""
+
+    _ndims: ClassVar[tuple[int, ...]] = (2, 3)
+    _shapes: ClassVar[str] = "(N, {C}) or (N, {C}, L)"
 
 
+@dataclass(frozen=True, repr=False)
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over ``(N, H, W)`` per channel; ``(N, C, H, W) -> same``
+    (``(N, H, W, C)`` inside :func:`channels_last`, ``(C, H, W, N)`` inside
+    :func:`batch_last`; see :class:`_BatchNorm` for train/eval and the buffers)."""
+
+    _ndims: ClassVar[tuple[int, ...]] = (4,)
+
+    def _channels_of(self, x):
+        return _channels(x)
+
+    def _expected(self):
+        return _layout(self.num_features)
+
+
+@dataclass(frozen=True, repr=False)
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation over ``(N, D, H, W)`` per channel; ``(N, C, D, H, W) -> same``
+    (see :class:`_BatchNorm` for train/eval and the buffers)."""
+
+    _ndims: ClassVar[tuple[int, ...]] = (5,)
+    _shapes: ClassVar[str] = "(N, {C}, D, H, W)"

@@ -30,6 +30,8 @@ from funcnets.nn.pooling import (
 
 # --- normalisation --------------------------------------------------------------
 from funcnets.nn.batchnorm import batch_norm, batch_norm_groups
+from funcnets.nn.instancenorm import instance_norm
+from funcnets.nn.normalization import group_norm, layer_norm, local_response_norm, rms_norm
 
 # --- activations ----------------------------------------------------------------
 from funcnets.nn.activation import (
@@ -56,7 +58,8 @@ __all__ = [
     "adaptive_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "lp_pool1d", "lp_pool2d", "lp_pool3d",
     # normalisation
-    "batch_norm", "batch_norm_groups",
+    "batch_norm", "batch_norm_groups", "instance_norm", "layer_norm", "group_norm", "rms_norm",
+    "local_response_norm",
     # activations
     "relu", "my_relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu",
     "mish", "hardswish", "hardsigmoid", "hardtanh", "sigmoid", "tanh", "softplus", "softsign",
