@@ -12,8 +12,8 @@ The step's metrics include ``grad_norm``, the total norm of the gradients before
 clipping (torch's ``clip_grad_norm_`` return value), whenever the optimizer contains
 :func:`funcnets.optim.clip_grad_norm` (which computes it anyway); ``grad_norm=True`` adds
 the 2-norm without clipping (one more pass over the gradients: +45 MB, +7.2% of the bytes
-a ResNet-18 batch-8 step accesses, so not by default). ``accumulate_steps=k`` splits each batch into
-``k`` micro-batches and takes one optimizer step on their mean gradient
+a ResNet-18 batch-8 step accesses, so not by default). ``accumulate_steps=k`` splits each
+batch into ``k`` micro-batches and takes one optimizer step on their mean gradient
 (:mod:`funcnets.optim.accumulate`).
 """
 

@@ -39,6 +39,7 @@ from funcnets.optim.clip_grad import (
     clip_grads_with_norm_,
     get_total_norm,
 )
+from funcnets.optim.grad_scaler import GradScaler, cast_floating
 
 __all__ = [
     "ScalarOrSchedule",
@@ -66,4 +67,6 @@ __all__ = [
     "ClipGradNormState",
     "accumulate_gradients",
     "split_microbatches",
+    "GradScaler",
+    "cast_floating",
 ]
