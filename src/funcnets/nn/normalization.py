@@ -11,7 +11,7 @@ self would be (see ``batchnorm._torch_layout``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -228,7 +228,7 @@ class GroupNorm(Module):
     num_channels: int
     eps: float = 1e-5
     affine: bool = True
-    bias: bool = True  # keyword-only in torch, after device/dtype
+    bias: bool = field(default=True, kw_only=True)  # keyword-only in torch, after device/dtype
 
     def __post_init__(self):
         if self.num_groups <= 0 or self.num_channels % self.num_groups:
