@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _scale_by_lr
+from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
 
 __all__ = ["adam", "adamw", "scale_by_torch_amsgrad", "TorchAmsgradState"]
 
@@ -53,23 +53,34 @@ def _adam_core(betas, eps, amsgrad):
     return optax.scale_by_adam(betas[0], betas[1], eps)
 
 
+def _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+    _check("learning rate", lr)
+    _check("weight_decay value", weight_decay)
+    return _torch_chain([_adam_core(betas, eps, amsgrad)], lr, weight_decay, maximize, decoupled_weight_decay)
+
+
 def adam(
     lr: ScalarOrSchedule = 1e-3,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = False,
+    *,
+    foreach: bool | None = None,
     maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+    decoupled_weight_decay: bool = False,
 ) -> optax.GradientTransformation:
     """``torch.optim.Adam``: ``g ← g + wd·θ`` (coupled L2), ``m ← β₁m + (1-β₁)g``,
-    ``v ← β₂v + (1-β₂)g²``, ``θ ← θ - lr·(m/(1-β₁ᵗ)) / (sqrt(v/(1-β₂ᵗ)) + eps)``."""
-    _check("learning rate", lr)
-    _check("weight_decay value", weight_decay)
-    parts = [optax.scale(-1.0)] if maximize else []
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts += [_adam_core(betas, eps, amsgrad), _scale_by_lr(lr)]
-    return optax.chain(*parts)
+    ``v ← β₂v + (1-β₂)g²``, ``θ ← θ - lr·(m/(1-β₁ᵗ)) / (sqrt(v/(1-β₂ᵗ)) + eps)``.
+
+    ``decoupled_weight_decay=True`` is :func:`adamw`. ``foreach``, ``capturable``,
+    ``differentiable`` and ``fused`` are accepted for torch's signature and ignored: they
+    choose torch's kernels, not the update.
+    """
+    return _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay)
 
 
 def adamw(
@@ -78,16 +89,16 @@ def adamw(
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
     amsgrad: bool = False,
+    *,
     maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
 ) -> optax.GradientTransformation:
-    """``torch.optim.AdamW``: decoupled decay ``θ ← θ - lr·wd·θ`` plus the Adam step."""
-    _check("learning rate", lr)
-    _check("weight_decay value", weight_decay)
-    parts = [optax.scale(-1.0)] if maximize else []
-    parts += [_adam_core(betas, eps, amsgrad)]
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(_scale_by_lr(lr))
-    return optax.chain(*parts)
+    """``torch.optim.AdamW``: decoupled decay ``θ ← θ - lr·wd·θ`` plus the Adam step.
 
-
+    ``foreach``, ``capturable``, ``differentiable`` and ``fused`` are accepted for torch's
+    signature and ignored: they choose torch's kernels, not the update.
+    """
+    return _adam(lr, betas, eps, weight_decay, amsgrad, maximize, True)

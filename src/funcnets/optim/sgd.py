@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _scale_by_lr
+from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
 
 __all__ = ["sgd", "scale_by_torch_momentum", "TorchMomentumState"]
 
@@ -43,12 +43,19 @@ def sgd(
     dampening: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    *,
     maximize: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
 ) -> optax.GradientTransformation:
     """``torch.optim.SGD``.
 
     ``g ← -g`` if maximize; ``g ← g + wd·θ``; momentum buffer ``b₁ = g₁``,
     ``b = μ·b + (1-τ)·g``; ``g ← g + μ·b`` (nesterov) or ``b``; ``θ ← θ - lr·g``.
+
+    ``foreach``, ``differentiable`` and ``fused`` are accepted for torch's signature and
+    ignored: they choose torch's kernels, not the update.
 
     Example:
       >>> opt = sgd(lr=0.01, momentum=0.9)
@@ -64,13 +71,9 @@ def sgd(
             f"Nesterov momentum requires a momentum and zero dampening (got momentum={momentum}, "
             f"dampening={dampening})."
         )
-    parts = [optax.scale(-1.0)] if maximize else []
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
+    core = []
     if momentum:
-        parts.append(
+        core.append(
             optax.trace(momentum, nesterov) if dampening == 0 else scale_by_torch_momentum(momentum, dampening, nesterov)
         )
-    parts.append(_scale_by_lr(lr))
-    return optax.chain(*parts)
-
+    return _torch_chain(core, lr, weight_decay, maximize)
