@@ -26,6 +26,14 @@ from funcnets.optim._base import ScalarOrSchedule
 from funcnets.optim.adam import adam, adamw, scale_by_torch_amsgrad
 from funcnets.optim.freeze import merge, select, split
 from funcnets.optim.sgd import scale_by_torch_momentum, sgd
+# --- more optimizers ---
+from funcnets.optim.adadelta import adadelta
+from funcnets.optim.adagrad import adagrad, scale_by_torch_adagrad
+from funcnets.optim.adamax import adamax
+from funcnets.optim.nadam import nadam, scale_by_torch_nadam
+from funcnets.optim.param_groups import param_group_labels, param_groups
+from funcnets.optim.radam import radam, scale_by_torch_radam
+from funcnets.optim.rmsprop import rmsprop
 # --- schedules, clipping, averaging ---
 from funcnets.optim import lr_scheduler, swa_utils
 from funcnets.optim.accumulate import accumulate_gradients, split_microbatches
@@ -54,6 +62,18 @@ __all__ = [
     "select",
     "split",
     "merge",
+    # --- more optimizers ---
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "radam",
+    "scale_by_torch_adagrad",
+    "scale_by_torch_nadam",
+    "scale_by_torch_radam",
+    "param_groups",
+    "param_group_labels",
     # --- schedules, clipping, averaging ---
     "lr_scheduler",
     "swa_utils",

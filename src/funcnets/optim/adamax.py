@@ -1,0 +1,57 @@
+"""``torch.optim.Adamax`` on optax's ``scale_by_adamax``, which is torch's update
+(``u ← max(β₂·u, |g| + eps)``, eps added before the max, and only the first moment
+bias-corrected)."""
+
+from __future__ import annotations
+
+import optax
+
+from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
+
+__all__ = ["adamax"]
+
+
+def adamax(
+    lr: ScalarOrSchedule = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    *,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> optax.GradientTransformation:
+    """``torch.optim.Adamax`` (Adam with the infinity norm).
+
+    Each step t = 1, 2, ..., per parameter θ with gradient g (state ``m₀ = 0``, ``u₀ = 0``)::
+
+        g ← -g                          if maximize
+        g ← g + wd·θ                    if weight_decay ≠ 0
+        m ← β₁·m + (1-β₁)·g
+        u ← max(β₂·u, |g| + eps)
+        θ ← θ - lr/(1-β₁ᵗ) · m/u
+
+    State: optax's ``ScaleByAdamState(count, mu=m, nu=u)``, pytrees like the parameters.
+
+    Args:
+      lr: learning rate, a float or an optax schedule of the step count.
+      betas: ``(β₁, β₂)``, each in [0, 1).
+      eps: added to ``|g|`` before the max.
+      weight_decay: coupled L2 penalty, added to the gradient.
+      maximize: ascend the objective.
+      foreach, differentiable, capturable: accepted for torch's signature and ignored;
+        they choose torch's kernels, not the update.
+
+    Example:
+      >>> opt = adamax(lr=2e-3)
+      >>> opt_state = opt.init(params)
+      >>> updates, opt_state = opt.update(grads, opt_state, params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    _check("learning rate", lr)
+    _check("epsilon value", eps)
+    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
+    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
+    _check("weight_decay value", weight_decay)
+    return _torch_chain([optax.scale_by_adamax(betas[0], betas[1], eps)], lr, weight_decay, maximize)

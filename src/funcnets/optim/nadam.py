@@ -1,0 +1,126 @@
+"""``torch.optim.NAdam`` (Dozat's Nesterov Adam with torch's momentum schedule), written
+out: ``optax.nadam`` is Adam with a Nesterov look-ahead of constant β₁; torch's NAdam
+warms the momentum up, ``μₜ = β₁·(1 - ½·0.96^(t·ψ))``, and divides by the running
+product ``Π μᵢ`` (its ``mu_product`` state) instead of ``1 - β₁ᵗ``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from funcnets.optim._base import (
+    ScalarOrSchedule,
+    _bias_correction,
+    _check,
+    _float_count,
+    _torch_chain,
+)
+
+__all__ = ["nadam", "scale_by_torch_nadam", "TorchNAdamState"]
+
+
+class TorchNAdamState(NamedTuple):
+    exp_avg: Any  # m: pytree like params
+    exp_avg_sq: Any  # v: pytree like params
+    mu_product: jax.Array  # scalar Π_{i≤t} μᵢ, in the default float dtype
+    count: jax.Array  # int32 scalar: steps taken
+
+
+def scale_by_torch_nadam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3
+) -> optax.GradientTransformation:
+    """torch's NAdam direction (the learning rate is applied after it)::
+
+        μₜ = β₁(1 - ½·0.96^(tψ)),  μₜ₊₁ = β₁(1 - ½·0.96^((t+1)ψ)),  Π ← Π·μₜ
+        m ← β₁m + (1-β₁)g,  v ← β₂v + (1-β₂)g²,  d = sqrt(v/(1-β₂ᵗ)) + eps
+        u = ((1-μₜ)/(1-Π)·g + μₜ₊₁/(1-Π·μₜ₊₁)·m) / d
+    """
+
+    def init_fn(params):
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
+        return TorchNAdamState(zeros(), zeros(), jnp.ones([], jnp.result_type(float)), jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        count = optax.safe_int32_increment(state.count)
+        t = _float_count(count)
+        mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+        mu_product = state.mu_product * mu
+        c_grad = (1 - mu) / (1 - mu_product)
+        c_avg = mu_next / (1 - mu_product * mu_next)
+        bc2 = _bias_correction(b2, t)
+        m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
+        v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
+
+        def direction(g, mm, vv):
+            denom = jnp.sqrt(vv / bc2.astype(vv.dtype)) + eps
+            return (c_grad.astype(g.dtype) * g + c_avg.astype(g.dtype) * mm) / denom
+
+        out = jax.tree_util.tree_map(direction, updates, m, v)
+        return out, TorchNAdamState(m, v, mu_product, count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def nadam(
+    lr: ScalarOrSchedule = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
+    """``torch.optim.NAdam``.
+
+    Each step t = 1, 2, ..., per parameter θ with gradient g (state ``m₀ = v₀ = 0``,
+    ``Π₀ = 1``)::
+
+        g ← -g                              if maximize
+        θ ← θ(1 - lr·wd)                    if weight_decay ≠ 0 and decoupled_weight_decay
+        g ← g + wd·θ                        if weight_decay ≠ 0 otherwise
+        μₜ = β₁(1 - ½·0.96^(tψ));  μₜ₊₁ = β₁(1 - ½·0.96^((t+1)ψ));  Π ← Π·μₜ
+        m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²
+        θ ← θ - lr·(1-μₜ)/(1-Π) · g/d - lr·μₜ₊₁/(1-Π·μₜ₊₁) · m/d,   d = sqrt(v/(1-β₂ᵗ)) + eps
+
+    State: :class:`TorchNAdamState`. torch keeps ``mu_product`` (and its step) in torch's
+    default dtype — float32 unless ``torch.set_default_dtype(torch.float64)`` — even for
+    float64 parameters; here it is in JAX's default float dtype (float64 under
+    ``jax_enable_x64``), so float64 runs match torch run with a float64 default dtype,
+    and differ by float32's rounding of ``Π`` (~1e-7 relative in the step) otherwise.
+
+    Args:
+      lr: learning rate, a float or an optax schedule of the step count.
+      betas: ``(β₁, β₂)``, each in [0, 1).
+      eps: added to the denominator, outside the square root.
+      weight_decay: L2 penalty (coupled) or decay rate (decoupled, as AdamW).
+      momentum_decay: ψ of the momentum schedule.
+      decoupled_weight_decay: decay the weights directly (NAdamW) instead of adding
+        ``wd·θ`` to the gradient.
+      maximize: ascend the objective.
+      foreach, capturable, differentiable: accepted for torch's signature and ignored;
+        they choose torch's kernels, not the update.
+
+    Example:
+      >>> opt = nadam(lr=2e-3, weight_decay=1e-2, decoupled_weight_decay=True)
+      >>> opt_state = opt.init(params)
+      >>> updates, opt_state = opt.update(grads, opt_state, params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    _check("learning rate", lr)
+    _check("epsilon value", eps)
+    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
+    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
+    _check("weight_decay value", weight_decay)
+    _check("momentum_decay value", momentum_decay)
+    core = scale_by_torch_nadam(betas[0], betas[1], eps, momentum_decay)
+    return _torch_chain([core], lr, weight_decay, maximize, decoupled_weight_decay)
+

@@ -1,0 +1,121 @@
+"""``torch.optim.RAdam`` (rectified Adam), written out: ``optax.scale_by_radam`` differs
+from torch in two places. It rectifies when ``ρₜ >= 5`` (torch: ``ρₜ > 5``), and its
+eps is added to the bias-corrected root, ``m̂ / (sqrt(v̂) + eps)``, where torch adds it to
+the raw one, ``m̂·sqrt(1-β₂ᵗ) / (sqrt(v) + eps)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from funcnets.optim._base import (
+    ScalarOrSchedule,
+    _bias_correction,
+    _check,
+    _float_count,
+    _torch_chain,
+)
+
+__all__ = ["radam", "scale_by_torch_radam", "TorchRAdamState"]
+
+
+class TorchRAdamState(NamedTuple):
+    exp_avg: Any  # m: pytree like params
+    exp_avg_sq: Any  # v: pytree like params
+    count: jax.Array  # int32 scalar: steps taken
+
+
+def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    """torch's RAdam direction (the learning rate is applied after it)::
+
+        m ← β₁m + (1-β₁)g,  v ← β₂v + (1-β₂)g²,  m̂ = m/(1-β₁ᵗ)
+        ρ∞ = 2/(1-β₂) - 1,  ρₜ = ρ∞ - 2tβ₂ᵗ/(1-β₂ᵗ)
+        u = m̂·rₜ·sqrt(1-β₂ᵗ)/(sqrt(v) + eps)   if ρₜ > 5
+        u = m̂                                  otherwise
+        rₜ = sqrt((ρₜ-4)(ρₜ-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρₜ))
+    """
+    rho_inf = 2 / (1 - b2) - 1
+
+    def init_fn(params):
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
+        return TorchRAdamState(zeros(), zeros(), jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        count = optax.safe_int32_increment(state.count)
+        t = _float_count(count)
+        bc1, bc2 = _bias_correction(b1, t), _bias_correction(b2, t)
+        rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
+        rectify = rho_t > 5.0
+        # the ratio is only meaningful (and positive) where rectifying; elsewhere 1 keeps
+        # NaN out of the unused branch, and out of gradients taken through the update
+        ratio = jnp.where(rectify, (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 1.0)
+        scale = jnp.sqrt(ratio) * jnp.sqrt(bc2)
+        m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
+        v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
+
+        def direction(mm, vv):
+            m_hat = mm / bc1.astype(mm.dtype)
+            return jnp.where(rectify, m_hat * scale.astype(mm.dtype) / (jnp.sqrt(vv) + eps), m_hat)
+
+        out = jax.tree_util.tree_map(direction, m, v)
+        return out, TorchRAdamState(m, v, count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def radam(
+    lr: ScalarOrSchedule = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
+    """``torch.optim.RAdam``.
+
+    Each step t = 1, 2, ..., per parameter θ with gradient g (state ``m₀ = v₀ = 0``)::
+
+        g ← -g                              if maximize
+        θ ← θ(1 - lr·wd)                    if weight_decay ≠ 0 and decoupled_weight_decay
+        g ← g + wd·θ                        if weight_decay ≠ 0 otherwise
+        m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²;  m̂ = m/(1-β₁ᵗ)
+        ρ∞ = 2/(1-β₂) - 1;  ρₜ = ρ∞ - 2tβ₂ᵗ/(1-β₂ᵗ)
+        if ρₜ > 5:  rₜ = sqrt((ρₜ-4)(ρₜ-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρₜ))
+                    θ ← θ - lr·m̂·rₜ·sqrt(1-β₂ᵗ)/(sqrt(v) + eps)
+        else:       θ ← θ - lr·m̂
+
+    With the default β₂ = 0.999, ``ρₜ`` first exceeds 5 at step 6 (ρ₅ = 4.996).
+    State: :class:`TorchRAdamState`.
+
+    Args:
+      lr: learning rate, a float or an optax schedule of the step count.
+      betas: ``(β₁, β₂)``, each in [0, 1).
+      eps: added to the denominator, outside the square root.
+      weight_decay: L2 penalty (coupled) or decay rate (decoupled, as AdamW).
+      decoupled_weight_decay: decay the weights directly (RAdamW) instead of adding
+        ``wd·θ`` to the gradient.
+      maximize: ascend the objective.
+      foreach, capturable, differentiable: accepted for torch's signature and ignored;
+        they choose torch's kernels, not the update.
+
+    Example:
+      >>> opt = radam(lr=1e-3)
+      >>> opt_state = opt.init(params)
+      >>> updates, opt_state = opt.update(grads, opt_state, params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    _check("learning rate", lr)
+    _check("epsilon value", eps)
+    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
+    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
+    _check("weight_decay value", weight_decay)
+    core = scale_by_torch_radam(betas[0], betas[1], eps)
+    return _torch_chain([core], lr, weight_decay, maximize, decoupled_weight_decay)
