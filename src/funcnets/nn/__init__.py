@@ -38,6 +38,9 @@ from funcnets.nn.activation import (
 # --- dropout --------------------------------------------------------------------
 from funcnets.nn.dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d, FeatureAlphaDropout
 
+# --- recurrent ------------------------------------------------------------------
+from funcnets.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import Flatten
 
@@ -64,6 +67,8 @@ __all__ = [
     "Threshold", "Softmax", "LogSoftmax", "Softmin",
     # dropout
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+    # recurrent
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     # shape
     "Flatten",
     # containers

@@ -1,0 +1,606 @@
+"""Recurrent layers: ``torch.nn.RNN``, ``LSTM``, ``GRU`` and ``RNNCell``, ``LSTMCell``,
+``GRUCell``, with torch's gate order, parameter names and default initialisation.
+
+Equations (torch's; ``σ`` the logistic sigmoid, ``⊙`` the elementwise product):
+
+* RNN:  ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``, ``act`` tanh or relu.
+* LSTM: gates ``i, f, g, o`` (in this order in ``weight_ih``/``weight_hh``' rows):
+  ``i = σ(.), f = σ(.), g = tanh(.), o = σ(.)``, ``c' = f ⊙ c + i ⊙ g``,
+  ``h' = o ⊙ tanh(c')``, and with ``proj_size > 0``: ``h' = W_hr (o ⊙ tanh(c'))``.
+* GRU:  gates ``r, z, n``: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z`` likewise,
+  ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`` (``b_hn`` inside the reset product),
+  ``h' = (1 - z) ⊙ n + z ⊙ h``.
+
+How it is computed: per layer, the input projections of every time step and both
+directions are one GEMM before the time loop; the time loop is one ``lax.scan`` that
+carries both directions together (the reverse direction reads the time-reversed
+projections), so a step is one small batched GEMM ``h @ W_hh^T`` plus the gate math.
+
+Calling the sequence layers (the module contract's ``apply`` takes one ``x``)::
+
+    (output, h_n), state = gru.apply(params, {}, x)                     # h0 = 0
+    (output, h_n), state = gru.apply(params, {}, (x, h0))
+    (output, h_n), state = gru.apply(params, {}, (x, h0, lengths))      # h0 may be None
+    (output, (h_n, c_n)), state = lstm.apply(params, {}, (x, (h0, c0), lengths))
+    output, h_n = gru.forward(params, x, h0, lengths=lengths)           # torch's forward
+
+``lengths: (N,)`` integers are the packed-free form of torch's
+``pack_padded_sequence(x, lengths, enforce_sorted=False)`` → RNN →
+``pad_packed_sequence(total_length=L)``: outputs at and past a sequence's length are
+zero, ``h_n``/``c_n`` are each sequence's state after its own last element, and the
+reverse direction starts at each sequence's own last element. ``lengths`` is data, not
+shape: one compiled program serves every lengths vector. A prefix mask ``(N, L)`` is
+``lengths = mask.sum(1)``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnets._typing import Array, Params, PRNGKey
+from funcnets.errors import ShapeError
+from funcnets.nn import init
+from funcnets.nn._layout import _check_float
+from funcnets.nn.dropout import dropout as _dropout
+from funcnets.nn.module import Module
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+# lax.scan's unroll for the time loop (measured in benchmarks/rnn.py, see its docstring)
+_UNROLL = 1
+
+
+# ------------------------------------------------------------------------------ math
+def _update(mode: str, gi: Array, gh: Array, h: Array, c: Array | None) -> tuple[Array, Array | None]:
+    """One cell update from the input part ``gi`` and the hidden part ``gh`` of the gates.
+
+    For RNN and LSTM both biases may already be in ``gi``; for GRU ``gh`` must hold
+    ``b_hh`` (``b_hn`` is inside the reset product). Returns ``(h', c')`` before the LSTM
+    projection (``c'`` is None except for LSTM).
+    """
+    if mode == "RNN_TANH":
+        return jnp.tanh(gi + gh), None
+    if mode == "RNN_RELU":
+        return jax.nn.relu(gi + gh), None
+    if mode == "LSTM":
+        i, f, g, o = jnp.split(gi + gh, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
+    # GRU
+    i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
+    r = jax.nn.sigmoid(i_r + h_r)
+    z = jax.nn.sigmoid(i_z + h_z)
+    n = jnp.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h, None
+
+
+def _bmm(h: Array, w: Array) -> Array:
+    """``h[d] @ w[d].T`` for each direction: ``h: (D, N, K)``, ``w: (D, G, K)`` -> ``(D, N, G)``."""
+    if h.shape[0] == 1:  # a plain GEMM, not a batch of one
+        return (h[0] @ w[0].T)[None]
+    return jnp.einsum("dnk,dgk->dng", h, w)
+
+
+def _layer(
+    mode: str, x: Array, p: list[dict], h0: Array, c0: Array | None, mask: Array | None
+) -> tuple[Array, Array, Array | None]:
+    """One layer, all directions: ``x: (L, N, In)``, ``p[d]`` the direction's weights
+    (``w_ih, w_hh, b_ih, b_hh, w_hr``, biases/projection may be None), ``h0: (D, N, H_out)``,
+    ``c0: (D, N, H)``, ``mask: (L, N)`` bool or None. Returns ``(L, N, D·H_out)``,
+    ``h_n: (D, N, H_out)``, ``c_n``.
+    """
+    D = len(p)
+    w_ih = jnp.stack([q["w_ih"] for q in p])  # (D, G, In)
+    w_hh = jnp.stack([q["w_hh"] for q in p])  # (D, G, H_out)
+    has_bias = p[0]["b_ih"] is not None
+    # all time steps' input projections in one GEMM: (L·N, In) @ (In, D·G)
+    L, N, _ = x.shape
+    G = w_ih.shape[1]
+    gi = (x.reshape(L * N, -1) @ w_ih.reshape(D * G, -1).T).reshape(L, N, D, G)
+    b_hh = None
+    if has_bias:
+        b_ih = jnp.stack([q["b_ih"] for q in p])  # (D, G)
+        b_hh = jnp.stack([q["b_hh"] for q in p])
+        if mode != "GRU":  # both biases outside the loop; GRU's b_hn must stay inside r ⊙ (.)
+            gi = gi + (b_ih + b_hh)
+            b_hh = None
+        else:
+            gi = gi + b_ih
+    gi = gi.transpose(0, 2, 1, 3)  # (L, D, N, G)
+    if D == 2:  # the reverse direction reads time backwards
+        gi = jnp.stack([gi[:, 0], gi[::-1, 1]], axis=1)
+    w_hr = jnp.stack([q["w_hr"] for q in p]) if p[0]["w_hr"] is not None else None
+    if mask is not None:
+        m = mask[:, None, :, None]  # (L, 1, N, 1)
+        if D == 2:
+            m = jnp.concatenate([m, m[::-1]], axis=1)
+
+    def step(carry, inp):
+        h, c = carry
+        g_t = inp[0]
+        gh = _bmm(h, w_hh)
+        if b_hh is not None:
+            gh = gh + b_hh[:, None, :]
+        h_new, c_new = _update(mode, g_t, gh, h, c)
+        if w_hr is not None:
+            h_new = _bmm(h_new, w_hr)
+        if mask is None:
+            return (h_new, c_new), h_new
+        m_t = inp[1]
+        h_new = jnp.where(m_t, h_new, h)
+        if c is not None:
+            c_new = jnp.where(m_t, c_new, c)
+        return (h_new, c_new), jnp.where(m_t, h_new, 0)
+
+    xs = (gi,) if mask is None else (gi, m)
+    (h_n, c_n), ys = jax.lax.scan(step, (h0, c0), xs, unroll=_UNROLL)  # ys: (L, D, N, H_out)
+    if D == 2:
+        out = jnp.concatenate([ys[:, 0], ys[::-1, 1]], axis=-1)
+    else:
+        out = ys[:, 0]
+    return out, h_n, c_n
+
+
+# ------------------------------------------------------------------------------ layers
+def _check_hparams(m: Any) -> None:
+    """torch's ``RNNBase.__init__`` checks, with its messages."""
+    d = m.dropout
+    if not isinstance(d, numbers.Number) or isinstance(d, bool) or not 0 <= d <= 1:
+        raise ValueError(
+            "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
+        )
+    object.__setattr__(m, "dropout", float(d))
+    if d > 0 and m.num_layers == 1:
+        warnings.warn(
+            "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+            f"num_layers greater than 1, but got dropout={d} and num_layers={m.num_layers}",
+            stacklevel=3,
+        )
+    for name in ("bias", "batch_first", "bidirectional"):
+        if not isinstance(getattr(m, name), bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(getattr(m, name)).__name__}")
+    for name in ("input_size", "hidden_size"):
+        v = getattr(m, name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name} should be of type int, got: {type(v).__name__}")
+        if v <= 0:
+            raise ValueError(f"{name} must be greater than zero")
+    if not isinstance(m.num_layers, int) or m.num_layers <= 0:
+        raise ValueError("num_layers must be greater than zero")
+    if m.proj_size < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable projections")
+    if m.proj_size >= m.hidden_size:
+        raise ValueError("proj_size has to be smaller than hidden_size")
+
+
+class RNNBase(Module):
+    """What RNN, LSTM and GRU share (torch's ``RNNBase``). Subclasses are dataclasses with
+    torch's constructor fields and a ``mode`` ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")."""
+
+    mode: str
+    proj_size: int = 0
+
+    def __post_init__(self):
+        _check_hparams(self)
+
+    # --- names and init -------------------------------------------------------------
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _out_size(self) -> int:
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def _layer_names(self, layer: int, direction: int) -> list[str]:
+        sfx = "_reverse" if direction == 1 else ""
+        names = ["weight_ih_l{}{}", "weight_hh_l{}{}"]
+        if self.bias:
+            names += ["bias_ih_l{}{}", "bias_hh_l{}{}"]
+        if self.proj_size > 0:
+            names += ["weight_hr_l{}{}"]
+        return [n.format(layer, sfx) for n in names]
+
+    def param_names(self):
+        return tuple(
+            n for layer in range(self.num_layers) for d in range(self._num_directions) for n in self._layer_names(layer, d)
+        )
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        gate = _GATES[self.mode] * self.hidden_size
+        shapes = {}
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else self._out_size * self._num_directions
+            for d in range(self._num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                shapes[f"weight_ih{sfx}"] = (gate, in_size)
+                shapes[f"weight_hh{sfx}"] = (gate, self._out_size)
+                if self.bias:
+                    shapes[f"bias_ih{sfx}"] = (gate,)
+                    shapes[f"bias_hh{sfx}"] = (gate,)
+                if self.proj_size > 0:
+                    shapes[f"weight_hr{sfx}"] = (self.proj_size, self.hidden_size)
+        return {n: shapes[n] for n in self.param_names()}
+
+    def init_own(self, key):
+        """Every parameter U(±1/sqrt(hidden_size)), as torch's ``reset_parameters``."""
+        bound = init.default_bound(self.hidden_size)
+        shapes = self._param_shapes()
+        keys = jax.random.split(key, len(shapes))
+        return {n: init.uniform(k, s, -bound, bound) for k, (n, s) in zip(keys, shapes.items())}, {}
+
+    # --- forward ----------------------------------------------------------------------
+    def apply(self, params, state, x, *, train=False, key=None):
+        """``x`` is the input, or a tuple ``(input, hx)`` or ``(input, hx, lengths)``.
+
+        Args:
+          input: ``(L, N, H_in)`` (``(N, L, H_in)`` with ``batch_first``) or unbatched ``(L, H_in)``.
+          hx: ``(D·num_layers, N, H_out)`` (unbatched ``(D·num_layers, H_out)``), for LSTM a pair
+            ``(h0, c0)`` with ``c0: (D·num_layers, N, hidden_size)``; None for zeros.
+            ``D = 2`` if bidirectional else 1, ``H_out = proj_size or hidden_size``.
+          lengths: ``(N,)`` integers in ``[1, L]`` or None (all ``L``).
+        Returns:
+          ``((output, h_n), state)`` (LSTM: ``((output, (h_n, c_n)), state)``) with
+          ``output: (L, N, D·H_out)`` (``(N, L, D·H_out)`` with ``batch_first``) and
+          ``h_n`` shaped as ``hx``.
+        """
+        hx = lengths = None
+        if isinstance(x, tuple):
+            if not 1 <= len(x) <= 3:
+                raise ShapeError(
+                    f"{self!r} takes input, (input, hx) or (input, hx, lengths), got a tuple of {len(x)}"
+                )
+            x, hx, lengths = (tuple(x) + (None, None))[:3]
+        return self.forward(params, x, hx, lengths=lengths, train=train, key=key), state
+
+    def forward(
+        self,
+        params: Params,
+        input: Array,
+        hx: Any = None,
+        *,
+        lengths: Array | None = None,
+        train: bool = False,
+        key: PRNGKey | None = None,
+    ) -> tuple[Array, Any]:
+        """torch's ``forward(input, hx)`` -> ``(output, h_n)``; see :meth:`apply` for shapes."""
+        x = jnp.asarray(input)
+        _check_float(self, x)
+        D, nl = self._num_directions, self.num_layers
+        if x.ndim not in (2, 3):
+            raise ShapeError(
+                f"{self!r} expected input (L, N, {self.input_size})"
+                f"{' with batch_first (N, L, ...)' if self.batch_first else ''} or unbatched "
+                f"(L, {self.input_size}), got {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(
+                f"{self!r} expected input (..., {self.input_size}) (input_size={self.input_size}), "
+                f"got {tuple(x.shape)}: the last dim is the feature size; build the layer with "
+                f"input_size={x.shape[-1]} or feed features of size {self.input_size}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = x[:, None]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        L, N = x.shape[0], x.shape[1]
+        lstm = self.mode == "LSTM"
+        h0, c0 = self._initial_state(hx, batched, N, x.dtype)
+        mask = None
+        if lengths is not None:
+            mask = self._mask(lengths, batched, L, N)
+
+        h_n, c_n = [], []
+        p_tree = params
+        for layer in range(nl):
+            p = []
+            for d in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                p.append(
+                    {
+                        "w_ih": p_tree[f"weight_ih{sfx}"],
+                        "w_hh": p_tree[f"weight_hh{sfx}"],
+                        "b_ih": p_tree.get(f"bias_ih{sfx}") if self.bias else None,
+                        "b_hh": p_tree.get(f"bias_hh{sfx}") if self.bias else None,
+                        "w_hr": p_tree.get(f"weight_hr{sfx}") if self.proj_size else None,
+                    }
+                )
+            sl = slice(layer * D, (layer + 1) * D)
+            x, h, c = _layer(self.mode, x, p, h0[sl], c0[sl] if lstm else None, mask)
+            h_n.append(h)
+            c_n.append(c)
+            if train and self.dropout > 0 and layer < nl - 1:  # torch: between layers, never after the last
+                if key is not None:
+                    key, sub = jax.random.split(key)
+                else:
+                    sub = None
+                x = _dropout(x, self.dropout, True, sub)
+        h_n = jnp.concatenate(h_n, axis=0)
+        c_n = jnp.concatenate(c_n, axis=0) if lstm else None
+        if not batched:
+            x, h_n = x[:, 0], h_n[:, 0]
+            c_n = c_n[:, 0] if lstm else None
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        return (x, (h_n, c_n)) if lstm else (x, h_n)
+
+    def _initial_state(self, hx: Any, batched: bool, N: int, dtype) -> tuple[Array, Array | None]:
+        D, nl = self._num_directions, self.num_layers
+        h_shape = (D * nl, N, self._out_size)
+        c_shape = (D * nl, N, self.hidden_size)
+        if hx is None:
+            return jnp.zeros(h_shape, dtype), jnp.zeros(c_shape, dtype) if self.mode == "LSTM" else None
+        fix = "(h0, c0)" if self.mode == "LSTM" else "h0"
+        want = lambda s: s if batched else (s[0], s[2])  # noqa: E731
+        hint = (
+            f" (num_layers·num_directions = {nl}·{D}, batch, "
+            f"{'proj_size' if self.proj_size else 'hidden_size'})"
+        )
+        if self.mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ShapeError(f"{self!r} expected hx = (h0, c0), a pair of arrays, got {type(hx).__name__}. Pass (h0, c0) or None for zeros")
+            pairs = [("h0", jnp.asarray(hx[0]), want(h_shape)), ("c0", jnp.asarray(hx[1]), want(c_shape))]
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise ShapeError(f"{self!r} expected hx = h0, one array, got a {type(hx).__name__}. Only LSTM takes (h0, c0)")
+            pairs = [("h0", jnp.asarray(hx), want(h_shape))]
+        out = []
+        for name, a, shape in pairs:
+            if tuple(a.shape) != shape:
+                raise ShapeError(
+                    f"{self!r} expected {name} of shape {shape}{hint if batched else ''} for an input of "
+                    f"{'batch ' + str(N) if batched else 'one unbatched sequence'}, got {tuple(a.shape)}. "
+                    f"Pass {fix} with that shape, or None for zeros"
+                )
+            out.append(a.astype(dtype) if batched else a[:, None].astype(dtype))
+        return out[0], (out[1] if len(out) == 2 else None)
+
+    def _mask(self, lengths: Any, batched: bool, L: int, N: int) -> Array:
+        lengths = jnp.asarray(lengths)
+        want = (N,) if batched else ()
+        if lengths.shape not in (want, (N,)) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise ShapeError(
+                f"{self!r} expected lengths: integers of shape {want} (one per sequence), got "
+                f"{lengths.dtype} {tuple(lengths.shape)}. For a prefix mask (N, L) pass mask.sum(1)"
+            )
+        if not isinstance(lengths, jax.core.Tracer):  # values are data under jit; check them when we can
+            bad = (lengths < 1) | (lengths > L)
+            if bool(jnp.any(bad)):
+                raise ShapeError(
+                    f"{self!r}: every length must be in [1, {L}] (the input's sequence length), got "
+                    f"{lengths.tolist()}"
+                )
+        return jnp.arange(L)[:, None] < lengths.reshape(-1)[None, :]  # (L, N)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        return s
+
+
+@dataclass(frozen=True, repr=False)
+class RNN(RNNBase):
+    """Elman RNN, ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, ``act`` tanh or relu.
+
+    ``x: (L, N, input_size) -> (output (L, N, D·hidden_size), h_n (D·num_layers, N, hidden_size))``;
+    see :meth:`RNNBase.apply`. As torch's, the repr does not show ``nonlinearity``.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    bidirectional: bool = False
+
+    def __post_init__(self):
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{self.nonlinearity}'. Select from 'tanh' or 'relu'.")
+        super().__post_init__()
+
+    @property
+    def mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+
+@dataclass(frozen=True, repr=False)
+class LSTM(RNNBase):
+    """Long short-term memory, torch's gates ``i, f, g, o`` and optional projection ``weight_hr``.
+
+    ``x: (L, N, input_size) -> (output (L, N, D·H_out), (h_n (D·num_layers, N, H_out),
+    c_n (D·num_layers, N, hidden_size)))``, ``H_out = proj_size or hidden_size``;
+    see :meth:`RNNBase.apply`.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    bidirectional: bool = False
+    proj_size: int = 0
+
+    mode = "LSTM"
+
+
+@dataclass(frozen=True, repr=False)
+class GRU(RNNBase):
+    """Gated recurrent unit, torch's gates ``r, z, n`` with ``b_hn`` inside the reset product.
+
+    ``x: (L, N, input_size) -> (output (L, N, D·hidden_size), h_n (D·num_layers, N, hidden_size))``;
+    see :meth:`RNNBase.apply`.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    bidirectional: bool = False
+
+    mode = "GRU"
+
+
+# ------------------------------------------------------------------------------ cells
+class RNNCellBase(Module):
+    """One time step (torch's ``RNNCellBase``): parameters ``weight_ih (G, input_size)``,
+    ``weight_hh (G, hidden_size)``, ``bias_ih``, ``bias_hh (G,)``, ``G = gates·hidden_size``."""
+
+    mode: str
+
+    def __post_init__(self):
+        for name in ("input_size", "hidden_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} should be of type int, got: {type(v).__name__}")
+            if v <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"bias should be of type bool, got: {type(self.bias).__name__}")
+
+    def param_names(self):
+        return ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
+
+    def init_own(self, key):
+        """Every parameter U(±1/sqrt(hidden_size)), as torch's ``reset_parameters``."""
+        g = _GATES[self.mode] * self.hidden_size
+        shapes = {"weight_ih": (g, self.input_size), "weight_hh": (g, self.hidden_size), "bias_ih": (g,), "bias_hh": (g,)}
+        bound = init.default_bound(self.hidden_size)
+        names = self.param_names()
+        keys = jax.random.split(key, len(names))
+        return {n: init.uniform(k, shapes[n], -bound, bound) for k, n in zip(keys, names)}, {}
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        """``x`` is the input or a tuple ``(input, hx)``.
+
+        Args:
+          input: ``(N, input_size)`` or unbatched ``(input_size,)``.
+          hx: ``(N, hidden_size)`` (unbatched ``(hidden_size,)``); for LSTMCell a pair
+            ``(h, c)``; None for zeros.
+        Returns:
+          ``(h', state)``; LSTMCell: ``((h', c'), state)``.
+        """
+        hx = None
+        if isinstance(x, tuple):
+            if len(x) not in (1, 2):
+                raise ShapeError(f"{self!r} takes input or (input, hx), got a tuple of {len(x)}")
+            x, hx = (tuple(x) + (None,))[:2]
+        return self.forward(params, x, hx), state
+
+    def forward(self, params: Params, input: Array, hx: Any = None) -> Any:
+        """torch's ``forward(input, hx)``: ``h'`` (LSTMCell: ``(h', c')``)."""
+        x = jnp.asarray(input)
+        _check_float(self, x)
+        H = self.hidden_size
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ShapeError(
+                f"{self!r} expected input (N, {self.input_size}) or unbatched ({self.input_size},), "
+                f"got {tuple(x.shape)}. One time step per call; for sequences use "
+                f"{type(self).__name__[:-4]}({self.input_size}, {H})"
+            )
+        batched = x.ndim == 2
+        x2 = x if batched else x[None]
+        N = x2.shape[0]
+        lstm = self.mode == "LSTM"
+        want = (N, H) if batched else (H,)
+        if hx is None:
+            h = jnp.zeros((N, H), x.dtype)
+            c = jnp.zeros((N, H), x.dtype) if lstm else None
+        else:
+            if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+                raise ShapeError(f"{self!r} expected hx = (h, c), a pair of arrays, got {type(hx).__name__}")
+            if not lstm and isinstance(hx, (tuple, list)):
+                raise ShapeError(f"{self!r} expected hx = h, one array, got a {type(hx).__name__}. Only LSTMCell takes (h, c)")
+            parts = list(hx) if lstm else [hx]
+            for name, a in zip(("h", "c"), parts):
+                if tuple(jnp.shape(a)) != want:
+                    raise ShapeError(
+                        f"{self!r} expected {name} of shape {want} for input {tuple(x.shape)}, got "
+                        f"{tuple(jnp.shape(a))}. Pass hx with that shape, or None for zeros"
+                    )
+            parts = [jnp.asarray(a, x.dtype).reshape(N, H) for a in parts]
+            h, c = parts[0], (parts[1] if lstm else None)
+        gi = x2 @ params["weight_ih"].T
+        gh = h @ params["weight_hh"].T
+        if self.bias:
+            gi = gi + params["bias_ih"]
+            gh = gh + params["bias_hh"]
+        h_new, c_new = _update(self.mode, gi, gh, h, c)
+        if not batched:
+            h_new = h_new[0]
+            c_new = c_new[0] if lstm else None
+        return (h_new, c_new) if lstm else h_new
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+@dataclass(frozen=True, repr=False)
+class RNNCell(RNNCellBase):
+    """``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``x: (N, input_size) -> (N, hidden_size)``."""
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+    nonlinearity: str = "tanh"
+
+    def __post_init__(self):
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {self.nonlinearity}")
+        super().__post_init__()
+
+    @property
+    def mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+
+@dataclass(frozen=True, repr=False)
+class LSTMCell(RNNCellBase):
+    """One LSTM step: ``(x (N, input_size), (h, c) (N, hidden_size)) -> (h', c')``."""
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+
+    mode = "LSTM"
+
+
+@dataclass(frozen=True, repr=False)
+class GRUCell(RNNCellBase):
+    """One GRU step: ``(x (N, input_size), h (N, hidden_size)) -> h'``."""
+
+    input_size: int
+    hidden_size: int
+    bias: bool = True
+
+    mode = "GRU"
