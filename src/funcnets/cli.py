@@ -287,6 +287,9 @@ def cmd_train(args, status: dict) -> int:
         raise FuncnetsError(f"--devices must be '1' or 'all', got {args.devices!r}.")
     ckdir, which = _checkpoint_dir_and_choice(args)
     out = recipes.check_writable(args.out, "--out")
+    for name in ("*.safetensors", "history.json", "curves.png"):  # what a killed output write leaves behind
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
     if ckdir is not None:
         recipes.check_writable(ckdir, "--checkpoint-dir")
     given = _given(args)
