@@ -341,7 +341,8 @@ def fit(
             raise FuncnetsError(
                 f"checkpoint {info.path} was saved by a run with other settings:\n"
                 + "\n".join(f"  {k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
-                + "\nResume with the saved settings, or start a new run elsewhere (or with overwrite=True)."
+                + "\nResume with the data and settings the run was saved with (funcnets train: drop the "
+                "differing options), or start a new run (--overwrite / overwrite=True, or another checkpoint directory)."
             )
         ts = load_checkpoint(info.path, like=ts)
         start_epoch, partial = divmod(int(ts.step), steps_per_epoch)
