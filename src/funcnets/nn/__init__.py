@@ -41,6 +41,15 @@ from funcnets.nn.dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dro
 # --- recurrent ------------------------------------------------------------------
 from funcnets.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
+# --- sparse ---------------------------------------------------------------------
+from funcnets.nn.sparse import Embedding, EmbeddingBag
+
+# --- attention and transformers -------------------------------------------------
+from funcnets.nn.attention import MultiheadAttention, NonDynamicallyQuantizableLinear
+from funcnets.nn.transformer import (
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import Flatten
 
@@ -69,6 +78,11 @@ __all__ = [
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     # recurrent
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
+    # sparse
+    "Embedding", "EmbeddingBag",
+    # attention and transformers
+    "MultiheadAttention", "NonDynamicallyQuantizableLinear", "Transformer", "TransformerEncoder",
+    "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer",
     # shape
     "Flatten",
     # containers
