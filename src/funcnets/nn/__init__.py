@@ -48,7 +48,7 @@ from funcnets.nn.sparse import Embedding, EmbeddingBag
 from funcnets.nn.flatten import Flatten
 
 # --- containers -----------------------------------------------------------------
-from funcnets.nn.container import Sequential
+from funcnets.nn.container import ModuleDict, ModuleList, Sequential
 
 __all__ = [
     "functional", "init", "conv_lowering", "onednn_error", "Module", "Scope", "replace",
@@ -77,5 +77,5 @@ __all__ = [
     # shape
     "Flatten",
     # containers
-    "Sequential",
+    "Sequential", "ModuleList", "ModuleDict",
 ]

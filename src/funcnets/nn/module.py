@@ -12,6 +12,8 @@ A module is a frozen dataclass of hyperparameters (printable, hashable, a valid 
 
 ``module(params, state, x, ...)`` is ``apply``. The dotted paths of the leaves of
 ``params`` and ``state`` are exactly the keys of the torch module's ``state_dict()``.
+:mod:`funcnets.nn.container` shows how to write one's own module (own parameters and
+buffers, a ``ModuleList`` of children) so that these names come out as torch's.
 """
 
 from __future__ import annotations
@@ -194,10 +196,8 @@ def _replace_module(model: Module, parts: list[str], new: Module) -> Module:
     if name not in children:
         raise KeyError(f"{type(model).__name__} has no submodule {name!r}; it has {list(children)}")
     child = new if not rest else _replace_module(children[name], rest, new)
-    if hasattr(model, "layers") and name.isdigit():  # Sequential
-        layers = list(model.layers)
-        layers[int(name)] = child
-        return type(model)(*layers)
+    if hasattr(model, "_with_child"):  # containers (Sequential, ModuleList, ModuleDict) rebuild
+        return model._with_child(name, child)
     out = copy.copy(model)  # children may be init=False fields, which dataclasses.replace refuses
     object.__setattr__(out, name, child)
     return out
