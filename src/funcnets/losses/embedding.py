@@ -44,7 +44,7 @@ def cosine_embedding_loss(
     want = 2 if tdim == 1 else 1
     if jnp.ndim(input1) != want or jnp.ndim(input2) != want:
         raise ShapeError(
-            f"{fn}: a {tdim}D target expects {want}D inputs ({'(N, D)' if want == 2 else '(D,)'}), got "
+            f"{fn}: a {tdim}D target expects {want}D inputs {'(N, D)' if want == 2 else '(D,)'}, got "
             f"{tuple(jnp.shape(input1))} and {tuple(jnp.shape(input2))}."
         )
     _broadcast_shape(fn, ("input1", input1), ("input2", input2))

@@ -13,11 +13,12 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import xlogy
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
-from funcnets.losses._base import _broadcast_shape, _check_reduction, _concrete, _reduce
+from funcnets.losses._base import _broadcast_shape, _check_reduction, _reduce, _values
 
 __all__ = ["kl_div", "poisson_nll_loss", "gaussian_nll_loss"]
 
@@ -126,9 +127,10 @@ def gaussian_nll_loss(
             raise ValueError(f"gaussian_nll_loss: var has negative entry/entries (var={var}); variances must be >= 0.")
         var = jnp.full(jnp.shape(input), var, jnp.result_type(input))
     else:
-        if _concrete(var) and bool(jnp.any(var < 0)):
+        v = _values(var)
+        if v is not None and np.any(v[0] < 0):
             raise ValueError(
-                f"gaussian_nll_loss: var has negative entry/entries (min {float(jnp.min(var))}); variances "
+                f"gaussian_nll_loss: var has negative entry/entries (min {v[0].min()}); variances "
                 f"must be >= 0: predict e.g. softplus(raw) or exp(log_var)."
             )
         ishape, vshape = jnp.shape(input), jnp.shape(var)
