@@ -1,0 +1,85 @@
+"""LSTM, 2 layers x 256 hidden, 100 steps, batch 32, input 256: forward + backward
+(input and every parameter gradient), funcnets jitted against torch eager in the same
+process; medians of interleaved runs, warm-up excluded, ``block_until_ready``
+(:func:`funcnets.timing.interleaved`).
+
+    python benchmarks/rnn.py [--repeats 11] [--mode LSTM] [--unroll 1] [--bidirectional] [--torch-threads 1]
+
+Prints both times and the ratio torch_ms / funcnets_ms (> 1: funcnets is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from funcnets import nn
+from funcnets.nn import rnn as _rnn
+from funcnets.timing import interleaved
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--input", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--mode", default="LSTM", choices=["LSTM", "GRU", "RNN"])
+    ap.add_argument("--bidirectional", action="store_true")
+    ap.add_argument("--unroll", type=int, default=None, help="lax.scan unroll (default: the library's)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = ap.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.unroll is not None:
+        _rnn._UNROLL = args.unroll
+
+    kw = dict(num_layers=args.layers, bidirectional=args.bidirectional)
+    tlayer = getattr(torch.nn, args.mode)(args.input, args.hidden, **kw)
+    layer = getattr(nn, args.mode)(args.input, args.hidden, **kw)
+    params = {n: jnp.asarray(p.detach().numpy()) for n, p in tlayer.named_parameters()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.steps, args.batch, args.input)).astype(np.float32)
+    jx, tx = jnp.asarray(x), torch.from_numpy(x).requires_grad_()
+
+    def loss(p, x):
+        y, _ = layer.apply(p, {}, x)[0]
+        return jnp.sum(y * y)
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+    def f_step():
+        return step(params, jx)
+
+    def t_step():
+        tlayer.zero_grad(set_to_none=True)
+        tx.grad = None
+        y, _ = tlayer(tx)
+        l = (y * y).sum()
+        l.backward()
+        return l
+
+    # the same numbers first: one gradient compared, so the timing compares like with like
+    (lv, (gp, gx)) = f_step()
+    lt = t_step()
+    rel = lambda a, b: float(np.abs(np.asarray(a) - b).max() / np.abs(b).max())  # noqa: E731
+    print(f"loss rel err {abs(float(lv) - lt.item()) / abs(lt.item()):.1e}, "
+          f"d input rel err {rel(gx, tx.grad.numpy()):.1e}, "
+          f"d weight_hh_l0 rel err {rel(gp['weight_hh_l0'], tlayer.weight_hh_l0.grad.numpy()):.1e}")
+
+    ms = interleaved({"funcnets": f_step, "torch": t_step}, repeats=args.repeats)
+    print(f"{args.mode} {args.layers}x{args.hidden}{' bidirectional' if args.bidirectional else ''}, "
+          f"{args.steps} steps, batch {args.batch}, input {args.input}, unroll {_rnn._UNROLL}, "
+          f"torch {torch.__version__} threads {torch.get_num_threads()}, jax {jax.__version__}")
+    print(f"forward+backward: funcnets {ms['funcnets']:.1f} ms, torch eager {ms['torch']:.1f} ms, "
+          f"ratio torch/funcnets {ms['torch'] / ms['funcnets']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
