@@ -25,9 +25,13 @@ TOL = {np.float64: (1e-10, 1e-10), np.float32: (1e-5, 1e-4)}
 HYP = settings(max_examples=20, deadline=None)
 
 
-def _data(draw, shape, dtype):
+def _data(draw, shape, dtype, special=False):
+    """Normal data, or with ``special`` sometimes data from {-inf, 0, 1, NaN}: ties
+    everywhere, NaN and windows whose input elements are all -inf."""
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
+    if special and draw(st.booleans()):
+        return rng.choice(np.array([-np.inf, 0.0, 1.0, np.nan], dtype), shape, p=[0.4, 0.25, 0.25, 0.1]), rng
     return rng.standard_normal(shape).astype(dtype), rng
 
 
@@ -89,13 +93,14 @@ def _index_dtype(dtype):
 @given(data=st.data())
 def test_max_pool_matches_torch(data):
     """Values, indices and input gradients equal torch's over random 1-, 2- and 3-D
-    geometry: kernel, stride, padding, dilation, ceil_mode, batched or not."""
+    geometry (kernel, stride, padding, dilation, ceil_mode, batched or not) and data
+    (continuous, or full of ties, NaN and -inf)."""
     draw = data.draw
     n = draw(st.sampled_from([1, 2, 3]))
     k, s, p, d, sizes = _geometry(draw, n, dilation=True)
     ceil = draw(st.booleans())
     dtype = draw(st.sampled_from([np.float64, np.float32]))
-    x, rng = _data(draw, _shape(draw, 3, sizes), dtype)
+    x, rng = _data(draw, _shape(draw, 3, sizes), dtype, special=True)
     args = (_short(k), _short(s), _short(p), _short(d), ceil)
     tfn, ffn = getattr(TF, f"max_pool{n}d"), getattr(F, f"max_pool{n}d")
     (ty, ti), g, tgrad = _torch_run(lambda t: tfn(t, *args, return_indices=True), x, rng)
@@ -107,13 +112,13 @@ def test_max_pool_matches_torch(data):
     assert_close(grad, tgrad, TOL[dtype][1], "max_pool input gradient")
 
 
-@pytest.mark.parametrize("n,k,s,p", [(1, 3, 2, 1), (3, 2, 1, 1)])
-def test_max_pool_forward_mode_and_second_order(x64, n, k, s, p):
-    """The N-d custom JVP for overlapping windows, in both modes and composed, against
-    finite differences."""
-    x = jnp.asarray(np.random.default_rng(1).standard_normal((1, 2) + (5 if n == 1 else 3,) * n))
+@pytest.mark.parametrize("n,k,s,p,order", [(1, 3, 2, 1, 2), (3, 2, 1, 1, 1)])
+def test_max_pool_forward_mode_and_second_order(x64, n, k, s, p, order):
+    """The N-d custom JVP for overlapping windows, in both modes (and composed, 1-D),
+    against finite differences."""
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((1, 1) + (5 if n == 1 else 3,) * n))
     f = getattr(F, f"max_pool{n}d")
-    check_grads(jax.jit(lambda x: f(x, k, s, p) ** 2), (x,), order=2, modes=("fwd", "rev"), eps=1e-6)
+    check_grads(jax.jit(lambda x: f(x, k, s, p) ** 2), (x,), order=order, modes=("fwd", "rev"), eps=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +146,7 @@ def test_gradient_at_ties_goes_to_the_first_element(call):
     "call",
     [
         lambda f, x: f.max_pool1d(x, 3, 2, 1, return_indices=True),
+        lambda f, x: f.max_pool1d(x, 2, 2, 1, 1, True, return_indices=True),  # disjoint, padded
         lambda f, x: f.max_pool2d(x.reshape(1, 4, 4), 3, 1, 1, return_indices=True),
         lambda f, x: f.max_pool3d(x.reshape(1, 2, 2, 4), 2, 1, 1, 1, True, return_indices=True),
         lambda f, x: f.adaptive_max_pool1d(x, 3, return_indices=True),

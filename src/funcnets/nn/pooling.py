@@ -206,44 +206,53 @@ def _views(xp: Array, w: _Window) -> list[Array]:
     return views
 
 
-@lru_cache(maxsize=256)
-def _first_real(w: _Window) -> tuple[np.ndarray | None, ...]:
-    """Per view, where it holds the window's first element inside the input while every
-    earlier view of that window is padding (``None``: nowhere).
+def _index_type(views: int):
+    return jnp.int8 if views <= 127 else jnp.int32
 
-    torch starts each window's maximum at its first real element, so when every real
-    element is -inf the index (and the gradient) goes there, never to the padding.
-    The first real offset of a box is the tuple of each axis's first real offset."""
+
+@lru_cache(maxsize=256)
+def _first_real(w: _Window) -> np.ndarray | None:
+    """Per output position, the view index of the window's first element inside the
+    input (row-major; the first real offset of a box is each axis's first real offset),
+    broadcastable to the output; ``None`` where that is view 0 everywhere."""
     firsts = []
     for L, k, s, d, p, m in zip(w.sizes, w.k, w.s, w.d, w.p, w.outs):
         pos = np.arange(m)[:, None] * s + np.arange(k)[None, :] * d - p
         real = (pos >= 0) & (pos < L)
-        firsts.append(np.where(real.any(1), real.argmax(1), -1))  # -1: no real element
-    masks: list[np.ndarray | None] = [None]  # view 0 starts the running maximum anyway
-    for offs in list(itertools.product(*map(range, w.k)))[1:]:
-        m = reduce(np.logical_and.outer, [f == o for f, o in zip(firsts, offs)])
-        masks.append(m.reshape(_spatial_shape(w, w.outs)) if m.any() else None)
-    return tuple(masks)
+        firsts.append(real.argmax(1))  # 0 for a window of padding only (torch reads outside the input there)
+    view = firsts[0]
+    for f, k in zip(firsts[1:], w.k[1:]):
+        view = np.add.outer(view * k, f)  # the row-major view index over the axes so far
+    return view.reshape(_spatial_shape(w, w.outs)).astype(_index_type(math.prod(w.k))) if view.any() else None
 
 
-def _running_max(views: Sequence[Array], first: Sequence[np.ndarray | None]) -> tuple[Array, Array]:
+def _running_max(views: Sequence[Array]) -> tuple[Array, Array]:
     """The running maximum of the views and the winner's view index (int8 up to 127 views).
 
     ``t > m`` keeps the earlier element at ties, so the gradient goes to the first maximum
     of the window as in torch (``jnp.max`` would split it); a NaN always takes over."""
-    itype = jnp.int8 if len(views) <= 127 else jnp.int32
+    itype = _index_type(len(views))
     out, idx = views[0], jnp.zeros(views[0].shape, itype)
     for i in range(1, len(views)):
         t = views[i]
         take = (t > out) | jnp.isnan(t)
-        if first[i] is not None:
-            take = take | first[i]
         out, idx = jnp.where(take, t, out), jnp.where(take, itype(i), idx)
     return out, idx
 
 
 def _max_chain(xp: Array, w: _Window) -> tuple[Array, Array]:
-    return _running_max(_views(xp, w), _first_real(w))
+    out, idx = _running_max(_views(xp, w))
+    first = _first_real(w)
+    if first is not None:
+        # torch starts a window's maximum at -inf with the index of its first input
+        # element: where every input element is -inf the winner is that element, not
+        # the -inf padding before it. One select on the result: masks inside the chain
+        # cost ~20% of ResNet-18's pool backward, which XLA fuses into one loop that
+        # re-runs the chain per window (batch 32, channels-last, interleaved medians of
+        # two runs on a loaded machine: 228/219 ms without the fix, 271/264 with masks,
+        # 232/213 with this select).
+        idx = jnp.where(out == -jnp.inf, first, idx)
+    return out, idx
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -294,9 +303,11 @@ def _max_pool(x, n, kernel_size, stride, padding, dilation, ceil_mode, return_in
     # (batch 32, 64×32×32: 10.6 vs 35.9 ms), and it has a gradient with dilation, which
     # JAX's reduce_window max lacks.
     xp = jnp.pad(xb, _pads(w), constant_values=-jnp.inf)
-    win = None
-    if all(s >= d * (k - 1) + 1 for k, s, d in zip(w.k, w.s, w.d)):
-        out, win = _max_chain(xp, w)  # disjoint windows: autodiff of the chain
+    win, padded = None, any(w.p) or any(w.extra)
+    if all(s >= d * (k - 1) + 1 for k, s, d in zip(w.k, w.s, w.d)) and not padded:
+        # disjoint windows: autodiff of the chain (with padding the custom JVP is what
+        # sends an all -inf window's gradient to its first input element)
+        out, win = _max_chain(xp, w)
     else:
         out = _max_pool_overlapping(xp, w)
     if not return_indices:
