@@ -44,6 +44,12 @@ from funcnets.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell,
 # --- sparse ---------------------------------------------------------------------
 from funcnets.nn.sparse import Embedding, EmbeddingBag
 
+# --- attention and transformers -------------------------------------------------
+from funcnets.nn.attention import MultiheadAttention, NonDynamicallyQuantizableLinear
+from funcnets.nn.transformer import (
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import Flatten
 
@@ -74,6 +80,9 @@ __all__ = [
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     # sparse
     "Embedding", "EmbeddingBag",
+    # attention and transformers
+    "MultiheadAttention", "NonDynamicallyQuantizableLinear", "Transformer", "TransformerEncoder",
+    "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer",
     # shape
     "Flatten",
     # containers

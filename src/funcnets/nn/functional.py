@@ -45,6 +45,9 @@ from funcnets.nn.dropout import alpha_dropout, dropout, dropout1d, dropout2d, dr
 # --- sparse ---------------------------------------------------------------------
 from funcnets.nn.sparse import embedding, embedding_bag, embedding_renorm, one_hot
 
+# --- attention ------------------------------------------------------------------
+from funcnets.nn.attention import multi_head_attention_forward, scaled_dot_product_attention
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import flatten
 
@@ -71,6 +74,8 @@ __all__ = [
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     # sparse
     "embedding", "embedding_bag", "embedding_renorm", "one_hot",
+    # attention
+    "scaled_dot_product_attention", "multi_head_attention_forward",
     # shape
     "flatten",
 ]
