@@ -7,6 +7,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = ["ScalarOrSchedule"]
@@ -14,12 +15,42 @@ __all__ = ["ScalarOrSchedule"]
 ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
 
 
+def _is_dynamic(value: object) -> bool:
+    """Whether a hyperparameter changes between steps: a schedule (callable of the step
+    count) or an array (``optax.inject_hyperparams`` passes every numeric hyperparameter
+    as one, a tracer under ``jit``). Such a value takes the general branch of an
+    optimizer, so that ``init`` and ``update`` build the same state whatever its value."""
+    return callable(value) or isinstance(value, (jax.Array, np.ndarray))
+
+
+def _static_value(value: object) -> float | None:
+    """A hyperparameter's value where it is known when the optimizer is built (a number
+    or a concrete array); ``None`` for schedules and tracers."""
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (jax.Array, np.ndarray)) and not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0:
+        return float(value)
+    return None
+
+
+def _at(value: ScalarOrSchedule, count: jax.Array) -> jax.Array | float:
+    """A hyperparameter's value at step ``count`` (0 for the first step): a schedule is
+    called with the count in the default float dtype (as :func:`_scale_by_lr` does)."""
+    return value(_float_count(count)) if callable(value) else value
+
+
 def _check(name: str, value: float, low: float = 0.0, high: float | None = None, *, closed: bool = False) -> None:
     """torch's ``Invalid <name>: <value>`` for a hyperparameter outside ``[low, high)``
     (``[low, high]`` if ``closed``); NaN is refused too, as torch's ``not low <= value``
-    refuses it. Schedules (callables) are not checked."""
+    refuses it. Schedules (callables) and traced values are not checked; a concrete
+    array (``optax.inject_hyperparams`` passes those) is checked by its value."""
     if callable(value):
         return
+    if isinstance(value, (jax.Array, np.ndarray)):
+        known = _static_value(value)
+        if known is None:
+            return
+        value = known
     ok = isinstance(value, (int, float)) and low <= value
     if ok and high is not None:
         ok = value <= high if closed else value < high
@@ -40,7 +71,9 @@ def _torch_chain(
     or decoupled (``θ ← θ(1 - lr·wd)``, which is ``wd·θ`` added after ``core``, since
     ``θ(1 - lr·wd) - lr·u = θ - lr·(u + wd·θ)``); then ``-lr``."""
     parts = [optax.scale(-1.0)] if maximize else []
-    decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+    # an array weight decay (optax.inject_hyperparams) keeps its transformation even at
+    # 0, so that the chain's state has one shape whatever the value
+    decay = [optax.add_decayed_weights(weight_decay)] if _is_dynamic(weight_decay) or weight_decay else []
     if decoupled:
         parts += [*core, *decay]
     else:

@@ -8,9 +8,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
+from funcnets.optim._base import ScalarOrSchedule, _at, _check, _float_count, _is_dynamic, _torch_chain
 
-__all__ = ["adam", "adamw", "scale_by_torch_amsgrad", "TorchAmsgradState"]
+__all__ = ["adam", "adamw", "scale_by_torch_adam", "TorchAdamState", "scale_by_torch_amsgrad", "TorchAmsgradState"]
+
+
+class TorchAdamState(NamedTuple):
+    exp_avg: Any  # m, like params
+    exp_avg_sq: Any  # v, like params
+    count: jax.Array  # int32 scalar: steps taken
 
 
 class TorchAmsgradState(NamedTuple):
@@ -20,28 +26,78 @@ class TorchAmsgradState(NamedTuple):
     count: jax.Array
 
 
-def scale_by_torch_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def _pow_complement(beta, t):
+    """``1 - βᵗ`` for a traced or scheduled ``β``, as ``-expm1(t·log β)`` (float32's
+    precision near β = 1, see ``_base._bias_correction``); β = 0 gives 1."""
+    beta = jnp.asarray(beta, jnp.result_type(float))
+    return -jnp.expm1(t * jnp.log(beta))
+
+
+def _adam_moments(updates, m, v, b1, b2):
+    """``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²``, the factors in each leaf's dtype."""
+    m = jax.tree_util.tree_map(lambda g, mm: jnp.asarray(b1, mm.dtype) * mm + jnp.asarray(1 - b1, g.dtype) * g, updates, m)
+    v = jax.tree_util.tree_map(
+        lambda g, vv: jnp.asarray(b2, vv.dtype) * vv + jnp.asarray(1 - b2, g.dtype) * (g * g), updates, v
+    )
+    return m, v
+
+
+def _adam_direction(m, v, bc1, bc2, eps):
+    """torch's ``(m/(1-β₁ᵗ)) / (sqrt(v)/sqrt(1-β₂ᵗ) + eps)``."""
+    bc2_sqrt = jnp.sqrt(bc2)
+    return jax.tree_util.tree_map(
+        lambda mm, vv: (mm / bc1.astype(mm.dtype)) / (jnp.sqrt(vv) / bc2_sqrt.astype(vv.dtype) + eps), m, v
+    )
+
+
+def scale_by_torch_adam(
+    b1: ScalarOrSchedule = 0.9, b2: ScalarOrSchedule = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """torch's Adam direction with ``β₁`` (and ``β₂``) possibly a schedule of the step
+    count ``t`` (0 for the first step), as torch's OneCycleLR/CyclicLR cycle
+    ``betas[0]``: step ``t`` updates ``m`` with ``β₁(t)`` and, as torch does, corrects
+    its bias with the *current* β₁: ``1 - β₁(t)^(t+1)``."""
+
+    def init_fn(params):
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
+        return TorchAdamState(zeros(), zeros(), jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
+        count = optax.safe_int32_increment(state.count)
+        t = _float_count(count)
+        m, v = _adam_moments(updates, state.exp_avg, state.exp_avg_sq, beta1, beta2)
+        out = _adam_direction(m, v, _pow_complement(beta1, t), _pow_complement(beta2, t), eps)
+        return out, TorchAdamState(m, v, count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_torch_amsgrad(
+    b1: ScalarOrSchedule = 0.9, b2: ScalarOrSchedule = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
     """torch's AMSGrad: ``v̂ = max(v̂, v)`` on the raw second moment, then
-    ``m/(1-β₁ᵗ) / (sqrt(v̂)/sqrt(1-β₂ᵗ) + eps)``."""
+    ``m/(1-β₁ᵗ) / (sqrt(v̂)/sqrt(1-β₂ᵗ) + eps)``. ``b1``/``b2`` may be schedules, as in
+    :func:`scale_by_torch_adam`."""
 
     def init_fn(params):
         zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
         return TorchAmsgradState(zeros(), zeros(), zeros(), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
+        beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
         count = optax.safe_int32_increment(state.count)
-        m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
-        v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
+        t = _float_count(count)
+        m, v = _adam_moments(updates, state.exp_avg, state.exp_avg_sq, beta1, beta2)
         vmax = jax.tree_util.tree_map(jnp.maximum, state.max_exp_avg_sq, v)
-        bc1 = 1 - b1 ** count.astype(jnp.result_type(float))
-        bc2_sqrt = jnp.sqrt(1 - b2 ** count.astype(jnp.result_type(float)))
-        out = jax.tree_util.tree_map(
-            lambda mm, vv: (mm / bc1.astype(mm.dtype)) / (jnp.sqrt(vv) / bc2_sqrt.astype(vv.dtype) + eps), m, vmax
-        )
+        if _is_dynamic(b1) or _is_dynamic(b2):
+            bc1, bc2 = _pow_complement(beta1, t), _pow_complement(beta2, t)
+        else:
+            bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+        out = _adam_direction(m, vmax, bc1, bc2, eps)
         return out, TorchAmsgradState(m, v, vmax, count)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
 
 
 def _adam_core(betas, eps, amsgrad):
@@ -50,6 +106,8 @@ def _adam_core(betas, eps, amsgrad):
     _check("epsilon value", eps)
     if amsgrad:
         return scale_by_torch_amsgrad(betas[0], betas[1], eps)
+    if _is_dynamic(betas[0]) or _is_dynamic(betas[1]):
+        return scale_by_torch_adam(betas[0], betas[1], eps)
     return optax.scale_by_adam(betas[0], betas[1], eps)
 
 
@@ -61,7 +119,7 @@ def _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_deca
 
 def adam(
     lr: ScalarOrSchedule = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: tuple[ScalarOrSchedule, ScalarOrSchedule] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = False,
@@ -76,6 +134,10 @@ def adam(
     """``torch.optim.Adam``: ``g ← g + wd·θ`` (coupled L2), ``m ← β₁m + (1-β₁)g``,
     ``v ← β₂v + (1-β₂)g²``, ``θ ← θ - lr·(m/(1-β₁ᵗ)) / (sqrt(v/(1-β₂ᵗ)) + eps)``.
 
+    ``betas[0]`` may be a schedule of the step count (0 for the first step), as torch's
+    ``OneCycleLR``/``CyclicLR`` cycle it: ``adam(lr=sched, betas=(sched.momentum, 0.999))``;
+    the bias correction then uses the current β₁, as torch's.
+
     ``decoupled_weight_decay=True`` is :func:`adamw`. ``foreach``, ``capturable``,
     ``differentiable`` and ``fused`` are accepted for torch's signature and ignored: they
     choose torch's kernels, not the update.
@@ -85,7 +147,7 @@ def adam(
 
 def adamw(
     lr: ScalarOrSchedule = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: tuple[ScalarOrSchedule, ScalarOrSchedule] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
     amsgrad: bool = False,
@@ -97,6 +159,7 @@ def adamw(
     fused: bool | None = None,
 ) -> optax.GradientTransformation:
     """``torch.optim.AdamW``: decoupled decay ``θ ← θ - lr·wd·θ`` plus the Adam step.
+    ``betas[0]`` may be a schedule, as in :func:`adam`.
 
     ``foreach``, ``capturable``, ``differentiable`` and ``fused`` are accepted for torch's
     signature and ignored: they choose torch's kernels, not the update.

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
+from funcnets.optim._base import ScalarOrSchedule, _at, _check, _is_dynamic, _static_value, _torch_chain
 
 __all__ = ["sgd", "scale_by_torch_momentum", "TorchMomentumState"]
 
@@ -18,28 +18,41 @@ class TorchMomentumState(NamedTuple):
     count: jax.Array  # int32 scalar: steps taken
 
 
-def scale_by_torch_momentum(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> optax.GradientTransformation:
+def scale_by_torch_momentum(
+    momentum: ScalarOrSchedule, dampening: ScalarOrSchedule = 0.0, nesterov: bool = False
+) -> optax.GradientTransformation:
     """torch's SGD momentum: ``b₁ = g₁``, then ``b = μ·b + (1-τ)·g``; the update is
-    ``g + μ·b`` with nesterov, else ``b``."""
+    ``g + μ·b`` with nesterov, else ``b``.
+
+    ``momentum`` (and ``dampening``) may be a schedule of the step count ``t`` (0 for the
+    first step), e.g. ``OneCycleLR.momentum``: step ``t`` uses ``μ(t)``, the momentum
+    torch's OneCycleLR/CyclicLR put in the param group before that ``optimizer.step()``.
+    """
 
     def init_fn(params):
         return TorchMomentumState(jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
         first = state.count == 0
-        buf = jax.tree_util.tree_map(
-            lambda g, b: jnp.where(first, g, momentum * b + (1 - dampening) * g), updates, state.momentum_buffer
-        )
-        out = jax.tree_util.tree_map(lambda g, b: g + momentum * b, updates, buf) if nesterov else buf
+        mu = _at(momentum, state.count)
+        keep = 1 - _at(dampening, state.count)
+
+        def buffer(g, b):  # μ in each leaf's dtype: a float64 schedule must not promote a float32 buffer
+            return jnp.where(first, g, jnp.asarray(mu, b.dtype) * b + jnp.asarray(keep, g.dtype) * g)
+
+        buf = jax.tree_util.tree_map(buffer, updates, state.momentum_buffer)
+        if nesterov:
+            out = jax.tree_util.tree_map(lambda g, b: g + jnp.asarray(mu, b.dtype) * b, updates, buf)
+        else:
+            out = buf
         return out, TorchMomentumState(buf, optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-
 def sgd(
     lr: ScalarOrSchedule = 1e-3,
-    momentum: float = 0.0,
+    momentum: ScalarOrSchedule = 0.0,
     dampening: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
@@ -54,6 +67,10 @@ def sgd(
     ``g ← -g`` if maximize; ``g ← g + wd·θ``; momentum buffer ``b₁ = g₁``,
     ``b = μ·b + (1-τ)·g``; ``g ← g + μ·b`` (nesterov) or ``b``; ``θ ← θ - lr·g``.
 
+    ``momentum`` may be a schedule of the step count (0 for the first step), as torch's
+    ``OneCycleLR``/``CyclicLR`` cycle it: ``sgd(lr=sched, momentum=sched.momentum)``;
+    ``optax.inject_hyperparams(sgd)(lr=..., momentum=...)`` works too.
+
     ``foreach``, ``differentiable`` and ``fused`` are accepted for torch's signature and
     ignored: they choose torch's kernels, not the update.
 
@@ -66,13 +83,18 @@ def sgd(
     _check("learning rate", lr)
     _check("momentum value", momentum)
     _check("weight_decay value", weight_decay)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    mu, tau = _static_value(momentum), _static_value(dampening)
+    # a scheduled or traced momentum is checked where it is known (torch checks it once,
+    # at construction; a schedule's values are the scheduler's business)
+    if nesterov and ((mu is not None and mu <= 0) or (tau is not None and tau != 0)):
         raise ValueError(
             f"Nesterov momentum requires a momentum and zero dampening (got momentum={momentum}, "
             f"dampening={dampening})."
         )
     core = []
-    if momentum:
+    if _is_dynamic(momentum) or _is_dynamic(dampening):
+        core.append(scale_by_torch_momentum(momentum, dampening, nesterov))
+    elif momentum:
         core.append(
             optax.trace(momentum, nesterov) if dampening == 0 else scale_by_torch_momentum(momentum, dampening, nesterov)
         )
