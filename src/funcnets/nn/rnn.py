@@ -42,6 +42,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnets._typing import Array, Params, PRNGKey
 from funcnets.errors import ShapeError
@@ -374,11 +375,10 @@ class RNNBase(Module):
                 f"{lengths.dtype} {tuple(lengths.shape)}. For a prefix mask (N, L) pass mask.sum(1)"
             )
         if not isinstance(lengths, jax.core.Tracer):  # values are data under jit; check them when we can
-            bad = (lengths < 1) | (lengths > L)
-            if bool(jnp.any(bad)):
+            v = np.asarray(lengths)
+            if np.any((v < 1) | (v > L)):
                 raise ShapeError(
-                    f"{self!r}: every length must be in [1, {L}] (the input's sequence length), got "
-                    f"{lengths.tolist()}"
+                    f"{self!r}: every length must be in [1, {L}] (the input's sequence length), got {v.tolist()}"
                 )
         return jnp.arange(L)[:, None] < lengths.reshape(-1)[None, :]  # (L, N)
 
