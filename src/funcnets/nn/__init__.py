@@ -50,6 +50,9 @@ from funcnets.nn.transformer import (
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
 )
 
+# --- resampling -----------------------------------------------------------------
+from funcnets.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import Flatten
 
@@ -83,6 +86,8 @@ __all__ = [
     # attention and transformers
     "MultiheadAttention", "NonDynamicallyQuantizableLinear", "Transformer", "TransformerEncoder",
     "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer",
+    # resampling
+    "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     # shape
     "Flatten",
     # containers

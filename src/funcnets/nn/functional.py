@@ -48,6 +48,9 @@ from funcnets.nn.sparse import embedding, embedding_bag, embedding_renorm, one_h
 # --- attention ------------------------------------------------------------------
 from funcnets.nn.attention import multi_head_attention_forward, scaled_dot_product_attention
 
+# --- resampling -----------------------------------------------------------------
+from funcnets.nn.upsampling import interpolate, upsample
+
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.flatten import flatten
 
@@ -76,6 +79,8 @@ __all__ = [
     "embedding", "embedding_bag", "embedding_renorm", "one_hot",
     # attention
     "scaled_dot_product_attention", "multi_head_attention_forward",
+    # resampling
+    "interpolate", "upsample",
     # shape
     "flatten",
 ]
