@@ -228,7 +228,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint_and_outputs(do
         (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of lenet, resnet18, resnet34"),
         (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["train", "--optimizer", "adam", "--momentum", "0.9"], "adam takes betas, not momentum"),
-        (["train", "--schedule", "step"], "unknown schedule 'step'"),
+        (["train", "--schedule", "warmup"], "unknown schedule 'warmup'"),
         (["train", "--batch-size", "5000"], "batch size must be in [1, 1438]"),
         (["train", "--data", "/nonexistent/mnist"], "--data must be 'digits' or a directory"),
         (["train", "--weights", "/nonexistent/lenet.pth"], "no weights file at /nonexistent/lenet.pth"),
@@ -389,3 +389,17 @@ def test_demo_main_job(tmp_path, capsys):
     lenet = float(out.split("held-out accuracy: ")[1].split("%")[0])
     assert lenet >= 97.0, out
     assert (tmp_path / "lenet_curves.png").is_file() and (tmp_path / "lenet.safetensors").is_file()
+
+
+def test_precision_is_a_setting_of_the_run(tmp_path, capsys):
+    """--precision bf16 trains (float32 weights written), is stored in the checkpoint, and a
+    resume with another precision is refused; runs saved before --precision resume as fp32."""
+    fast = ["train", "--epochs", "1", "--batch-size", "479", "--augment-shift", "0", "--no-progress"]
+    ck = tmp_path / "ck"
+    code, out, err = _run(capsys, *fast, "--precision", "bf16", "--out", tmp_path / "o", "--checkpoint-dir", ck)
+    assert code == 0, err
+    assert json.loads((ck / "step_00000003" / "run.json").read_text())["settings"]["precision"] == "bf16"
+    assert _weights(tmp_path / "o" / "lenet.safetensors")["conv1.weight"].dtype == np.float32
+    code, out, err = _run(capsys, *fast, "--epochs", "2", "--precision", "fp16", "--out", tmp_path / "o",
+                          "--checkpoint-dir", ck, "--resume")
+    assert code == 1 and "--precision: saved bf16, given fp16" in err

@@ -12,7 +12,10 @@ refuses a ``--checkpoint-dir`` that already holds checkpoints (``--resume`` cont
 them, ``--overwrite`` deletes them first). ``--resume`` takes every setting it is not
 given from the checkpoint and refuses given ones that differ, listing them, except
 ``--epochs``, which may grow: the run keeps its schedule for the epochs it was started
-with and the added epochs get a new cosine cycle (:func:`funcnets.recipes.lr_schedule`).
+with and the added epochs get a new cosine cycle (:func:`funcnets.recipes.lr_schedule`);
+step/multistep/exponential/plateau schedules continue, and a onecycle run refuses to
+grow (:func:`funcnets.recipes.learning_rate`). ``--lr-schedule`` (also ``--schedule``)
+and its options are settings of the run.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", help=f"one of {', '.join(MODELS)} (default: {d['model']})")
     tr.add_argument("--data", help="'digits' (bundled, the default) or a directory of MNIST IDX files")
     tr.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"1..100000 (default: {d['epochs']}); "
-                    "with --resume a larger number extends the run (a new cosine cycle for the added epochs)")
+                    "with --resume a larger number extends the run (cosine: a new cycle for the added epochs; "
+                    "step/multistep/exponential/plateau continue; onecycle cannot be extended)")
     tr.add_argument("--batch-size", type=_number(int, 1, 65_536), help=f"1..65536 (default: {d['batch_size']})")
     tr.add_argument("--optimizer", help=f"sgd, adam or adamw (default: {d['optimizer']})")
     tr.add_argument("--lr", type=_number(float, 0, 10, lo_open=True), help=f"in (0, 10] (default: {d['lr']:g})")
@@ -104,7 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--nesterov", action="store_const", const=True, help="SGD with Nesterov momentum")
     tr.add_argument("--weight-decay", type=_number(float, 0, 1), help=f"in [0, 1] (default: {d['weight_decay']:g})")
     tr.add_argument("--betas", type=_betas, help="Adam betas, two numbers in [0, 1) (default: 0.9,0.999)")
-    tr.add_argument("--schedule", help="'cosine' (CosineAnnealingLR over all steps, the default) or 'constant'")
+    tr.add_argument("--lr-schedule", "--schedule", dest="schedule",
+                    help="constant, cosine (CosineAnnealingLR over all steps, per batch; the default), onecycle "
+                    "(OneCycleLR per batch, cycling momentum/betas[0]), step, multistep, exponential (per epoch) "
+                    "or plateau (ReduceLROnPlateau on the held-out loss or accuracy)")
+    tr.add_argument("--step-size", type=_number(int, 1, 100_000), help="step: epochs between decays")
+    tr.add_argument("--gamma", type=_number(float, 0, 1, lo_open=True),
+                    help="step/multistep/exponential: the decay factor, in (0, 1] (default 0.1; exponential: required)")
+    tr.add_argument("--milestones", type=_number(int, 1, 100_000), nargs="+", help="multistep: the epochs to decay at")
+    tr.add_argument("--max-lr", type=_number(float, 0, 10, lo_open=True), help="onecycle: the peak rate (default: --lr)")
+    tr.add_argument("--pct-start", type=_number(float, 0, 1), help="onecycle: the fraction of steps rising (default 0.3)")
+    tr.add_argument("--patience", type=_number(int, 0, 100_000), help="plateau: epochs without improvement (default 10)")
+    tr.add_argument("--factor", type=_number(float, 0, 1, hi_open=True), help="plateau: the decay factor (default 0.1)")
+    tr.add_argument("--plateau-metric", choices=("loss", "accuracy"), help="plateau: the held-out metric (default loss)")
+    tr.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                    help="fp32 (default), or mixed precision with float32 master weights: bf16, or fp16 with "
+                    "dynamic loss scaling (torch's autocast + GradScaler)")
     tr.add_argument("--augment-shift", type=_number(int, 0, 16),
                     help=f"random translation in pixels, 0..16 (0: none; default: {d['augment_shift']})")
     tr.add_argument("--trainable", nargs="+", help="train only these parameters (globs on torch names, e.g. 'fc.*')")
@@ -203,6 +222,29 @@ def _given(args) -> dict:
     return given
 
 
+# the schedules' options (dest names); which apply to which: recipes.SCHEDULE_OPTIONS
+SCHEDULE_OPTIONS = ("step_size", "gamma", "milestones", "max_lr", "pct_start", "patience", "factor", "plateau_metric")
+
+
+def _schedule_options(args, schedule: str) -> dict:
+    """The resolved options of ``schedule`` (given ones over torch's defaults), refusing
+    options that do not apply to it."""
+    from funcnets import recipes
+
+    given = {k: getattr(args, k) for k in SCHEDULE_OPTIONS if getattr(args, k) is not None}
+    own = recipes.SCHEDULE_OPTIONS.get(schedule)
+    if own is None:
+        raise FuncnetsError(f"unknown schedule {schedule!r}; choose one of {', '.join(recipes.SCHEDULES)}")
+    for k in given:
+        if k not in own:
+            users = [s for s, o in recipes.SCHEDULE_OPTIONS.items() if k in o]
+            raise FuncnetsError(f"{_option(k)} applies to --lr-schedule {' or '.join(users)}, not {schedule}.")
+    out = {**own, **given}
+    if out.get("milestones") is not None:
+        out["milestones"] = sorted(out["milestones"])
+    return out
+
+
 def _option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -217,7 +259,7 @@ def _show(key: str, value) -> str:
     return "not given" if value is None else str(value)
 
 
-def _merge_for_resume(info, given: dict) -> dict:
+def _merge_for_resume(info, given: dict, given_options: dict) -> dict:
     """The resumed run's settings: the checkpoint's, with the given ones where equal
     (``--epochs`` may grow). Raises listing every difference."""
     saved = info.settings
@@ -244,6 +286,12 @@ def _merge_for_resume(info, given: dict) -> dict:
             diffs.append((key, old, new, ""))
         else:
             merged[key] = old
+    saved_opts = saved.get("schedule_options", {})
+    for k, v in given_options.items():
+        if k not in saved_opts:
+            continue  # not an option of the saved schedule: _schedule_options says so
+        if (sorted(v) if k == "milestones" else v) != saved_opts[k]:
+            diffs.append((k, saved_opts[k], v, ""))
     if diffs:
         lines = [f"  {_option(k)}: saved {_show(k, a)}, given {_show(k, b)}{note}" for k, a, b, note in diffs]
         raise FuncnetsError(
@@ -297,7 +345,20 @@ def cmd_train(args, status: dict) -> int:
     info = None
     if resuming:
         info = checkpoint.find_checkpoint(ckdir, which, warn=_warn)
-        settings = _merge_for_resume(info, given)
+        given_options = {k: getattr(args, k) for k in SCHEDULE_OPTIONS if getattr(args, k) is not None}
+        settings = _merge_for_resume(info, given, given_options)
+        saved_precision = info.settings.get("precision", "fp32")  # runs saved before --precision: fp32
+        if args.precision is not None and args.precision != saved_precision:
+            raise FuncnetsError(
+                f"--resume: {info.path} was saved by a run with other settings:\n  --precision: saved "
+                f"{saved_precision}, given {args.precision}\nDrop --precision to continue with the saved one, "
+                f"or start a new run: --overwrite (deletes these checkpoints) or another --checkpoint-dir."
+            )
+        if saved_precision != "fp32":
+            settings["precision"] = saved_precision
+        if "schedule_options" in info.settings:
+            settings["schedule_options"] = info.settings["schedule_options"]
+        _schedule_options(args, settings["schedule"])  # refuses options the saved schedule does not take
     else:
         if ckdir is not None and not args.overwrite and checkpoint.list_checkpoints(ckdir):
             newest = checkpoint.latest_checkpoint(ckdir)
@@ -309,6 +370,11 @@ def cmd_train(args, status: dict) -> int:
         settings = {k: (RUN_DEFAULTS[k] if v is None else v) for k, v in given.items()}
         settings["epochs"] = [settings["epochs"]]
         settings["betas"] = list(settings["betas"])
+        if args.precision not in (None, "fp32"):  # only stored when not fp32: older runs resume unchanged
+            settings["precision"] = args.precision
+        options = _schedule_options(args, settings["schedule"])
+        if options:  # only the new schedules have options (runs saved before them resume unchanged)
+            settings["schedule_options"] = options
 
     def describe() -> str:
         if ckdir is None:
@@ -326,9 +392,10 @@ def cmd_train(args, status: dict) -> int:
     weights = settings["weights"]["file"] if settings["weights"] and not resuming else None
     model, params, state = recipes.build_model(model_name, weights, settings["seed"])
     steps = len(split.x_train) // settings["batch_size"]
-    opt = recipes.make_optimizer(settings["optimizer"], settings["lr"], settings["momentum"], settings["weight_decay"],
-                                 settings["nesterov"], tuple(settings["betas"]), settings["schedule"],
-                                 [e * steps for e in settings["epochs"]])
+    lr = recipes.learning_rate(settings["lr"], settings["schedule"], settings["epochs"], steps,
+                               settings.get("schedule_options"))
+    opt = recipes.make_optimizer(settings["optimizer"], lr, settings["momentum"], settings["weight_decay"],
+                                 settings["nesterov"], tuple(settings["betas"]))
     from funcnets import optim
 
     trainable = optim.select(params, include=settings["trainable"]) if settings["trainable"] else None
@@ -340,7 +407,8 @@ def cmd_train(args, status: dict) -> int:
         if info.epoch >= epochs:
             print(f"the run is complete (epoch {info.epoch} of {epochs}): nothing to train; writing its outputs. "
                   f"Pass --epochs N (more than {epochs}) to extend it.")
-    fit_settings = {k: settings[k] for k in RUN_DEFAULTS if k not in ("batch_size", "seed", "augment_shift")}
+    fit_settings = {k: settings[k] for k in (*RUN_DEFAULTS, "schedule_options", "precision")
+                    if k in settings and k not in ("batch_size", "seed", "augment_shift")}
     t = time.perf_counter()
     try:
         ts, history = recipes.fit(
@@ -348,7 +416,7 @@ def cmd_train(args, status: dict) -> int:
             seed=settings["seed"], trainable=trainable, checkpoint_dir=ckdir,
             resume=info.path if info is not None else False, overwrite=args.overwrite, settings=fit_settings,
             progress=not args.no_progress, desc=model_name, augment_shift=settings["augment_shift"],
-            devices=args.devices, warn=_warn,
+            devices=args.devices, warn=_warn, learning_rate=lr, precision=settings.get("precision", "fp32"),
         )
     except recipes.NonFiniteLossError as e:
         raise FuncnetsError(f"{e} Nothing was written to --out {out}.") from None

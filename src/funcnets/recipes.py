@@ -21,7 +21,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -40,12 +40,16 @@ from funcnets.checkpoint import (
 from funcnets.data import Split, fingerprint, random_shift
 from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
-from funcnets.train import TrainState, batches, create_train_state, evaluate, make_train_epoch, supervised_loss
+from funcnets.optim import lr_scheduler as _sched
+from funcnets.train import TrainState, batches, create_train_state, evaluate_metrics, make_train_epoch, supervised_loss
 
 __all__ = [
     "build_model",
     "make_optimizer",
     "lr_schedule",
+    "learning_rate",
+    "LearningRate",
+    "SCHEDULES",
     "fit",
     "plot_history",
     "check_writable",
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle", "step", "multistep", "exponential", "plateau")
 MODELS = ("lenet", "resnet18", "resnet34")
 
 
@@ -178,28 +183,159 @@ def lr_schedule(lr: float, schedule: str = "constant", total_steps: int | Sequen
     return cosine
 
 
-def make_optimizer(name: str, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+class LearningRate(NamedTuple):
+    """A run's learning rate, as :func:`learning_rate` builds it for ``funcnets train``.
+
+    ``lr``: what the optimizer takes, a float or ``step -> lr`` (a table of torch's own
+    values looked up by the step count); ``momentum``: ``step -> momentum`` where the
+    schedule cycles it (OneCycleLR: SGD's momentum, Adam's ``betas[0]``), else None;
+    ``plateau``: the :class:`~funcnets.optim.lr_scheduler.ReduceLROnPlateau` that
+    :func:`fit` steps after each epoch on the held-out ``plateau_metric`` (``"loss"`` or
+    ``"accuracy"``), the rate then living in the optimizer state (``inject_lr``);
+    ``per_step``: whether the rate changes within an epoch (history records every step's).
+    """
+
+    lr: Any
+    momentum: Callable | None = None
+    plateau: _sched.ReduceLROnPlateau | None = None
+    plateau_metric: str = "loss"
+    per_step: bool = False
+    schedule: str = "constant"
+
+    def at(self, steps: np.ndarray) -> np.ndarray:
+        """The learning rates of optimizer steps ``steps`` as the optimizer sees them
+        (not for ``plateau``, whose rate is in the optimizer state)."""
+        if callable(self.lr):
+            return np.asarray(jax.vmap(self.lr)(jax.numpy.asarray(steps)), np.float64)
+        return np.full(np.shape(steps), float(self.lr))
+
+
+# each schedule's options (a missing one: torch requires it), see learning_rate
+SCHEDULE_OPTIONS = {
+    "constant": {},
+    "cosine": {},
+    "onecycle": {"max_lr": None, "pct_start": 0.3},
+    "step": {"step_size": None, "gamma": 0.1},
+    "multistep": {"milestones": None, "gamma": 0.1},
+    "exponential": {"gamma": None},
+    "plateau": {"patience": 10, "factor": 0.1, "plateau_metric": "loss"},
+}
+
+
+def _table_lookup(table: np.ndarray, hold: int) -> Callable:
+    """``count -> table[count // hold]`` (the last value past the end), in the default
+    float dtype; computed once on the host, so every compiled program sees the same bits."""
+
+    def lookup(count):
+        # optimizers may pass the count as a float (exact below 2**24 steps)
+        index = jax.numpy.clip(jax.numpy.asarray(count).astype(jax.numpy.int32) // hold, 0, len(table) - 1)
+        return jax.numpy.asarray(table, dtype=jax.dtypes.canonicalize_dtype(np.float64))[index]
+
+    return lookup
+
+
+def learning_rate(lr: float, schedule: str, epochs: int | Sequence[int], steps_per_epoch: int,
+                  options: Mapping[str, Any] | None = None) -> LearningRate:
+    """The learning rate of a ``funcnets train`` run: ``schedule`` is one of
+    :data:`SCHEDULES`, torch's scheduler stepped as torch users step it.
+
+    * ``constant``; ``cosine``: :func:`lr_schedule` (per batch, a new cycle per extension);
+    * ``onecycle``: ``OneCycleLR(max_lr, total_steps=epochs·steps_per_epoch, pct_start)``
+      stepped per batch, cycling the momentum (SGD) or ``betas[0]`` (Adam) between 0.95
+      and 0.85 as torch's does by default (it replaces ``--momentum``/``betas[0]``);
+      ``max_lr`` defaults to ``lr``. Its cycle spans the run's epochs, so a run cannot
+      be extended (that would change the rates of the epochs already trained);
+    * ``step`` (``step_size``, ``gamma``), ``multistep`` (``milestones``, ``gamma``),
+      ``exponential`` (``gamma``): stepped once per epoch; an extension continues them;
+    * ``plateau``: ``ReduceLROnPlateau(lr, mode, factor, patience)`` on the held-out
+      ``plateau_metric`` after each epoch (``mode`` min for ``loss``, max for ``accuracy``).
+
+    The rates are torch's own (``lr_table``: its recursion in Python floats), tabulated
+    on the host. ``epochs``: the run's epoch count, or the list of epoch counts it was
+    started and extended with.
+    """
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number greater than 0, got {lr}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    ends = [epochs] if isinstance(epochs, int) else list(epochs)
+    opts = dict(SCHEDULE_OPTIONS[schedule])
+    for k, v in (options or {}).items():
+        if k not in opts:
+            users = [s for s, o in SCHEDULE_OPTIONS.items() if k in o]
+            raise ValueError(f"--{k.replace('_', '-')} applies to --lr-schedule {' or '.join(users)}, not {schedule}")
+        if v is not None:
+            opts[k] = v
+    missing = [k for k, v in opts.items() if v is None and k != "max_lr"]
+    if missing:
+        raise ValueError(f"--lr-schedule {schedule} needs --{missing[0].replace('_', '-')} (torch's {schedule} "
+                         f"scheduler has no default for it)")
+    total = ends[-1]
+    if schedule in ("constant", "cosine"):
+        return LearningRate(lr_schedule(lr, schedule, [e * steps_per_epoch for e in ends]),
+                            per_step=schedule == "cosine", schedule=schedule)
+    if schedule == "onecycle":
+        if len(ends) > 1:
+            raise ValueError(
+                f"a --lr-schedule onecycle run cannot be extended (--epochs {ends[-1]} > {ends[0]}): its one cycle "
+                f"spans the {ends[0]} epochs it was started with, and a longer cycle would change the learning "
+                f"rates of the epochs already trained. Start a new run from its weights (--weights FILE)."
+            )
+        sched = _sched.OneCycleLR(opts["max_lr"] or lr, total_steps=total * steps_per_epoch,
+                                  pct_start=float(opts["pct_start"]))
+        n = total * steps_per_epoch
+        with jax.enable_x64(True):  # torch's momentum in Python floats
+            momentum = np.asarray(jax.vmap(sched.momentum)(np.arange(n)), np.float64)
+        return LearningRate(_table_lookup(sched.lr_table(n), 1), _table_lookup(momentum, 1),
+                            per_step=True, schedule=schedule)
+    if schedule == "plateau":
+        if opts["plateau_metric"] not in ("loss", "accuracy"):
+            raise ValueError(f"plateau_metric must be 'loss' or 'accuracy', got {opts['plateau_metric']!r}")
+        plateau = _sched.ReduceLROnPlateau(lr, mode="min" if opts["plateau_metric"] == "loss" else "max",
+                                           factor=float(opts["factor"]), patience=int(opts["patience"]))
+        return LearningRate(lr, plateau=plateau, plateau_metric=opts["plateau_metric"], schedule=schedule)
+    if schedule == "step":
+        sched = _sched.StepLR(lr, step_size=int(opts["step_size"]), gamma=float(opts["gamma"]))
+    elif schedule == "multistep":
+        sched = _sched.MultiStepLR(lr, milestones=[int(m) for m in opts["milestones"]], gamma=float(opts["gamma"]))
+    else:
+        sched = _sched.ExponentialLR(lr, gamma=float(opts["gamma"]))
+    return LearningRate(_table_lookup(sched.lr_table(total), steps_per_epoch), schedule=schedule)
+
+
+def make_optimizer(name: str, lr: float | LearningRate, momentum: float = 0.0, weight_decay: float = 0.0,
                    nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
                    schedule: str = "constant", total_steps: int | Sequence[int] | None = None
                    ) -> optax.GradientTransformation:
     """An optimizer by torch name, with the options ``funcnets train`` exposes.
 
-    The learning rate follows :func:`lr_schedule` (``schedule``, ``total_steps``).
+    The learning rate follows :func:`lr_schedule` (``schedule``, ``total_steps``), or is
+    a :class:`LearningRate` from :func:`learning_rate` (then ``schedule`` is not given):
+    its cycled momentum replaces ``momentum`` (SGD) or ``betas[0]`` (Adam), and a plateau
+    schedule keeps the rate in the optimizer state (:func:`~funcnets.optim.lr_scheduler.inject_lr`).
     Non-finite or out-of-range hyperparameters raise ``ValueError``.
     """
-    lr = lr_schedule(lr, schedule, total_steps)
+    if not isinstance(lr, LearningRate):
+        lr = LearningRate(lr_schedule(lr, schedule, total_steps))
+    elif schedule != "constant" or total_steps is not None:
+        raise ValueError("make_optimizer: a LearningRate carries its schedule; do not pass schedule/total_steps too")
     _check_hyperparameter("momentum", momentum, 0.0, 1.0, hi_open=True)
     _check_hyperparameter("weight_decay", weight_decay, 0.0, math.inf, hi_open=True)
     for i, b in enumerate(betas):
         _check_hyperparameter(f"betas[{i}]", b, 0.0, 1.0, hi_open=True)
     if name == "sgd":
-        return optim.sgd(lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    if name in ("adam", "adamw"):
+        factory, kwargs = optim.sgd, dict(momentum=lr.momentum or momentum, weight_decay=weight_decay,
+                                          nesterov=nesterov)
+    elif name in ("adam", "adamw"):
         if momentum or nesterov:
             raise ValueError(f"{name} takes betas, not momentum/nesterov; drop --momentum/--nesterov or use --optimizer sgd")
         factory = optim.adam if name == "adam" else optim.adamw
-        return factory(lr, betas=betas, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        kwargs = dict(betas=(lr.momentum or betas[0], betas[1]), weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if lr.plateau is not None:
+        return _sched.inject_lr(factory, lr.plateau.base_lr, **kwargs)
+    return factory(lr.lr, **kwargs)
 
 
 def check_writable(directory: str | os.PathLike, option: str = "--out") -> Path:
@@ -275,6 +411,8 @@ def fit(
     devices: str = "1",
     batch_norm: str = "sync",
     warn: Callable[[str], None] | None = None,
+    learning_rate: LearningRate | None = None,
+    precision: str = "fp32",
 ) -> tuple[TrainState, list[dict]]:
     """Train for ``epochs`` epochs; returns the final state and one history row per
     epoch (``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``).
@@ -300,6 +438,18 @@ def fit(
     ``devices="all"`` runs the same step data-parallel over every device
     (:mod:`funcnets.parallel`), with BatchNorm ``batch_norm`` = ``"sync"`` or
     ``"per-device"``; the device count is not a setting (a run may resume on others).
+
+    ``learning_rate``: the :class:`LearningRate` the ``optimizer`` was built with
+    (:func:`make_optimizer`). Each history row then records ``lr`` (the rate of the
+    epoch's first step) and, for rates that change every step, ``lr_steps``; a plateau
+    schedule is stepped after each epoch on the held-out loss or accuracy, and its state
+    is saved in every checkpoint and restored on resume. Every row records the held-out
+    ``test_loss``.
+
+    ``precision``: ``"fp32"``, ``"bf16"`` or ``"fp16"``: mixed-precision training steps
+    with float32 master weights (:func:`funcnets.train.make_train_step`); for ``"fp16"``
+    the optimizer is wrapped in a default :class:`~funcnets.optim.GradScaler` here.
+    Evaluation runs in float32.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -308,6 +458,10 @@ def fit(
     check_batch_size(batch_size, len(data.x_train))
     random_shift(data.x_train[:1], augment_shift, np.random.default_rng(0))  # range check before any work
     steps_per_epoch = len(data.x_train) // batch_size
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    if precision == "fp16":  # float16 gradients underflow without dynamic loss scaling
+        optimizer = optim.GradScaler().wrap(optimizer)
     key = jax.random.PRNGKey(seed)
     ts = create_train_state(params, state, optimizer, key, trainable)
     history: list[dict] = []
@@ -356,6 +510,7 @@ def fit(
             raise FuncnetsError(f"checkpoint {info.path} is at epoch {start_epoch}, past epochs={epochs}.")
         history, last = info.history, info.path
         directory = directory if directory is not None else info.path.parent
+        plateau_state = _plateau_from_json(learning_rate, info.run.get("plateau"), info.path)
     elif directory is not None:
         if overwrite:
             clear_checkpoints(directory)
@@ -364,11 +519,14 @@ def fit(
                 f"{directory} already holds checkpoints of a run; continue it with resume=True, delete them "
                 f"with overwrite=True, or pass another checkpoint_dir."
             )
+    if not resuming:
+        plateau_state = _plateau_from_json(learning_rate, None, None)
     mesh = None
     if devices == "all":
         mesh = parallel.data_mesh()
         ts = parallel.distribute(ts, mesh)
-    epoch_fn = make_train_epoch(supervised_loss(model), optimizer, trainable=trainable, batch_norm=batch_norm)
+    epoch_fn = make_train_epoch(supervised_loss(model), optimizer, trainable=trainable, batch_norm=batch_norm,
+                                precision=precision)
     bar = _progress(range(start_epoch, epochs), desc, progress)
     for e in bar:
         fault_point("epoch")
@@ -382,20 +540,68 @@ def fit(
         fault_point("epoch.running")  # dispatched: XLA is running the epoch
         losses = np.asarray(metrics["loss"])
         _stop_if_not_finite(losses, ts, e, steps_per_epoch, last)
+        held_out = evaluate_metrics(model, ts.params, ts.model_state, data.x_test, data.y_test)
         row = {
             "epoch": e + 1,
             "loss": float(np.mean(losses)),
             "train_accuracy": float(np.mean(metrics["accuracy"])),
-            "test_accuracy": evaluate(model, ts.params, ts.model_state, data.x_test, data.y_test),
+            "test_accuracy": held_out["accuracy"],
+            "test_loss": held_out["loss"],
         }
+        if learning_rate is not None:
+            ts, plateau_state = _record_lr(row, learning_rate, ts, plateau_state, e, steps_per_epoch, held_out)
         row["seconds"] = time.perf_counter() - t
         history.append(row)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['loss']:.4f}", test_acc=f"{row['test_accuracy']:.2%}")
         if directory is not None:
             run = {"epoch": e + 1, "epochs": epochs, "history": history, "settings": run_settings}
+            if plateau_state is not None:
+                run["plateau"] = _plateau_to_json(plateau_state)
             last = save_checkpoint(directory, ts, run=run, keep=keep)
     return ts, history
+
+
+def _record_lr(row: dict, lr: LearningRate, ts: TrainState, plateau_state, e: int, steps_per_epoch: int,
+               held_out: dict) -> tuple[TrainState, Any]:
+    """Record epoch ``e``'s learning rate(s) in ``row``; step a plateau schedule on the
+    held-out metric and put its new rate in the optimizer state for the next epoch."""
+    if lr.plateau is None:
+        rates = lr.at(np.arange(e * steps_per_epoch, (e + 1) * steps_per_epoch))
+        row["lr"] = float(rates[0])
+        if lr.per_step:
+            row["lr_steps"] = [float(r) for r in rates]
+        return ts, plateau_state
+    row["lr"] = float(_sched.get_lr(ts.opt_state))
+    with jax.enable_x64(True):  # torch's ReduceLROnPlateau works in Python floats
+        plateau_state = lr.plateau.step(plateau_state, held_out[lr.plateau_metric])
+        plateau_state = jax.tree_util.tree_map(np.asarray, plateau_state)
+    return ts._replace(opt_state=_sched.set_lr(ts.opt_state, plateau_state.lr)), plateau_state
+
+
+def _plateau_to_json(state) -> dict:
+    out = {k: float(v) if k in ("lr", "best") else int(v) for k, v in state._asdict().items()}
+    if not math.isfinite(out["best"]):  # no metric yet: JSON has no infinity
+        out["best"] = None
+    return out
+
+
+def _plateau_from_json(lr: LearningRate | None, saved: dict | None, path) -> Any:
+    if lr is None or lr.plateau is None:
+        return None
+    with jax.enable_x64(True):
+        state = jax.tree_util.tree_map(np.asarray, lr.plateau.init())
+        if saved is None:
+            if path is not None:
+                raise FuncnetsError(
+                    f"checkpoint {path} holds no ReduceLROnPlateau state (it was saved by a run without the "
+                    f"plateau schedule); resume it with the schedule it was started with."
+                )
+            return state
+        fields = {k: saved[k] for k in state._fields}
+        if fields["best"] is None:
+            fields["best"] = state.best
+        return type(state)(**{k: np.asarray(v, getattr(state, k).dtype) for k, v in fields.items()})
 
 
 def _stop_if_not_finite(losses: np.ndarray, ts: TrainState, e: int, steps_per_epoch: int, last: Path | None) -> None:
@@ -429,7 +635,8 @@ def _progress(iterable, desc: str, enabled: bool):
 
 
 def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
-    """Loss and accuracy per epoch as a PNG (written atomically, mode ``0o666 & ~umask``)."""
+    """Loss, accuracy and (where the history records it) the learning rate per epoch, or
+    per step, as a PNG (written atomically, mode ``0o666 & ~umask``)."""
     import io
 
     import matplotlib
@@ -438,13 +645,23 @@ def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") 
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    with_lr = all("lr" in h for h in history)  # histories written before lr was recorded have none
+    fig, axes = plt.subplots(1, 3 if with_lr else 2, figsize=(13.5 if with_lr else 9, 3.5))
+    ax1, ax2 = axes[:2]
     ax1.plot(epochs, [h["loss"] for h in history], marker="o")
     ax1.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     ax2.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train (during epoch)")
     ax2.plot(epochs, [h["test_accuracy"] for h in history], marker="s", label="held-out")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax2.legend()
+    if with_lr:
+        ax3 = axes[2]
+        if all("lr_steps" in h for h in history):  # per step: step i of epoch e at e - 1 + i/n
+            xs = [h["epoch"] - 1 + i / len(h["lr_steps"]) for h in history for i in range(len(h["lr_steps"]))]
+            ax3.plot(xs, [r for h in history for r in h["lr_steps"]])
+        else:  # one rate per epoch, held through it
+            ax3.step([e - 1 for e in epochs], [h["lr"] for h in history], where="post", marker="o")
+        ax3.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -15,6 +15,23 @@ the 2-norm without clipping (one more pass over the gradients: +45 MB, +7.2% of 
 a ResNet-18 batch-8 step accesses, so not by default). ``accumulate_steps=k`` splits each
 batch into ``k`` micro-batches and takes one optimizer step on their mean gradient
 (:mod:`funcnets.optim.accumulate`).
+
+Mixed precision (``precision="bf16"`` or ``"fp16"``), as ``torch.autocast`` plus
+``torch.amp.GradScaler``: the parameters stay float32 (master weights) and the optimizer
+updates them in float32; inside the differentiated function they and the batch's
+floating inputs are cast to the compute dtype (:func:`~funcnets.optim.cast_floating`),
+so the forward and backward run in bfloat16/float16 and the gradients arrive in float32.
+The loss (``supervised_loss`` computes it from float32 logits, as autocast runs
+``cross_entropy`` in float32) and the BatchNorm running statistics stay float32 (the
+buffers are not cast; funcnets' batch_norm reduces a low-precision batch with float32
+accumulation, rounds its mean and variance to the compute dtype to normalise, and
+blends them into the float32 buffers). float16 needs dynamic loss scaling: the optimizer
+is ``GradScaler(...).wrap(optimizer)``; the step multiplies the loss by the current
+scale inside the differentiated function, the wrapper unscales, and a step whose
+gradients hold an inf/NaN is skipped — parameters, optimizer state and BatchNorm buffers
+unchanged — while the scale is halved (grown after ``growth_interval`` clean steps), as
+torch's. The step's metrics then include ``loss_scale`` (the scale it used) and
+``step_skipped``.
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ from funcnets.nn.module import Module
 from funcnets.optim import merge, split
 from funcnets.optim.accumulate import accumulate_gradients
 from funcnets.optim.clip_grad import grad_norm_of
+from funcnets.optim.grad_scaler import GradScaler, GradScalerState, cast_floating
 from funcnets.parallel import batch_norm_mode
 
 __all__ = [
@@ -44,7 +62,9 @@ __all__ = [
     "supervised_loss",
     "make_train_step",
     "make_train_epoch",
+    "PRECISIONS",
     "evaluate",
+    "evaluate_metrics",
     "batches",
 ]
 
@@ -84,6 +104,8 @@ def supervised_loss(model: Module, criterion: Callable[[Array, Array], Array] = 
     def loss_fn(params, model_state, batch, key):
         x, y = batch
         logits, new_state = model.apply(params, model_state, x, train=True, key=key)
+        # the loss in float32 at least, as autocast runs cross_entropy in float32
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
         loss = criterion(logits, y)
         metrics = {"loss": loss}
         if jnp.issubdtype(y.dtype, jnp.integer) and logits.ndim == y.ndim + 1:
@@ -93,10 +115,33 @@ def supervised_loss(model: Module, criterion: Callable[[Array, Array], Array] = 
     return loss_fn
 
 
+PRECISIONS = {None: None, "fp32": None, "bf16": jnp.bfloat16, "fp16": jnp.float16}
+
+
+def _compute_dtype(precision: str | None):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'fp32' (or None), 'bf16' or 'fp16', got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def _scaler_state(opt_state) -> GradScalerState:
+    try:
+        return GradScaler.state_of(opt_state)
+    except ValueError:
+        raise ValueError(
+            "precision='fp16' needs dynamic loss scaling (float16 gradients underflow): build the optimizer as "
+            "GradScaler().wrap(optimizer) (funcnets.optim.GradScaler), for create_train_state and the step, "
+            "or train in 'bf16', which needs none."
+        ) from None
+
+
 def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable: frozenset[str] | None,
-             batch_norm: str = "sync", accumulate_steps: int = 1, grad_norm: bool = False):
+             batch_norm: str = "sync", accumulate_steps: int = 1, grad_norm: bool = False,
+             precision: str | None = None):
     if not isinstance(accumulate_steps, int) or accumulate_steps < 1:
         raise ValueError(f"accumulate_steps must be an integer >= 1, got {accumulate_steps!r}")
+    compute = _compute_dtype(precision)
+    scaled = compute == jnp.float16
 
     def step(ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         with batch_norm_mode(batch_norm):
@@ -106,8 +151,16 @@ def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable
         key, sub = jax.random.split(ts.key)
         train_p, frozen_p = (ts.params, {}) if trainable is None else split(ts.params, trainable)
 
+        scale = _scaler_state(ts.opt_state).scale if scaled else None
+
         def objective(tp, model_state, batch, key):
-            return loss_fn(merge(tp, frozen_p) if trainable is not None else tp, model_state, batch, key)
+            p = merge(tp, frozen_p) if trainable is not None else tp
+            if compute is not None:  # float32 master weights, low-precision compute
+                p, batch = cast_floating(p, compute), cast_floating(batch, compute)
+            loss, aux = loss_fn(p, model_state, batch, key)
+            if scaled:  # scaler.scale(loss): inside, so the backward runs on the scaled loss
+                loss = loss.astype(jnp.float32) * scale
+            return loss, aux
 
         grad_fn = jax.value_and_grad(objective, has_aux=True)
         with reverse_mode_only():  # so oneDNN computes the convolutions' gradients on CPU
@@ -121,6 +174,10 @@ def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable
                         grad_fn, train_p, ts.model_state, batch, sub, accumulate_steps
                     )
         updates, opt_state = optimizer.update(grads, ts.opt_state, train_p)
+        if scaled:  # a skipped step leaves the BatchNorm buffers as they were, too
+            skipped = _scaler_state(opt_state).found_inf
+            new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(skipped, old, new), new_state, ts.model_state)
+            metrics = {**metrics, "loss_scale": scale, "step_skipped": skipped}
         norm = grad_norm_of(opt_state)  # clip_grad_norm computed it already
         if norm is None and grad_norm:
             norm = optax.tree.norm(grads)
@@ -142,6 +199,7 @@ def make_train_step(
     batch_norm: str = "sync",
     accumulate_steps: int = 1,
     grad_norm: bool = False,
+    precision: str | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """A jitted ``step(train_state, batch) -> (train_state, metrics)``.
 
@@ -153,8 +211,11 @@ def make_train_step(
     ``accumulate_steps=k``: one optimizer step from ``k`` consecutive micro-batches of the
     batch (gradient accumulation; see :mod:`funcnets.optim.accumulate`). ``grad_norm``:
     report the gradients' 2-norm even without ``clip_grad_norm`` (see the module docstring).
+    ``precision``: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision with
+    float32 master weights; ``"fp16"`` needs ``GradScaler().wrap(optimizer)``, see the
+    module docstring).
     """
-    step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm)
+    step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm, precision)
     if not donate or jax.default_backend() != "cpu":
         return jax.jit(step, donate_argnums=(0,) if donate else ())
     return _KeepTrainableParams(step, trainable)
@@ -203,13 +264,15 @@ def make_train_epoch(
     batch_norm: str = "sync",
     accumulate_steps: int = 1,
     grad_norm: bool = False,
+    precision: str | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Many steps as one XLA program (``lax.scan``): ``epoch(train_state, batches)``.
 
     ``batches`` has a leading steps axis on every leaf (``x: (steps, N, ...)``); the
     returned metrics are stacked per step. Same result as calling the step in a loop.
+    ``precision`` as in :func:`make_train_step`.
     """
-    step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm)
+    step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm, precision)
 
     def epoch(ts, batches):
         # XLA:CPU's convolution is pathological inside a loop body (see nn/_conv.py)
@@ -231,6 +294,24 @@ def evaluate(model: Module, params: Params, state: State, x: Array, y: Array, ba
     for i in range(0, len(x), batch_size):
         correct += int(jnp.sum(_predict(model, params, state, x[i : i + batch_size]) == y[i : i + batch_size]))
     return correct / max(len(x), 1)
+
+
+@partial(jax.jit, static_argnames=("model",))
+def _correct_and_loss(model: Module, params, state, x, y):
+    logits = model.apply(params, state, x, train=False)[0]
+    return jnp.sum(jnp.argmax(logits, axis=-1) == y), cross_entropy(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), y, reduction="sum")
+
+
+def evaluate_metrics(model: Module, params: Params, state: State, x: Array, y: Array,
+                     batch_size: int = 512) -> dict[str, float]:
+    """Eval-mode ``{"accuracy", "loss"}`` (mean cross-entropy) of ``model`` on ``(x, y)``,
+    in batches of ``batch_size``: what ReduceLROnPlateau is usually driven by."""
+    correct, loss = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        c, l_sum = _correct_and_loss(model, params, state, x[i : i + batch_size], y[i : i + batch_size])
+        correct, loss = correct + int(c), loss + float(l_sum)
+    n = max(len(x), 1)
+    return {"accuracy": correct / n, "loss": loss / n}
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, key: PRNGKey):
