@@ -171,8 +171,6 @@ def test_multihead_attention_matches_torch(E_h, kvdim, bias, bias_kv, zero_attn,
             am_a = None
         else:
             am_a = _mask(rng, (L, S) if am.endswith("2") else ((1 if unbatched else N) * H, L, S), am[:-1], dtype)
-        if kpm_a is not None and am_a is not None and kpm_a.dtype != am_a.dtype:
-            am_a = am_a if am_a.dtype == bool else am_a  # mixed types: torch (and funcnets) warn
         tl.train(False)
         ts = [_t(a, True) for a in (q, k, v)]
         with warnings.catch_warnings():
