@@ -54,7 +54,10 @@ from funcnets.nn.transformer import (
 from funcnets.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 # --- shape ----------------------------------------------------------------------
-from funcnets.nn.flatten import Flatten
+from funcnets.nn.distance import CosineSimilarity, PairwiseDistance
+from funcnets.nn.flatten import Flatten, Unflatten
+from funcnets.nn.fold import Fold, Unfold
+from funcnets.nn.pixelshuffle import PixelShuffle, PixelUnshuffle
 
 # --- containers -----------------------------------------------------------------
 from funcnets.nn.container import ModuleDict, ModuleList, Sequential
@@ -89,7 +92,8 @@ __all__ = [
     # resampling
     "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     # shape
-    "Flatten",
+    "Flatten", "Unflatten", "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold", "CosineSimilarity",
+    "PairwiseDistance",
     # containers
     "Sequential", "ModuleList", "ModuleDict",
 ]

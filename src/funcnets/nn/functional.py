@@ -52,7 +52,10 @@ from funcnets.nn.attention import multi_head_attention_forward, scaled_dot_produ
 from funcnets.nn.upsampling import interpolate, upsample
 
 # --- shape ----------------------------------------------------------------------
-from funcnets.nn.flatten import flatten
+from funcnets.nn.distance import cosine_similarity, pairwise_distance, pdist
+from funcnets.nn.flatten import flatten, unflatten
+from funcnets.nn.fold import fold, unfold
+from funcnets.nn.pixelshuffle import pixel_shuffle, pixel_unshuffle
 
 __all__ = [
     # layouts
@@ -82,5 +85,6 @@ __all__ = [
     # resampling
     "interpolate", "upsample",
     # shape
-    "flatten",
+    "flatten", "unflatten", "pixel_shuffle", "pixel_unshuffle", "fold", "unfold", "cosine_similarity",
+    "pairwise_distance", "pdist",
 ]
