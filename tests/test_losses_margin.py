@@ -28,7 +28,7 @@ def _values(rng, shape, dtype, grid):
     return x.astype(dtype)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, grid=st.booleans(), margin=st.sampled_from([-0.5, 0.0, 0.5]),
        batched=st.booleans())
 def test_cosine_embedding_loss(dtype, reduction, seed, grid, margin, batched):
@@ -47,7 +47,7 @@ def test_cosine_embedding_loss(dtype, reduction, seed, grid, margin, batched):
     )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, grid=st.booleans(), margin=margins)
 def test_margin_ranking_and_hinge_embedding(dtype, reduction, seed, grid, margin):
     rng = np.random.default_rng(seed)

@@ -28,7 +28,7 @@ def _grid_or_normal(rng, shape, dtype, grid):
     return x.astype(dtype)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, shape=shapes, grid=st.booleans(),
        beta=st.sampled_from([0.0, 0.5, 1.0, 1.7]), weighted=st.booleans())
 def test_smooth_l1_and_huber(dtype, reduction, seed, shape, grid, beta, weighted):
@@ -48,7 +48,7 @@ def test_smooth_l1_and_huber(dtype, reduction, seed, shape, grid, beta, weighted
     )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, shape=shapes, edges=st.booleans(),
        weight=st.sampled_from([None, "full", "last"]))
 def test_binary_cross_entropy(dtype, reduction, seed, shape, edges, weight):
@@ -81,7 +81,7 @@ def test_binary_cross_entropy_clamp_by_hand():
     assert np.all(np.isfinite(g)) and g[0] < -1e11 and g[1] > 1e11 and g[2] == 0 and g[3] == 0
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, shape=shapes,
        weighted=st.booleans(), pos=st.sampled_from([None, "last", "full"]), scale=st.sampled_from([1.0, 30.0]))
 def test_binary_cross_entropy_with_logits(dtype, reduction, seed, shape, weighted, pos, scale):
@@ -98,7 +98,7 @@ def test_binary_cross_entropy_with_logits(dtype, reduction, seed, shape, weighte
     )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, shape=shapes, weighted=st.booleans())
 def test_soft_margin_losses(dtype, reduction, seed, shape, weighted):
     rng = np.random.default_rng(seed)
@@ -127,7 +127,7 @@ def test_soft_margin_loss_does_not_overflow():
         np.testing.assert_allclose(jax.grad(lambda a: losses.soft_margin_loss(a, jnp.ones(2), "sum"))(x), [-1.0, 0.0])
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=st.sampled_from(["none", "mean", "sum", "batchmean"]), seed=seeds, shape=shapes,
        log_target=st.booleans())
 def test_kl_div(dtype, reduction, seed, shape, log_target):
@@ -144,7 +144,7 @@ def test_kl_div(dtype, reduction, seed, shape, log_target):
         )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, shape=shapes, log_input=st.booleans(), full=st.booleans())
 def test_poisson_nll_loss(dtype, reduction, seed, shape, log_input, full):
     rng = np.random.default_rng(seed)
@@ -158,7 +158,7 @@ def test_poisson_nll_loss(dtype, reduction, seed, shape, log_input, full):
     )
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(dtype=dtypes, reduction=reductions, seed=seeds, full=st.booleans(),
        var_shape=st.sampled_from(["same", "drop_last", "one", "float"]))
 def test_gaussian_nll_loss(dtype, reduction, seed, full, var_shape):
