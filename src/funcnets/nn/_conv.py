@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from functools import partial
 from typing import Iterator, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnets._typing import Array
@@ -73,7 +75,9 @@ def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
     ``"auto"`` (per shape, the default: on CPU a GEMM for small maps, oneDNN's convolution
     for larger channels-last float32 ones, see :mod:`funcnets.nn._onednn`, XLA's
     otherwise), ``"gemm"`` (patches + GEMM on CPU, for groups=1) or ``"xla"`` (XLA's
-    convolution). Compiled functions keep what they were traced with.
+    convolution). Depthwise and transposed convolutions of any dimension take their CPU
+    lowerings (:func:`conv_depthwise`, :func:`conv_transpose_subpixel`) except under
+    ``"xla"``. Compiled functions keep what they were traced with.
     """
     if mode not in ("auto", "gemm", "xla"):
         raise ValueError(f"conv lowering must be 'auto', 'gemm' or 'xla', got {mode!r}")
@@ -197,3 +201,173 @@ def _conv2d_batch_last_jvp(stride, padding, dilation, primals, tangents):
     # linear in (tx, tw): reverse mode transposes each term with its own lowering
     ty = conv2d_gemm(tx, w, *args, "CHWN") + conv2d_xla(x, tw, *args, 1, "CHWN")
     return conv2d_batch_last(x, w, *args), ty
+
+
+# ----------------------------------------------------------------------------- N-d convolutions
+def _axes(ndim: int, layout: str) -> tuple[int, tuple[int, ...]]:
+    """``(channel axis, spatial axes)`` of an activation with ``ndim`` axes: torch's
+    channels-first ``"NCHW"`` (any number of spatial axes), ``"NHWC"`` or ``"CHWN"``."""
+    sp = tuple(range(2, ndim)) if layout == "NCHW" else tuple(range(1, ndim - 1))
+    return {"NCHW": 1, "NHWC": ndim - 1, "CHWN": 0}[layout], sp
+
+
+def _spatial_sizes(shape, layout: str) -> tuple[int, ...]:
+    """The spatial sizes of an activation's ``shape`` in ``layout`` (any number of them)."""
+    return tuple(shape[a] for a in _axes(len(shape), layout)[1])
+
+
+def _dimension_numbers(n: int, layout: str) -> tuple[str, str, str]:
+    sp = "DHW"[3 - n:] if n <= 3 else "".join(chr(ord("a") + i) for i in range(n))
+    lhs = {"NCHW": "NC" + sp, "NHWC": "N" + sp + "C", "CHWN": "C" + sp + "N"}[layout]
+    return lhs, "OI" + sp, lhs
+
+
+def pad_spatial(x: Array, pads, layout: str = "NCHW") -> Array:
+    """Zero-pad (negative: crop) the spatial axes of ``x`` by ``pads = ((lo, hi), ...)``."""
+    _, sp = _axes(x.ndim, layout)
+    config = [(0, 0, 0)] * x.ndim
+    for a, (lo, hi) in zip(sp, pads):
+        config[a] = (lo, hi, 0)
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def use_depthwise(x_shape, w_shape, groups: int, layout: str = "NCHW") -> bool:
+    """Whether :func:`conv_nd` takes the shifted multiply-add lowering (:func:`conv_depthwise`)."""
+    c_axis, _ = _axes(len(x_shape), layout)
+    return (groups > 1 and x_shape[c_axis] == groups and w_shape[1] == 1
+            and _LOWERING.get() != "xla" and jax.default_backend() == "cpu")
+
+
+def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str = "NCHW") -> Array:
+    """torch's cross-correlation in any number of spatial dimensions, padding ``pads =
+    ((lo, hi), ...)`` per spatial axis (negative crops), weight ``(C_out, C_in/groups, *k)``.
+
+    Depthwise convolutions on CPU are :func:`conv_depthwise`; 2-D ones otherwise take
+    :func:`conv2d`'s lowering (asymmetric padding beyond the symmetric part is applied
+    first); 1-D and 3-D ones are XLA's.
+    """
+    n = w.ndim - 2
+    if use_depthwise(x.shape, w.shape, groups, layout):
+        return conv_depthwise(x, w, stride, pads, dilation, layout)
+    if n == 2:
+        sym = tuple(max(0, min(lo, hi)) for lo, hi in pads)
+        extra = [(lo - s, hi - s) for (lo, hi), s in zip(pads, sym)]
+        if any(e != (0, 0) for e in extra):
+            x = pad_spatial(x, extra, layout)
+        return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout)
+    return lax.conv_general_dilated(
+        x, w, window_strides=tuple(stride), padding=[tuple(p) for p in pads], rhs_dilation=tuple(dilation),
+        dimension_numbers=_dimension_numbers(n, layout), feature_group_count=groups,
+    )
+
+
+def conv_depthwise(x: Array, w: Array, stride, pads, dilation, layout: str = "NCHW") -> Array:
+    """A depthwise convolution (``groups == C_in``, weight ``(C_in·m, 1, *k)``, channel
+    multiplier ``m``) as a sum of ``prod(k)`` shifted multiply-adds over the padded input,
+    one XLA fusion; its gradients are the same kind of fusions and ``prod(k)`` reductions.
+    XLA:CPU's grouped convolution is 30× slower than torch here (see the module's table)."""
+    c_axis, sp = _axes(x.ndim, layout)
+    kernel = w.shape[2:]
+    m = w.shape[0] // x.shape[c_axis]
+    if m > 1:  # output channel o reads input channel o // m, as torch's groups do
+        x = jnp.repeat(x, m, axis=c_axis)
+    xp = pad_spatial(x, pads, layout)
+    out = [(xp.shape[a] - d * (k - 1) - 1) // s + 1 for a, k, s, d in zip(sp, kernel, stride, dilation)]
+    bshape = [1] * x.ndim
+    bshape[c_axis] = w.shape[0]
+    taps = w.reshape(w.shape[0], -1)
+    y = None
+    for t, offsets in enumerate(itertools.product(*(range(k) for k in kernel))):
+        index = [slice(None)] * x.ndim
+        for a, o, s, d, size in zip(sp, offsets, stride, dilation, out):
+            index[a] = slice(o * d, o * d + (size - 1) * s + 1, s)
+        term = xp[tuple(index)] * taps[:, t].reshape(bshape)
+        y = term if y is None else y + term
+    return y
+
+
+# ----------------------------------------------------------------------------- transposed
+def transposed_out_size(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    """torch's ConvTranspose output size ``(L - 1)·s - 2p + d(k - 1) + op + 1``."""
+    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilation, groups: int) -> Array:
+    """``torch.nn.functional.conv_transposeNd`` on channels-first activations, weight
+    ``(C_in, C_out/groups, *k)``: :func:`conv_transpose_subpixel` on CPU, XLA's
+    input-dilated convolution (:func:`conv_transpose_xla`) elsewhere or in
+    ``conv_lowering("xla")``."""
+    if _LOWERING.get() == "xla" or jax.default_backend() != "cpu":
+        return conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups)
+    return conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, groups)
+
+
+def _forward_weight(w: Array, groups: int) -> Array:
+    """A transposed convolution's ``(C_in, C_out/g, *k)`` weight as the equivalent
+    convolution's ``(C_out, C_in/g, *k)`` (within each group), kernel not flipped."""
+    c_in, c_og, *k = w.shape
+    w = w.reshape(groups, c_in // groups, c_og, *k)
+    return jnp.swapaxes(w, 1, 2).reshape(groups * c_og, c_in // groups, *k)
+
+
+def conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups):
+    """XLA's transposed convolution: a stride-1 convolution of the input dilated by the
+    stride (``lhs_dilation``), with the flipped kernel; ``s^n`` of its products are zeros."""
+    n = w.ndim - 2
+    wf = jnp.flip(_forward_weight(w, groups), axis=tuple(range(2, 2 + n)))
+    pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, p, op, d in zip(w.shape[2:], padding, output_padding, dilation)]
+    return lax.conv_general_dilated(
+        x, wf, window_strides=(1,) * n, padding=pads, lhs_dilation=tuple(stride), rhs_dilation=tuple(dilation),
+        dimension_numbers=_dimension_numbers(n, "NCHW"), feature_group_count=groups,
+    )
+
+
+def _phase_taps(k: int, s: int, d: int) -> tuple[int, np.ndarray]:
+    """Per output phase, which kernel tap each sub-kernel position holds.
+
+    Output ``o`` of a transposed convolution with ``u = o + p = q·s + φ`` sums
+    ``x[q - e_t]·w[t]`` over the taps with ``t·d ≡ φ (mod s)``, ``e_t = (t·d - φ) / s``:
+    for each phase ``φ`` a stride-1 correlation of ``x`` with a sub-kernel of length
+    ``E + 1`` (``E = (k - 1)·d // s``) that holds tap ``t`` at position ``E - e_t``.
+    Returns ``E`` and the ``(s, E + 1)`` table of taps (``k`` where there is none).
+    """
+    e = (k - 1) * d // s
+    table = np.full((s, e + 1), k, np.int32)
+    for t in range(k):
+        table[t * d % s, e - t * d // s] = t
+    return e, table
+
+
+def conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, groups):
+    """The sub-pixel decomposition: each of the ``prod(s)`` output phases is a stride-1
+    convolution of the input with a sub-kernel of ``w`` (:func:`_phase_taps`); the phases
+    are one convolution with ``C_out·prod(s)`` output channels (:func:`conv_nd`, so 2-D
+    ones take ``conv2d``'s lowering), interleaved into the output (a pixel shuffle) and
+    cropped to torch's size. No product with an inserted zero is computed."""
+    n = w.ndim - 2
+    c_in, c_og, *kernel = w.shape
+    sizes = x.shape[2:]
+    out = [transposed_out_size(L, k, s, p, op, d)
+           for L, k, s, p, op, d in zip(sizes, kernel, stride, padding, output_padding, dilation)]
+    # sub-kernels: pad each kernel axis with one zero (the "no tap" index k), gather the tables
+    wk = jnp.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * n)
+    es, q0s, qs = [], [], []
+    for i, (k, s, d, p, o) in enumerate(zip(kernel, stride, dilation, padding, out)):
+        e, table = _phase_taps(k, s, d)
+        wk = jnp.take(wk, table.reshape(-1), axis=2 + 2 * i).reshape(
+            wk.shape[:2 + 2 * i] + (s, e + 1) + wk.shape[3 + 2 * i:])
+        q0 = p // s
+        es.append(e), q0s.append(q0), qs.append(-(-(p + o) // s) - q0)
+    # (C_in, C_out/g, s1, E1+1, s2, E2+1, ...) -> (g, C_out/g, s1, s2, ..., C_in/g, E1+1, E2+1, ...)
+    wk = wk.reshape(groups, c_in // groups, c_og, *wk.shape[2:])
+    perm = [0, 2] + [3 + 2 * i for i in range(n)] + [1] + [4 + 2 * i for i in range(n)]
+    phases = int(np.prod(stride))
+    wk = wk.transpose(perm).reshape(groups * c_og * phases, c_in // groups, *(e + 1 for e in es))
+    pads = [(e - q0, q0 + q - L) for e, q0, q, L in zip(es, q0s, qs, sizes)]
+    z = conv_nd(x, wk, (1,) * n, pads, (1,) * n, groups)  # (N, C_out·P, Q1, Q2, ...)
+    nb = x.shape[0]
+    z = z.reshape(nb, groups * c_og, *stride, *qs)
+    perm = [0, 1] + [a for i in range(n) for a in (2 + n + i, 2 + i)]  # (N, C_out, Q1, s1, Q2, s2, ...)
+    z = z.transpose(perm).reshape(nb, groups * c_og, *(q * s for q, s in zip(qs, stride)))
+    start = [p - q0 * s for p, q0, s in zip(padding, q0s, stride)]
+    return lax.slice(z, (0, 0, *start), (nb, groups * c_og, *(b + o for b, o in zip(start, out))))

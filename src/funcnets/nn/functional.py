@@ -19,7 +19,10 @@ from funcnets.nn._layout import batch_last, channels_last, is_batch_last, is_cha
 from funcnets.nn.linear import linear
 
 # --- convolution ----------------------------------------------------------------
-from funcnets.nn.conv import conv2d
+from funcnets.nn.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
+
+# --- padding --------------------------------------------------------------------
+from funcnets.nn.padding import pad
 
 # --- pooling --------------------------------------------------------------------
 from funcnets.nn.pooling import (
@@ -63,7 +66,9 @@ __all__ = [
     # linear
     "linear",
     # convolution
-    "conv2d",
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    # padding
+    "pad",
     # pooling
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "max_unpool1d", "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
