@@ -4,4 +4,20 @@ from funcnets.models import two_layer
 from funcnets.models.lenet import LeNet
 from funcnets.models.resnet import BasicBlock, ResNet, resnet18, resnet34
 
-__all__ = ["two_layer", "LeNet", "BasicBlock", "ResNet", "resnet18", "resnet34"]
+# --- torchvision families ---------------------------------------------------------
+from funcnets.models._registry import get_model, list_models
+from funcnets.models.alexnet import AlexNet, alexnet
+from funcnets.models.vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
+from funcnets.models.squeezenet import SqueezeNet, squeezenet1_0, squeezenet1_1
+from funcnets.models.densenet import DenseNet, densenet121, densenet161, densenet169, densenet201
+from funcnets.models.googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+
+__all__ = [
+    "two_layer", "LeNet", "BasicBlock", "ResNet", "resnet18", "resnet34",
+    # torchvision families
+    "list_models", "get_model", "AlexNet", "alexnet",
+    "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "SqueezeNet", "squeezenet1_0", "squeezenet1_1",
+    "DenseNet", "densenet121", "densenet161", "densenet169", "densenet201",
+    "GoogLeNet", "GoogLeNetOutputs", "googlenet",
+]
