@@ -113,7 +113,9 @@ def transposed_options(draw):
     stride = draw(st.tuples(*[st.integers(1, 3)] * n))
     dilation = draw(st.tuples(*[st.integers(1, 2)] * n))
     kernel = draw(st.tuples(*[st.integers(1, 4)] * n))
-    padding = tuple(draw(st.integers(0, d * (k - 1))) for k, d in zip(kernel, dilation))
+    # at most d·(k - 1), and small enough for a nonempty output from SIZES (torch's rule)
+    padding = tuple(draw(st.integers(0, min(d * (k - 1), ((L - 1) * s + d * (k - 1)) // 2)))
+                    for k, d, s, L in zip(kernel, dilation, stride, SIZES[n]))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     return dict(n=n, in_channels=c_in, out_channels=c_out, kernel_size=kernel, stride=stride, padding=padding,
                 output_padding=output_padding, groups=groups, bias=draw(st.booleans()), dilation=dilation)
