@@ -21,7 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from funcnets import ShapeError, nn
-from funcnets.nn import _conv
+from funcnets.nn import _conv, _onednn
 from funcnets.nn import functional as F
 from helpers import assert_close, to_np
 
@@ -35,8 +35,10 @@ THEIRS = {(1, False): torch.nn.Conv1d, (2, False): torch.nn.Conv2d, (3, False): 
 SIZES = {1: (7,), 2: (6, 5), 3: (4, 5, 3)}  # small, uneven spatial sizes
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def _forward_backward(layer, params, x, g, output_size):
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def _forward_backward(layer, params, x, g, output_size, trace_context):
+    """``trace_context`` (the lowering contexts in force) keys jit's cache: the contexts
+    choose the lowering while tracing, which jit's cache does not see."""
     y, pull = jax.vjp(lambda p, x: layer(p, {}, x, **({"output_size": output_size} if output_size else {}))[0], params, x)
     return y, *pull(g)
 
@@ -54,7 +56,8 @@ def _compare(layer, tlayer, x, rng, dtype, output_size=None):
     yt = tlayer(xt, output_size=list(output_size)) if output_size else tlayer(xt)
     g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(torch.tensor(g))
-    y, dp, dx = _forward_backward(layer, params, jnp.asarray(x), jnp.asarray(g), output_size)
+    trace_context = (_conv._LOWERING.get(), _onednn._REVERSE_ONLY.get())
+    y, dp, dx = _forward_backward(layer, params, jnp.asarray(x), jnp.asarray(g), output_size, trace_context)
     what = repr(layer)
     assert y.shape == tuple(yt.shape) and y.dtype == dtype, what
     assert_close(y, to_np(yt), rtol_v, f"{what}: output")
@@ -183,6 +186,8 @@ def test_depthwise_lowerings_match_torch(x64, lowering, stride, dilation, multip
     with nn.conv_lowering(lowering):
         _compare(layer, torch.nn.Conv2d(3, 3 * multiplier, 3, stride=stride, padding=1, dilation=dilation, groups=3),
                  rng.standard_normal(shape), rng, np.float64)
+        hlo = jax.jit(lambda x, w: layer({"weight": w}, {}, x)[0]).lower(jnp.zeros(shape), jnp.zeros((3 * multiplier, 1, 3, 3))).as_text()
+    assert ("feature_group_count = 3" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
 
 
 @pytest.mark.parametrize("lowering", ["auto", "xla"])
@@ -193,6 +198,39 @@ def test_transposed_lowerings_match_torch_float32(lowering):
         layer, tlayer = nn.ConvTranspose2d(4, 3, k, s, p, op), torch.nn.ConvTranspose2d(4, 3, k, s, p, op)
         with nn.conv_lowering(lowering):
             _compare(layer, tlayer, rng.standard_normal((2, 4, 5, 6)).astype(np.float32), rng, np.float32)
+            hlo = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, s, p, op)).lower(
+                jnp.zeros((2, 4, 5, 6)), jnp.zeros((4, 3, k, k))).as_text()
+        assert (f"lhs_dilate = [{s}, {s}]" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
+
+
+def test_transposed_onednn_in_a_train_step():
+    """Inside a train step's reverse_mode_only on CPU, a 2-D float32 transposed convolution
+    with groups=1 is oneDNN's deconvolution (where oneDNN is built), with oneDNN's
+    gradients: torch's numbers, float32 tolerances."""
+    rng = np.random.default_rng(0)
+    for k, s, p, op, d in [(4, 2, 1, 0, 1), (3, 3, 2, 2, 2)]:
+        layer, tlayer = nn.ConvTranspose2d(5, 3, k, s, p, op, dilation=d), torch.nn.ConvTranspose2d(5, 3, k, s, p, op, dilation=d)
+        with _onednn.reverse_mode_only():
+            _compare(layer, tlayer, rng.standard_normal((2, 5, 6, 7)).astype(np.float32), rng, np.float32)
+            hlo = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, s, p, op, 1, d)).lower(
+                jnp.zeros((2, 5, 6, 7)), jnp.zeros((5, 3, k, k))).as_text()
+        assert ("funcnets_conv_backward_data" in hlo) == (nn.onednn_error() is None and jax.default_backend() == "cpu")
+    # channels-last: oneDNN's own layout, no transposes around it
+    x = rng.standard_normal((2, 5, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 4, 4)).astype(np.float32)
+    g = rng.standard_normal((2, 3, 12, 14)).astype(np.float32)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ref = torch.nn.functional.conv_transpose2d(tx, tw, None, 2, 1)
+    ref.backward(torch.tensor(g))
+
+    def cl(x, w):
+        with _onednn.reverse_mode_only(), F.channels_last():
+            return F.conv_transpose2d(x.transpose(0, 2, 3, 1), w, None, 2, 1).transpose(0, 3, 1, 2)
+
+    y, pull = jax.vjp(cl, jnp.asarray(x), jnp.asarray(w))
+    dx, dw = pull(jnp.asarray(g))
+    for got, want, what in [(y, ref, "output"), (dx, tx.grad, "input gradient"), (dw, tw.grad, "weight gradient")]:
+        assert_close(got, to_np(want), 1e-5 if what == "output" else 1e-4, f"channels-last {what}")
 
 
 def test_phase_taps_cover_every_tap_once():
@@ -350,13 +388,45 @@ def test_call_errors_name_the_layer_and_the_fix():
 
 
 def test_layout_contexts_refused_where_unsupported():
-    """Only the 2-D convolution follows the layout contexts; the others say so instead of
-    computing on the wrong axes."""
-    for layer, shape in [(nn.Conv1d(3, 4, 3), (2, 3, 8)), (nn.ConvTranspose2d(3, 4, 2, 2), (2, 3, 4, 4)),
-                         (nn.Conv3d(3, 4, 1), (2, 3, 2, 2, 2))]:
+    """Only the 2-D convolutions follow the layout contexts (the transposed one only
+    channels_last); the others say so instead of computing on the wrong axes."""
+    for layer, shape in [(nn.Conv1d(3, 4, 3), (2, 3, 8)), (nn.Conv3d(3, 4, 1), (2, 3, 2, 2, 2))]:
         p = jax.eval_shape(layer.init, jax.random.PRNGKey(0))[0]  # the check comes before any arithmetic
         for block in (F.channels_last, F.batch_last):
             with block(), pytest.raises(ShapeError, match=r"does not run inside F.channels_last\(\)/F.batch_last\(\)"):
                 layer(p, {}, jnp.zeros(shape))
-    with F.channels_last(), pytest.raises(ShapeError, match="conv_transpose2d takes torch's layout"):
-        F.conv_transpose2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 2, 2, 2)))
+    with F.batch_last(), pytest.raises(ShapeError, match=r"ConvTranspose2d\(3, 4, .*does not run inside F.batch_last\(\)"):
+        nn.ConvTranspose2d(3, 4, 2, 2)({"weight": jnp.zeros((3, 4, 2, 2))}, {}, jnp.zeros((3, 4, 4, 2)))
+    with F.batch_last(), pytest.raises(ShapeError, match="conv_transpose2d takes torch's layout"):
+        F.conv_transpose2d(jnp.zeros((3, 4, 4, 1)), jnp.zeros((3, 2, 2, 2)))
+
+
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_conv_transpose2d_channels_last_equals_nchw(x64, unbatched):
+    """ConvTranspose2d inside F.channels_last() takes and returns (N, H, W, C): NCHW's
+    numbers and gradients, transposed; output_size in the layout's order works too."""
+    rng = np.random.default_rng(1)
+    layer = nn.ConvTranspose2d(4, 6, (3, 4), stride=(2, 3), padding=(1, 2), groups=2, dilation=(2, 1))
+    params, _ = layer.init(jax.random.PRNGKey(0))
+    x = jnp.asarray(rng.standard_normal((2, 4, 5, 6)))
+    if unbatched:
+        x = x[0]
+    to_l, to_n = ((1, 2, 0), (2, 0, 1)) if unbatched else ((0, 2, 3, 1), (0, 3, 1, 2))
+    size_nchw = (12, 16) if unbatched else (2, 6, 12, 16)
+    size_l = (12, 16) if unbatched else (2, 12, 16, 6)
+
+    @jax.jit
+    def both(p, x, g):
+        def in_layout(p, x):
+            with F.channels_last():
+                return layer(p, {}, x.transpose(to_l), output_size=size_l)[0].transpose(to_n)
+
+        (y0, pull0), (y1, pull1) = jax.vjp(lambda p, x: layer(p, {}, x, output_size=size_nchw)[0], p, x), jax.vjp(in_layout, p, x)
+        return y0, y1, pull0(g), pull1(g)
+
+    g = jnp.asarray(rng.standard_normal(((6,) if unbatched else (2, 6)) + (12, 16)))
+    y0, y1, grads0, grads1 = both(params, x, g)
+    assert y0.shape == g.shape
+    assert_close(y1, y0, 1e-12, "output")
+    for a, b in zip(jax.tree_util.tree_leaves(grads1), jax.tree_util.tree_leaves(grads0)):
+        assert_close(a, b, 1e-12, "gradient")

@@ -249,6 +249,11 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
         return conv_depthwise(x, w, stride, pads, dilation, layout)
+    if any(lo + hi > d * (k - 1) for (lo, hi), k, d in zip(pads, w.shape[2:], dilation)):
+        # padding beyond 'same' (an output larger than the input): XLA:CPU's weight-gradient
+        # convolution takes seconds there (k=2, p=1, 64->128 channels, 32x32, batch 32:
+        # 2.6 s vs 15 ms padded first), so the input is padded first
+        x, pads = pad_spatial(x, pads, layout), ((0, 0),) * n
     if n == 2:
         sym = tuple(max(0, min(lo, hi)) for lo, hi in pads)
         extra = [(lo - s, hi - s) for (lo, hi), s in zip(pads, sym)]
@@ -292,14 +297,54 @@ def transposed_out_size(size: int, k: int, s: int, p: int, op: int, d: int) -> i
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
-def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilation, groups: int) -> Array:
-    """``torch.nn.functional.conv_transposeNd`` on channels-first activations, weight
-    ``(C_in, C_out/groups, *k)``: :func:`conv_transpose_subpixel` on CPU, XLA's
-    input-dilated convolution (:func:`conv_transpose_xla`) elsewhere or in
-    ``conv_lowering("xla")``."""
+def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilation, groups: int,
+                      layout: str = "NCHW") -> Array:
+    """``torch.nn.functional.conv_transposeNd``, weight ``(C_in, C_out/groups, *k)``,
+    activations channels-first (``"NCHW"``) or channels-last (``"NHWC"``). On CPU:
+    :func:`conv_transpose_subpixel`, or inside a train step's
+    :func:`~funcnets.nn._onednn.reverse_mode_only` oneDNN's deconvolution
+    (:func:`conv_transpose_onednn`) for 2-D float32 ones with ``groups=1``; elsewhere, or
+    in ``conv_lowering("xla")``, XLA's input-dilated convolution (:func:`conv_transpose_xla`)."""
+    args = (stride, padding, output_padding, dilation)
     if _LOWERING.get() == "xla" or jax.default_backend() != "cpu":
-        return conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups)
-    return conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, groups)
+        return conv_transpose_xla(x, w, *args, groups, layout)
+    if w.ndim == 4 and _onednn._REVERSE_ONLY.get() and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups):
+        return conv_transpose_onednn(x, w, *args, layout)
+    return conv_transpose_subpixel(x, w, *args, groups, layout)
+
+
+def conv_transpose_onednn(x: Array, w: Array, stride, padding, output_padding, dilation, layout="NCHW") -> Array:
+    """A 2-D transposed convolution as torch runs it on CPU: oneDNN's input gradient of the
+    convolution it transposes (whose OIHW weight is ``w`` itself), with oneDNN's forward
+    convolution and weight gradient as its gradients (a custom VJP, reverse mode only).
+    oneDNN takes NHWC: NCHW activations are transposed in and out."""
+    if layout == "NCHW":
+        y = conv_transpose_onednn(x.transpose(0, 2, 3, 1), w, stride, padding, output_padding, dilation, "NHWC")
+        return y.transpose(0, 3, 1, 2)
+    out = tuple(transposed_out_size(L, k, s, p, o, d)
+                for L, k, s, p, o, d in zip(x.shape[1:3], w.shape[2:], stride, padding, output_padding, dilation))
+    return _deconv_onednn(x, w, (x.shape[0], *out, w.shape[1]), tuple(stride), tuple(padding), tuple(dilation))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _deconv_onednn(x, w, out_shape, stride, padding, dilation):
+    return _onednn._backward_data(x, w, out_shape, stride, padding, dilation)
+
+
+def _deconv_onednn_fwd(x, w, out_shape, stride, padding, dilation):
+    return _deconv_onednn(x, w, out_shape, stride, padding, dilation), (x, w)
+
+
+def _deconv_onednn_bwd(out_shape, stride, padding, dilation, residuals, g):
+    # without this VJP, reverse mode would transpose _backward_data's XLA tangent: XLA's
+    # weight gradient of that geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at
+    # batch 32, 32x32 (oneDNN's: part of a 69 ms step)
+    x, w = residuals
+    geometry = (stride, padding, dilation)
+    return _onednn._forward(g, w, *geometry), _onednn._backward_weights(g, x, w.shape, *geometry)
+
+
+_deconv_onednn.defvjp(_deconv_onednn_fwd, _deconv_onednn_bwd)
 
 
 def _forward_weight(w: Array, groups: int) -> Array:
@@ -310,7 +355,7 @@ def _forward_weight(w: Array, groups: int) -> Array:
     return jnp.swapaxes(w, 1, 2).reshape(groups * c_og, c_in // groups, *k)
 
 
-def conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups):
+def conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups, layout="NCHW"):
     """XLA's transposed convolution: a stride-1 convolution of the input dilated by the
     stride (``lhs_dilation``), with the flipped kernel; ``s^n`` of its products are zeros."""
     n = w.ndim - 2
@@ -318,7 +363,7 @@ def conv_transpose_xla(x, w, stride, padding, output_padding, dilation, groups):
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, p, op, d in zip(w.shape[2:], padding, output_padding, dilation)]
     return lax.conv_general_dilated(
         x, wf, window_strides=(1,) * n, padding=pads, lhs_dilation=tuple(stride), rhs_dilation=tuple(dilation),
-        dimension_numbers=_dimension_numbers(n, "NCHW"), feature_group_count=groups,
+        dimension_numbers=_dimension_numbers(n, layout), feature_group_count=groups,
     )
 
 
@@ -338,15 +383,17 @@ def _phase_taps(k: int, s: int, d: int) -> tuple[int, np.ndarray]:
     return e, table
 
 
-def conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, groups):
+def conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, groups, layout="NCHW"):
     """The sub-pixel decomposition: each of the ``prod(s)`` output phases is a stride-1
     convolution of the input with a sub-kernel of ``w`` (:func:`_phase_taps`); the phases
-    are one convolution with ``C_out·prod(s)`` output channels (:func:`conv_nd`, so 2-D
-    ones take ``conv2d``'s lowering), interleaved into the output (a pixel shuffle) and
-    cropped to torch's size. No product with an inserted zero is computed."""
+    are one channels-last convolution with ``C_out·prod(s)`` output channels
+    (:func:`conv_nd`, so 2-D ones take ``conv2d``'s lowering), interleaved into the output
+    (a pixel shuffle, the one transpose) and cropped to torch's size. No product with an
+    inserted zero is computed."""
     n = w.ndim - 2
     c_in, c_og, *kernel = w.shape
-    sizes = x.shape[2:]
+    c_out = groups * c_og
+    sizes = _spatial_sizes(x.shape, layout)
     out = [transposed_out_size(L, k, s, p, op, d)
            for L, k, s, p, op, d in zip(sizes, kernel, stride, padding, output_padding, dilation)]
     # sub-kernels: pad each kernel axis with one zero (the "no tap" index k), gather the tables
@@ -361,13 +408,20 @@ def conv_transpose_subpixel(x, w, stride, padding, output_padding, dilation, gro
     # (C_in, C_out/g, s1, E1+1, s2, E2+1, ...) -> (g, C_out/g, s1, s2, ..., C_in/g, E1+1, E2+1, ...)
     wk = wk.reshape(groups, c_in // groups, c_og, *wk.shape[2:])
     perm = [0, 2] + [3 + 2 * i for i in range(n)] + [1] + [4 + 2 * i for i in range(n)]
-    phases = int(np.prod(stride))
-    wk = wk.transpose(perm).reshape(groups * c_og * phases, c_in // groups, *(e + 1 for e in es))
+    wk = wk.transpose(perm).reshape(c_out * int(np.prod(stride)), c_in // groups, *(e + 1 for e in es))
     pads = [(e - q0, q0 + q - L) for e, q0, q, L in zip(es, q0s, qs, sizes)]
-    z = conv_nd(x, wk, (1,) * n, pads, (1,) * n, groups)  # (N, C_out·P, Q1, Q2, ...)
+    # XLA:CPU convolves channels-last (a 2x2 sub-kernel, 64->128 channels: 44.6 ms NCHW, 16.6 NHWC)
+    xl = x if layout == "NHWC" else jnp.moveaxis(x, 1, -1)
+    z = conv_nd(xl, wk, (1,) * n, pads, (1,) * n, groups, "NHWC")  # (N, Q1, Q2, ..., C_out·P)
     nb = x.shape[0]
-    z = z.reshape(nb, groups * c_og, *stride, *qs)
-    perm = [0, 1] + [a for i in range(n) for a in (2 + n + i, 2 + i)]  # (N, C_out, Q1, s1, Q2, s2, ...)
-    z = z.transpose(perm).reshape(nb, groups * c_og, *(q * s for q, s in zip(qs, stride)))
+    z = z.reshape(nb, *qs, c_out, *stride)
+    interleaved = [a for i in range(n) for a in (1 + i, 2 + n + i)]  # Q1, s1, Q2, s2, ...
+    perm = [0] + interleaved + [1 + n] if layout == "NHWC" else [0, 1 + n] + interleaved
+    z = z.transpose(perm).reshape(nb, *((c_out,) if layout == "NCHW" else ()),
+                                  *(q * s for q, s in zip(qs, stride)), *((c_out,) if layout == "NHWC" else ()))
     start = [p - q0 * s for p, q0, s in zip(padding, q0s, stride)]
-    return lax.slice(z, (0, 0, *start), (nb, groups * c_og, *(b + o for b, o in zip(start, out))))
+    _, sp = _axes(z.ndim, layout)
+    lo, hi = [0] * z.ndim, list(z.shape)
+    for a, b, o in zip(sp, start, out):
+        lo[a], hi[a] = b, b + o
+    return lax.slice(z, lo, hi)

@@ -11,7 +11,9 @@ when called, ``output_size`` (torch's ``_output_padding``).
 
 Layouts: inputs are torch's ``(N, C, *S)`` or unbatched ``(C, *S)``; weights ``(C_out,
 C_in/groups, *k)``, transposed ``(C_in, C_out/groups, *k)``. ``conv2d``/``Conv2d`` also
-follow :func:`channels_last`/:func:`batch_last`; the other convolutions raise inside them.
+follow :func:`channels_last`/:func:`batch_last`, ``conv_transpose2d``/``ConvTranspose2d``
+:func:`channels_last` (where oneDNN's deconvolution needs no transposes); the other
+convolutions raise inside them.
 """
 
 from __future__ import annotations
@@ -60,14 +62,18 @@ def _expected(n: int, c: int | str) -> str:
     return _layout(c) if n == 2 else f"(N, {c}, {_SPATIAL[n]})"
 
 
-def _no_layout(who: str, n: int) -> None:
-    """The layout contexts are for the 2-D image layers; the others refuse them."""
-    if _LAYOUT.get() != "NCHW":
-        raise ShapeError(
-            f"{who} takes torch's layout (N, C, {_SPATIAL[n]}); it does not run inside "
-            f"F.channels_last()/F.batch_last(), which only conv2d/Conv2d and the other 2-D image "
-            f"layers follow. Call it outside that block (with the activation moved back to NCHW)."
-        )
+def _no_layout(who: str, n: int, channels_last: bool = False) -> str:
+    """The layout to run in: the layout contexts are for the 2-D image layers (the 2-D
+    transposed convolution follows channels_last); the others refuse them."""
+    layout = _LAYOUT.get()
+    if layout == "NCHW" or (channels_last and n == 2 and layout == "NHWC"):
+        return layout
+    where = "F.batch_last()" if channels_last else "F.channels_last()/F.batch_last()"
+    raise ShapeError(
+        f"{who} takes torch's layout (N, C, {_SPATIAL[n]}); it does not run inside {where}, "
+        f"which only conv2d/Conv2d and the other 2-D image layers follow. Call it outside that "
+        f"block (with the activation moved back to NCHW)."
+    )
 
 
 def _check_input(who: str, x: Array, c_in: int, n: int) -> None:
@@ -119,11 +125,16 @@ def _convolution(x, weight, bias, stride, padding, dilation, groups, n: int, op:
     stride, dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
     kernel = weight.shape[2:]
     pads = _padding_pairs(padding, kernel, stride, dilation, n)
-    unbatched = x.ndim == n + 1
-    xb = jnp.expand_dims(x, _batch_axis() if n == 2 else 0) if unbatched else x
-    _check_size(op, _conv._spatial_sizes(xb.shape, layout), pads, kernel, dilation)
-    y = _add_bias(_conv.conv_nd(xb, weight, stride, pads, dilation, groups, layout), bias, layout)
-    return jnp.squeeze(y, _batch_axis() if n == 2 else 0) if unbatched else y
+    unbatched = x.ndim == n + 1  # the batch axis goes where the layout has it (0 but in batch_last)
+    xb = jnp.expand_dims(x, _batch_axis()) if unbatched else x
+    y = _convolve(op, xb, weight, bias, stride, pads, dilation, groups, layout)
+    return jnp.squeeze(y, _batch_axis()) if unbatched else y
+
+
+def _convolve(who: str, x, weight, bias, stride, pads, dilation, groups, layout) -> Array:
+    """A batched convolution once its arguments are checked: the size check, the lowering, the bias."""
+    _check_size(who, _conv._spatial_sizes(x.shape, layout), pads, weight.shape[2:], dilation)
+    return _add_bias(_conv.conv_nd(x, weight, stride, pads, dilation, groups, layout), bias, layout)
 
 
 def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrN = 1, padding: IntOrN | str = 0,
@@ -167,7 +178,9 @@ def conv3d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrN = 
 
 
 def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, n: int, op: str) -> Array:
-    _no_layout(op, n)
+    layout = _no_layout(op, n, channels_last=True)
+    if layout != "NCHW":
+        _check_4d(x, op)
     if weight.ndim != n + 2:
         raise ShapeError(f"{op}: weight must be (C_in, C_out/groups, {_SPATIAL[n]}), got shape {tuple(weight.shape)}")
     if groups <= 0 or weight.shape[0] % groups:
@@ -184,15 +197,16 @@ def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, di
         )
     unbatched = x.ndim == n + 1
     xb = x[None] if unbatched else x
+    sizes = _conv._spatial_sizes(xb.shape, layout)
     out = [_conv.transposed_out_size(L, k, s, p, o, d)
-           for L, k, s, p, o, d in zip(xb.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)]
+           for L, k, s, p, o, d in zip(sizes, weight.shape[2:], stride, padding, output_padding, dilation)]
     if any(o < 0 for o in out):
         raise ShapeError(
-            f"{op}: input {tuple(xb.shape[2:])} gives a negative output size {tuple(out)} "
+            f"{op}: input {sizes} gives a negative output size {tuple(out)} "
             f"((L - 1)·stride - 2·padding + dilation·(k - 1) + output_padding + 1); use less padding"
         )
-    y = _conv.conv_transpose_nd(xb, weight, stride, padding, output_padding, dilation, groups)
-    y = _add_bias(y, bias, "NCHW")
+    y = _conv.conv_transpose_nd(xb, weight, stride, padding, output_padding, dilation, groups, layout)
+    y = _add_bias(y, bias, layout)
     return y[0] if unbatched else y
 
 
@@ -214,7 +228,8 @@ def conv_transpose2d(x: Array, weight: Array, bias: Array | None = None, stride:
     with respect to its input.
 
     Args:
-      x: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; weight: ``(C_in, C_out / groups, kH, kW)``; bias: ``(C_out,)``.
+      x: ``(N, C_in, H, W)`` or ``(C_in, H, W)`` (inside :func:`channels_last`: ``(N, H, W, C_in)``);
+        weight: ``(C_in, C_out / groups, kH, kW)``; bias: ``(C_out,)``.
     Returns:
       ``(N, C_out, H_out, W_out)``, ``H_out = (H - 1)·s - 2p + d·(k - 1) + output_padding + 1``.
     """
@@ -283,18 +298,15 @@ class _ConvNd(Module):
             params["bias"] = init.uniform(kb, (self.out_channels,), -bound, bound)
         return params, {}
 
-    def _batched(self, x: Array, layout: str) -> tuple[Array, bool]:
+    def _batched(self, x: Array) -> tuple[Array, bool]:
         """Checks the input (dtype, rank, channels) and gives it a batch axis."""
         _check_float(self, x)
         if self._n != 2 or self._transposed:
-            _no_layout(repr(self), self._n)
+            _no_layout(repr(self), self._n, channels_last=self._transposed)
         _check_input(repr(self), x, self.in_channels, self._n)
         if x.ndim == self._n + 2:
             return x, False
-        return jnp.expand_dims(x, _batch_axis() if layout != "NCHW" else 0), True
-
-    def _unbatched(self, y: Array, layout: str) -> Array:
-        return jnp.squeeze(y, _batch_axis() if layout != "NCHW" else 0)
+        return jnp.expand_dims(x, _batch_axis()), True
 
     def extra_repr(self):
         n = self._n
@@ -319,14 +331,13 @@ class _ConvNd(Module):
 class _Conv(_ConvNd):
     def apply(self, params, state, x, *, train=False, key=None):
         layout = _LAYOUT.get() if self._n == 2 else "NCHW"
-        xb, unbatched = self._batched(x, layout)
+        xb, unbatched = self._batched(x)
         pads = _padding_pairs(self.padding, self.kernel_size, self.stride, self.dilation, self._n)
         if self.padding_mode != "zeros":
             xb, pads = self._pad(xb, pads, layout), ((0, 0),) * self._n
-        _check_size(repr(self), _conv._spatial_sizes(xb.shape, layout), pads, self.kernel_size, self.dilation)
-        y = _conv.conv_nd(xb, params["weight"], self.stride, pads, self.dilation, self.groups, layout)
-        y = _add_bias(y, params.get("bias"), layout)
-        return (self._unbatched(y, layout) if unbatched else y), state
+        y = _convolve(repr(self), xb, params["weight"], params.get("bias"), self.stride, pads, self.dilation,
+                      self.groups, layout)
+        return (jnp.squeeze(y, _batch_axis()) if unbatched else y), state
 
     def _pad(self, x: Array, pads, layout: str) -> Array:
         """torch's ``F.pad(x, _reversed_padding_repeated_twice, mode=padding_mode)``."""
@@ -402,31 +413,37 @@ class _ConvTranspose(_ConvNd):
     def apply(self, params, state, x, output_size: Sequence[int] | None = None, *, train=False, key=None):
         """``x: (N, C_in, *S)`` or ``(C_in, *S)``; ``output_size`` (the spatial size, optionally
         with the leading dimensions) picks the output padding as torch's ``_output_padding``."""
-        xb, unbatched = self._batched(x, "NCHW")
+        xb, unbatched = self._batched(x)
         output_padding = self._output_padding(x, output_size)
         y = _conv_transpose(xb, params["weight"], params.get("bias"), self.stride, self.padding, output_padding,
                             self.groups, self.dilation, self._n, repr(self))
         return (y[0] if unbatched else y), state
 
     def _output_padding(self, x: Array, output_size) -> tuple[int, ...]:
+        """torch's ``_output_padding``: ``output_size`` is the spatial size, or the whole
+        output shape (in the current layout: ``(N, H, W, C)`` inside channels_last)."""
         if output_size is None:
             return self.output_padding
         n, lead = self._n, x.ndim - self._n
         size = [int(s) for s in output_size]
+        spatial = list(_conv._axes(n + 2, _LAYOUT.get())[1])
+        if x.ndim == n + 1:  # unbatched: no batch axis (it sits first, 0, in NCHW and NHWC)
+            spatial = [a - 1 for a in spatial]
         if len(size) == lead + n:
-            size = size[lead:]
+            size = [size[a] for a in spatial]
         if len(size) != n:
             raise ValueError(
                 f"ConvTranspose{n}D: for {x.ndim}D input, output_size must have {n} or {lead + n} "
                 f"elements (got {len(size)})"
             )
+        sizes = [x.shape[a] for a in spatial]
         lo = [(L - 1) * s - 2 * p + d * (k - 1) + 1
-              for L, s, p, d, k in zip(x.shape[lead:], self.stride, self.padding, self.dilation, self.kernel_size)]
+              for L, s, p, d, k in zip(sizes, self.stride, self.padding, self.dilation, self.kernel_size)]
         hi = [m + s - 1 for m, s in zip(lo, self.stride)]
         if any(not a <= v <= b for v, a, b in zip(size, lo, hi)):
             raise ValueError(
                 f"requested an output size of {size}, but valid sizes range from {lo} to {hi} "
-                f"(for an input of {list(x.shape[lead:])})"
+                f"(for an input of {sizes})"
             )
         return tuple(v - a for v, a in zip(size, lo))
 
@@ -453,8 +470,9 @@ class ConvTranspose1d(_ConvTranspose):
 @dataclass(frozen=True, repr=False)
 class ConvTranspose2d(_ConvTranspose):
     """2-D transposed convolution (``torch.nn.ConvTranspose2d``): ``(N, C_in, H, W) -> (N, C_out,
-    H_out, W_out)``, weight ``(C_in, C_out/groups, kH, kW)``, ``H_out = (H - 1)·s - 2p +
-    d·(k - 1) + output_padding + 1``; call with ``output_size=`` to pick the output padding."""
+    H_out, W_out)`` (or unbatched; follows :func:`channels_last`), weight ``(C_in,
+    C_out/groups, kH, kW)``, ``H_out = (H - 1)·s - 2p + d·(k - 1) + output_padding + 1``;
+    call with ``output_size=`` to pick the output padding."""
 
     in_channels: int
     out_channels: int

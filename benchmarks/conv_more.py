@@ -1,0 +1,107 @@
+"""The convolutions XLA:CPU is slow at, funcnets against torch eager: a depthwise 3×3
+convolution (MobileNet-like) and ConvTranspose2d ×2 upsampling (U-Net's kernel 2 and
+DCGAN's kernel 4), forward + backward (input, weight and bias gradients), jitted.
+
+    python benchmarks/conv_more.py [--batch 32] [--repeats 9] [--no-xla]
+
+Columns: funcnets' CPU lowerings under a plain ``jax.vjp`` (shifted multiply-adds for
+the depthwise convolution, the sub-pixel decomposition for the transposed ones, see
+``funcnets/nn/_conv.py``), the same inside a train step (``reverse_mode_only``, as
+``funcnets.train`` differentiates: oneDNN's gradients for the convolutions oneDNN runs,
+oneDNN's deconvolution for 2-D transposed ones), and XLA's own convolution
+(``conv_lowering("xla")``; skipped with ``--no-xla``, it takes seconds a call), against
+torch's ``F.conv2d``/``F.conv_transpose2d`` in NCHW. Medians of interleaved runs, warm-up
+excluded (:func:`funcnets.timing.interleaved`); ratio = torch ms / funcnets ms. The
+transposed convolutions are also timed channels-last on both sides (torch's
+``channels_last`` memory format, funcnets' ``F.channels_last()``), where neither
+transposes around oneDNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from funcnets.nn import conv_lowering
+from funcnets.nn._onednn import reverse_mode_only
+from funcnets.nn import functional as F
+from funcnets.timing import interleaved
+
+# column: (conv_lowering, inside a train step's reverse_mode_only)
+MODES = {"jax.vjp": ("auto", False), "train step": ("auto", True), "xla": ("xla", False)}
+
+# name, transposed, C_in, C_out, kernel, stride, padding, groups, input H=W, channels-last
+CASES = [
+    ("depthwise 3x3, 32 ch, 56x56", False, 32, 32, 3, 1, 1, 32, 56, False),
+    ("ConvTranspose2d k2 s2, 64->32, 32->64", True, 64, 32, 2, 2, 0, 1, 32, False),
+    ("  the same, both channels-last", True, 64, 32, 2, 2, 0, 1, 32, True),
+    ("ConvTranspose2d k4 s2 p1, 64->32, 32->64", True, 64, 32, 4, 2, 1, 1, 32, False),
+    ("  the same, both channels-last", True, 64, 32, 4, 2, 1, 1, 32, True),
+]
+
+
+def case_fns(transposed, c_in, c_out, k, stride, pad, groups, hw, channels_last, batch, columns):
+    """Zero-argument callables: torch's forward + backward, and funcnets' per column.
+    Channels-last: torch's tensors in ``torch.channels_last`` memory format, funcnets'
+    ``(N, H, W, C)`` inside ``F.channels_last()``."""
+    rng = np.random.default_rng(0)
+    w_shape = (c_in, c_out // groups, k, k) if transposed else (c_out, c_in // groups, k, k)
+    x = rng.standard_normal((batch, c_in, hw, hw), np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    t_conv = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+    f_conv = F.conv_transpose2d if transposed else F.conv2d
+    kwargs = dict(stride=stride, padding=pad, groups=groups)
+    with torch.no_grad():
+        g = torch.randn(t_conv(torch.from_numpy(x), torch.from_numpy(w), None, **kwargs).shape).numpy()
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    tx, tg = (torch.from_numpy(a).contiguous(memory_format=fmt) for a in (x, g))
+    tx, tw, tb = tx.requires_grad_(), torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
+
+    def t_step():
+        y = t_conv(tx, tw, tb, **kwargs)
+        return torch.autograd.grad(y, (tx, tw, tb), tg)
+
+    fns = {"torch": t_step}
+    if channels_last:
+        x, g = x.transpose(0, 2, 3, 1), g.transpose(0, 2, 3, 1)
+    jx, jw, jb, jg = map(jnp.asarray, (x, w, b, g))
+    layout = F.channels_last if channels_last else contextlib.nullcontext
+    for column in columns:
+        lowering, train_step = MODES[column]
+
+        def step(x, w, b, g, lowering=lowering, train_step=train_step):
+            with conv_lowering(lowering), layout(), reverse_mode_only() if train_step else contextlib.nullcontext():
+                y, vjp = jax.vjp(lambda x, w, b: f_conv(x, w, b, **kwargs), x, w, b)
+            return y, vjp(g)  # y is returned so that XLA keeps the forward pass
+
+        jitted = jax.jit(step)
+        fns[column] = lambda jitted=jitted: jitted(jx, jw, jb, jg)
+    return fns
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--no-xla", action="store_true", help="skip XLA's own convolution (slow)")
+    args = ap.parse_args(argv)
+    columns = [c for c in MODES if c != "xla" or not args.no_xla]
+    print(f"forward + backward, batch {args.batch}, float32, ms (median of {args.repeats}); "
+          f"ratio = torch / funcnets")
+    print(f"{'case':42s} {'torch':>8s} " + " ".join(f"{c:>10s} {'ratio':>6s}" for c in columns))
+    for name, transposed, c_in, c_out, k, s, p, groups, hw, channels_last in CASES:
+        fns = case_fns(transposed, c_in, c_out, k, s, p, groups, hw, channels_last, args.batch, columns)
+        ms = interleaved(fns, repeats=args.repeats)
+        cols = " ".join(f"{ms[c]:10.2f} {ms['torch'] / ms[c]:5.2f}x" for c in columns)
+        print(f"{name:42s} {ms['torch']:8.2f} {cols}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
