@@ -1,6 +1,7 @@
 """The convolutions XLA:CPU is slow at, funcnets against torch eager: a depthwise 3×3
-convolution (MobileNet-like) and ConvTranspose2d ×2 upsampling (U-Net's kernel 2 and
-DCGAN's kernel 4), forward + backward (input, weight and bias gradients), jitted.
+convolution (MobileNet-like), ConvTranspose2d ×2 upsampling (U-Net's kernel 2 and
+DCGAN's kernel 4), Conv1d and Conv3d; forward + backward (input, weight and bias
+gradients), jitted.
 
     python benchmarks/conv_more.py [--batch 32] [--repeats 9] [--no-xla]
 
@@ -35,27 +36,34 @@ from funcnets.timing import interleaved
 # column: (conv_lowering, inside a train step's reverse_mode_only)
 MODES = {"jax.vjp": ("auto", False), "train step": ("auto", True), "xla": ("xla", False)}
 
-# name, transposed, C_in, C_out, kernel, stride, padding, groups, input H=W, channels-last
+# name, transposed, C_in, C_out, kernel, stride, padding, groups, spatial size, channels-last, batch
+# (batch None: --batch)
 CASES = [
-    ("depthwise 3x3, 32 ch, 56x56", False, 32, 32, 3, 1, 1, 32, 56, False),
-    ("ConvTranspose2d k2 s2, 64->32, 32->64", True, 64, 32, 2, 2, 0, 1, 32, False),
-    ("  the same, both channels-last", True, 64, 32, 2, 2, 0, 1, 32, True),
-    ("ConvTranspose2d k4 s2 p1, 64->32, 32->64", True, 64, 32, 4, 2, 1, 1, 32, False),
-    ("  the same, both channels-last", True, 64, 32, 4, 2, 1, 1, 32, True),
+    ("depthwise 3x3, 32 ch, 56x56", False, 32, 32, 3, 1, 1, 32, (56, 56), False, None),
+    ("ConvTranspose2d k2 s2, 64->32, 32->64", True, 64, 32, 2, 2, 0, 1, (32, 32), False, None),
+    ("  the same, both channels-last", True, 64, 32, 2, 2, 0, 1, (32, 32), True, None),
+    ("ConvTranspose2d k4 s2 p1, 64->32, 32->64", True, 64, 32, 4, 2, 1, 1, (32, 32), False, None),
+    ("  the same, both channels-last", True, 64, 32, 4, 2, 1, 1, (32, 32), True, None),
+    ("Conv1d k3, 64->64, L 256", False, 64, 64, 3, 1, 1, 1, (256,), False, None),
+    ("Conv3d k3, 16->32, 16^3, batch 8", False, 16, 32, 3, 1, 1, 1, (16, 16, 16), False, 8),
 ]
+TORCH_CONV = {(1, False): torch.nn.functional.conv1d, (2, False): torch.nn.functional.conv2d,
+              (3, False): torch.nn.functional.conv3d, (2, True): torch.nn.functional.conv_transpose2d}
+OUR_CONV = {(1, False): F.conv1d, (2, False): F.conv2d, (3, False): F.conv3d, (2, True): F.conv_transpose2d}
 
 
-def case_fns(transposed, c_in, c_out, k, stride, pad, groups, hw, channels_last, batch, columns):
+def case_fns(transposed, c_in, c_out, k, stride, pad, groups, size, channels_last, batch, columns):
     """Zero-argument callables: torch's forward + backward, and funcnets' per column.
     Channels-last: torch's tensors in ``torch.channels_last`` memory format, funcnets'
     ``(N, H, W, C)`` inside ``F.channels_last()``."""
     rng = np.random.default_rng(0)
-    w_shape = (c_in, c_out // groups, k, k) if transposed else (c_out, c_in // groups, k, k)
-    x = rng.standard_normal((batch, c_in, hw, hw), np.float32)
+    n = len(size)
+    w_shape = (c_in, c_out // groups) if transposed else (c_out, c_in // groups)
+    w_shape += (k,) * n
+    x = rng.standard_normal((batch, c_in, *size), np.float32)
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
     b = rng.standard_normal(c_out).astype(np.float32)
-    t_conv = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
-    f_conv = F.conv_transpose2d if transposed else F.conv2d
+    t_conv, f_conv = TORCH_CONV[n, transposed], OUR_CONV[n, transposed]
     kwargs = dict(stride=stride, padding=pad, groups=groups)
     with torch.no_grad():
         g = torch.randn(t_conv(torch.from_numpy(x), torch.from_numpy(w), None, **kwargs).shape).numpy()
@@ -96,8 +104,8 @@ def main(argv=None) -> None:
     print(f"forward + backward, batch {args.batch}, float32, ms (median of {args.repeats}); "
           f"ratio = torch / funcnets")
     print(f"{'case':42s} {'torch':>8s} " + " ".join(f"{c:>10s} {'ratio':>6s}" for c in columns))
-    for name, transposed, c_in, c_out, k, s, p, groups, hw, channels_last in CASES:
-        fns = case_fns(transposed, c_in, c_out, k, s, p, groups, hw, channels_last, args.batch, columns)
+    for name, transposed, c_in, c_out, k, s, p, groups, size, channels_last, batch in CASES:
+        fns = case_fns(transposed, c_in, c_out, k, s, p, groups, size, channels_last, batch or args.batch, columns)
         ms = interleaved(fns, repeats=args.repeats)
         cols = " ".join(f"{ms[c]:10.2f} {ms['torch'] / ms[c]:5.2f}x" for c in columns)
         print(f"{name:42s} {ms['torch']:8.2f} {cols}", flush=True)

@@ -191,6 +191,36 @@ def test_depthwise_lowerings_match_torch(x64, lowering, stride, dilation, multip
 
 
 @pytest.mark.parametrize("lowering", ["auto", "xla"])
+def test_grouped_lowerings_match_torch(x64, lowering):
+    """A grouped (not depthwise) Conv2d: one convolution per group on CPU, XLA's grouped
+    convolution under conv_lowering("xla"); both equal torch."""
+    rng = np.random.default_rng(5)
+    layer, tlayer = nn.Conv2d(6, 4, 3, padding=1, groups=2), torch.nn.Conv2d(6, 4, 3, padding=1, groups=2)
+    with nn.conv_lowering(lowering):
+        _compare(layer, tlayer, rng.standard_normal((2, 6, 5, 6)), rng, np.float64)
+        hlo = jax.jit(lambda x, w: layer({"weight": w, "bias": jnp.zeros(4)}, {}, x)[0]).lower(
+            jnp.zeros((2, 6, 5, 6)), jnp.zeros((4, 3, 3, 3))).as_text()
+    assert ("feature_group_count = 2" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
+
+
+@pytest.mark.parametrize("lowering", ["auto", "xla"])
+@pytest.mark.parametrize("n", [1, 3])
+def test_conv1d_conv3d_lowerings_match_torch(x64, lowering, n):
+    """1-D and 3-D convolutions: 2-D channels-last ones on CPU (a 1-pixel-high image; one
+    per depth tap), XLA's own under conv_lowering("xla"); both equal torch."""
+    rng = np.random.default_rng(n)
+    kwargs = dict(stride=2, padding=(2,) + (1,) * (n - 1), dilation=(2,) + (1,) * (n - 1), groups=2)
+    layer, tlayer = OURS[n, False](4, 6, 3, **kwargs), THEIRS[n, False](4, 6, 3, **kwargs)
+    shape = (2, 4) + SIZES[n]
+    with nn.conv_lowering(lowering):
+        _compare(layer, tlayer, rng.standard_normal(shape), rng, np.float64)
+        hlo = jax.jit(lambda x, w: layer({"weight": w, "bias": jnp.zeros(6)}, {}, x)[0]).lower(
+            jnp.zeros(shape), jnp.zeros((6, 2) + (3,) * n)).as_text()
+    nd_conv = "[b, f, 0]x" if n == 1 else "[b, f, 0, 1, 2]x"
+    assert (nd_conv in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
+
+
+@pytest.mark.parametrize("lowering", ["auto", "xla"])
 def test_transposed_lowerings_match_torch_float32(lowering):
     """The sub-pixel decomposition (auto on CPU) and XLA's input-dilated convolution, float32."""
     rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
-"""The convolution behind ``conv2d``: NCHW / OIHW, explicit symmetric padding, and a
-per-shape choice of lowering on CPU.
+"""The convolutions behind ``conv1d``/``conv2d``/``conv3d`` and ``conv_transpose*``: torch's
+layouts (NCHW / OIHW), explicit padding, and a per-shape choice of lowering on CPU.
 
 XLA:CPU's convolution is pathological on small maps with many channels. Measured on a
 2-core AVX-512 CPU, jaxlib 0.10 with :data:`funcnets.config.XLA_CPU_FLAGS` (Eigen
@@ -41,6 +41,28 @@ is already batch-last, so no transposes are needed. XLA's own convolution would
 transpose a batch-last input, so on CPU the batch-last convolution is always the GEMM,
 with the weight gradient from XLA's convolution (:func:`conv2d_batch_last`). LeNet
 train step, batch 64: 5.6 -> ~3.5 ms (torch 4.8 ms).
+
+Beyond ResNet's and LeNet's convolutions (:func:`conv_nd`, :func:`conv_transpose_nd`;
+``benchmarks/conv_more.py``), XLA:CPU has four more pathologies. Forward + backward,
+float32, torch eager in the same process (its ms first), "train step" meaning inside
+:func:`~funcnets.nn._onednn.reverse_mode_only` as ``funcnets.train`` differentiates:
+
+* grouped convolutions: depthwise 3×3 over 32×56×56, batch 32: torch 21, XLA 242 ms.
+  :func:`conv_depthwise` is one fusion of the 9 shifted multiply-adds (its gradient the
+  same kind of fusion and 9 reductions): 17-22 ms. Other groups (64 channels in 2
+  groups, 32×32): torch 18-28, XLA 334 ms; one convolution per group
+  (:func:`_conv_by_groups`): 41 ms.
+* input-dilated (transposed) convolutions: ConvTranspose2d(64, 32, 4, 2, 1) at 32×32,
+  batch 32: torch 35, XLA 1790 ms. The sub-pixel decomposition
+  (:func:`conv_transpose_subpixel`): 69 ms; in a train step oneDNN's deconvolution
+  (:func:`conv_transpose_onednn`): 43 ms NCHW, 27 ms channels-last (torch channels-last
+  31 ms). NCHW costs four transposes around oneDNN (~2.3 ms each at this size).
+* weight gradients of convolutions padded beyond 'same' (an output larger than the
+  input): 2×2 kernel, padding 1, 64→128, 32×32, batch 32: 2.6 s; padded first, 15 ms.
+  :func:`conv_nd` pads such inputs first.
+* 3-D convolutions: Conv3d(16, 32, 3) over 16³, batch 8: torch 9.4, XLA 96 ms; as one
+  2-D convolution with the depth taps as channels (:func:`_conv_by_2d`): 19 ms, 10-11 ms
+  in a train step. 1-D ones go the same way (1.06× torch in a train step).
 """
 
 from __future__ import annotations
@@ -119,7 +141,7 @@ def conv2d(
     ``x: (N, H, W, C_in)`` -> ``(N, H', W', C_out)`` in ``"NHWC"``, ``(C_in, H, W, N)`` ->
     ``(C_out, H', W', N)`` in ``"CHWN"``."""
     if not use_gemm(x.shape, w.shape, stride, padding, dilation, groups, layout):
-        if layout == "NHWC" and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups):
+        if layout == "NHWC" and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups) and not _GROUP_PART.get():
             return _onednn.conv2d(x, w, stride, padding, dilation)
         return conv2d_xla(x, w, stride, padding, dilation, groups, layout)
     if layout == "CHWN" and _LOWERING.get() == "auto":
@@ -242,9 +264,11 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
     """torch's cross-correlation in any number of spatial dimensions, padding ``pads =
     ((lo, hi), ...)`` per spatial axis (negative crops), weight ``(C_out, C_in/groups, *k)``.
 
-    Depthwise convolutions on CPU are :func:`conv_depthwise`; 2-D ones otherwise take
-    :func:`conv2d`'s lowering (asymmetric padding beyond the symmetric part is applied
-    first); 1-D and 3-D ones are XLA's.
+    On CPU depthwise convolutions are :func:`conv_depthwise`, other grouped ones one
+    convolution per group (:func:`_conv_by_groups`); 2-D ones take :func:`conv2d`'s
+    lowering (asymmetric padding beyond the symmetric part is applied first), and 1-D and
+    3-D ones are made of 2-D channels-last ones (:func:`_conv_by_2d`). Elsewhere, or in
+    ``conv_lowering("xla")``, they are all XLA's.
     """
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
@@ -254,16 +278,76 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
         # convolution takes seconds there (k=2, p=1, 64->128 channels, 32x32, batch 32:
         # 2.6 s vs 15 ms padded first), so the input is padded first
         x, pads = pad_spatial(x, pads, layout), ((0, 0),) * n
+    if groups > 1 and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
+        return _conv_by_groups(x, w, stride, pads, dilation, groups, layout)
     if n == 2:
         sym = tuple(max(0, min(lo, hi)) for lo, hi in pads)
         extra = [(lo - s, hi - s) for (lo, hi), s in zip(pads, sym)]
         if any(e != (0, 0) for e in extra):
             x = pad_spatial(x, extra, layout)
         return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout)
+    if n in (1, 3) and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
+        return _conv_by_2d(x, w, stride, pads, dilation, groups, layout)
     return lax.conv_general_dilated(
         x, w, window_strides=tuple(stride), padding=[tuple(p) for p in pads], rhs_dilation=tuple(dilation),
         dimension_numbers=_dimension_numbers(n, layout), feature_group_count=groups,
     )
+
+
+def _channels_last(x: Array, layout: str) -> Array:
+    """``x`` as ``(N, *S, C)`` from ``layout`` (self-inverse for ``"CHWN"``)."""
+    return {"NCHW": lambda: jnp.moveaxis(x, 1, -1), "NHWC": lambda: x, "CHWN": lambda: jnp.swapaxes(x, 0, -1)}[layout]()
+
+
+def _from_channels_last(y: Array, layout: str) -> Array:
+    return {"NCHW": lambda: jnp.moveaxis(y, -1, 1), "NHWC": lambda: y, "CHWN": lambda: jnp.swapaxes(y, 0, -1)}[layout]()
+
+
+# set while the per-group convolutions of a grouped one are traced: they keep off oneDNN, as
+# grouped convolutions always have (tests/test_onednn.py holds them to it), though oneDNN
+# would run them faster still (64 channels in 2 groups below: 19 ms in a train step)
+_GROUP_PART: contextvars.ContextVar[bool] = contextvars.ContextVar("funcnets_conv_group_part", default=False)
+
+
+def _conv_by_groups(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str) -> Array:
+    """A grouped convolution on CPU as one channels-last convolution per group, concatenated.
+    XLA:CPU's grouped convolution (``feature_group_count``) is 20-200× slower than torch's.
+    Forward + backward, 3×3, batch 32/16, ms (torch / XLA's / this): 64 channels in 2
+    groups at 32×32: 18-28 / 334 / 41; 128 in 8 at 28×28: 9 / 1086 / 24; 128 in 32
+    (ResNeXt's 4 per group): 17-19 / 3189 / 49."""
+    xl = _channels_last(x, layout)
+    cg, og = xl.shape[-1] // groups, w.shape[0] // groups
+    token = _GROUP_PART.set(True)
+    try:
+        ys = [conv_nd(xl[..., g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], stride, pads, dilation, 1, "NHWC")
+              for g in range(groups)]
+    finally:
+        _GROUP_PART.reset(token)
+    return _from_channels_last(jnp.concatenate(ys, axis=-1), layout)
+
+
+def _conv_by_2d(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str) -> Array:
+    """A 1-D or 3-D convolution on CPU as a 2-D channels-last one (``conv2d``'s lowering,
+    oneDNN's where it runs): 1-D as a 1-pixel-high image; 3-D with the output depths
+    folded into the batch and the kernel's depth taps into the input channels (an im2col
+    along depth). Forward + backward against torch's speed, XLA's own / this (in a train
+    step, with oneDNN's gradients): Conv1d(64, 64, 3) over 256 steps, batch 32: 0.55-0.63x
+    / 0.68-0.72x (1.06x); Conv3d(16, 32, 3) over 16³, batch 8: 0.10x / 0.48-0.51x
+    (0.89-0.90x; one 2-D convolution per depth tap: 0.78-0.84x)."""
+    if layout != "NHWC":  # the one transpose each way; 2-D convolutions compute channels-last
+        return _from_channels_last(_conv_by_2d(_channels_last(x, layout), w, stride, pads, dilation, groups, "NHWC"), layout)
+    if w.ndim == 3:
+        y = conv_nd(x[:, None], w[:, :, None], (1, stride[0]), ((0, 0), pads[0]), (1, dilation[0]), groups, "NHWC")
+        return y[:, 0]
+    (lo, hi), (o, ci, kd, kh, kw), sd, dd = pads[0], w.shape, stride[0], dilation[0]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (lo, hi, 0)] + [(0, 0, 0)] * 3)
+    nb, depth, c = x.shape[0], (xp.shape[1] - dd * (kd - 1) - 1) // sd + 1, x.shape[-1]
+    taps = jnp.stack([lax.slice_in_dim(xp, i * dd, i * dd + (depth - 1) * sd + 1, sd, axis=1) for i in range(kd)], -2)
+    # (N·D', H, W, [g, kd, C/g]): each group's channels stay together, as its weight's are
+    taps = taps.reshape(nb * depth, *x.shape[2:4], kd, groups, c // groups).swapaxes(-3, -2)
+    wk = w.transpose(0, 2, 1, 3, 4).reshape(o, kd * ci, kh, kw)
+    y = conv_nd(taps.reshape(nb * depth, *x.shape[2:4], kd * c), wk, stride[1:], pads[1:], dilation[1:], groups, "NHWC")
+    return y.reshape(nb, depth, *y.shape[1:])
 
 
 def conv_depthwise(x: Array, w: Array, stride, pads, dilation, layout: str = "NCHW") -> Array:
