@@ -56,7 +56,8 @@ float32, torch eager in the same process (its ms first), "train step" meaning in
   batch 32: torch 35, XLA 1790 ms. The sub-pixel decomposition
   (:func:`conv_transpose_subpixel`): 69 ms; in a train step oneDNN's deconvolution
   (:func:`conv_transpose_onednn`): 43 ms NCHW, 27 ms channels-last (torch channels-last
-  31 ms). NCHW costs four transposes around oneDNN (~2.3 ms each at this size).
+  31 ms). NCHW costs four transposes around oneDNN (~2.3 ms each at this size), so a
+  non-overlapping kernel (U-Net's k2 s2) in NCHW is one GEMM instead (:func:`_subpixel_gemm`).
 * weight gradients of convolutions padded beyond 'same' (an output larger than the
   input): 2×2 kernel, padding 1, 64→128, 32×32, batch 32: 2.6 s; padded first, 15 ms.
   :func:`conv_nd` pads such inputs first.
