@@ -17,6 +17,17 @@ from funcnets.errors import FuncnetsError, ShapeError  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # from_torch lives in funcnets.convert, imported on first use so that `import funcnets`
+    # stays torch-free and fast.
+    if name in ("from_torch", "UnsupportedOperationError"):
+        from funcnets import convert
+
+        return getattr(convert, name)
+    raise AttributeError(f"module 'funcnets' has no attribute {name!r}")
+
+
 __all__ = [
     "autograd",
     "checkpoint",
@@ -30,5 +41,7 @@ __all__ = [
     "train",
     "FuncnetsError",
     "ShapeError",
+    "from_torch",
+    "UnsupportedOperationError",
     "__version__",
 ]

@@ -1,0 +1,11 @@
+"""Bring your own PyTorch model: :func:`from_torch` converts a ``torch.nn.Module``.
+
+``fx`` traces and interprets the graph; ``ops`` is the table of torch functions and
+Tensor methods with their JAX implementations; ``modules`` the table of ``torch.nn``
+layers and how each funcnets layer is built from the torch one. torch is imported only
+when these are called, never at ``import funcnets``.
+"""
+
+from funcnets.convert.fx import TorchGraph, TorchModule, UnsupportedOperationError, from_torch
+
+__all__ = ["from_torch", "UnsupportedOperationError", "TorchGraph", "TorchModule"]

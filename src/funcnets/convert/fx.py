@@ -1,0 +1,517 @@
+"""``from_torch``: trace a torch module with ``torch.fx`` and interpret its graph with JAX.
+
+The torch module is traced twice, in ``train()`` and in ``eval()`` mode (so that
+``self.training`` branches and ``F.dropout(x, training=self.training)`` keep torch's
+meaning), with every ``torch.nn`` layer funcnets has as a leaf. The graph becomes a
+hashable tuple of nodes held by :class:`TorchGraph`, a funcnets :class:`Module` whose
+``apply`` runs the nodes in order:
+
+* ``call_module`` runs the converted funcnets layer on the params/state found at the
+  submodule's dotted name (one name, one set of params: a layer called three times
+  shares its weights, and JAX sums their gradients); buffers it updates are visible to
+  its next call and returned as new state, as torch's in-place update would be;
+* ``call_function``/``call_method`` run the JAX implementation from :mod:`.ops`;
+* ``get_attr`` reads a parameter or buffer by its dotted ``state_dict`` name.
+
+Everything unconvertible is collected first and refused in one
+:class:`UnsupportedOperationError` naming each operation and the user's source line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnets.convert import modules as _modules
+from funcnets.convert import ops as _ops
+from funcnets.errors import FuncnetsError
+from funcnets.nn.module import Module
+
+__all__ = ["from_torch", "UnsupportedOperationError", "TorchGraph", "TorchModule"]
+
+_ADVICE = (
+    "What to do: data-dependent Python control flow (an `if` or loop on a tensor's values) cannot be traced; "
+    "fix such arguments with from_torch(..., concrete_args={'flag': value}), or give a funcnets implementation "
+    "of the submodule that contains the operation with from_torch(..., leaf_modules={TorchClass: factory}), "
+    "where factory(torch_submodule) returns a funcnets Module whose params/state use the submodule's "
+    "state_dict names."
+)
+
+
+class UnsupportedOperationError(FuncnetsError):
+    """Operations ``from_torch`` cannot convert, each with the user's source line."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"from_torch cannot convert {len(problems)} operation(s):"]
+        lines += [f"  - {what}\n      at {where}" for what, where in problems]
+        super().__init__("\n".join(lines + [_ADVICE]))
+
+
+# ----------------------------------------------------------------------------- hashable graph
+class _Ref(str):
+    """A node's output, by node name."""
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    """Values that must stay distinct from tuples (lists index differently) or are unhashable."""
+
+    kind: str  # "list", "slice", "dict", "dtype"
+    items: tuple
+
+
+class _Const:
+    """A tensor constant captured in the graph (hashed by identity)."""
+
+    def __init__(self, value: np.ndarray):
+        self.value = value
+
+    def __repr__(self):
+        return f"tensor{tuple(self.value.shape)}"
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    op: str  # placeholder, get_attr, call_module, call_function, call_method, output
+    target: Any  # input name, dotted path, implementation function
+    args: tuple
+    kwargs: tuple  # ((name, value), ...)
+    arg_names: tuple = ()  # call_module: the torch forward's argument names (for dict inputs)
+    index: int = 0
+
+
+def _encode(a: Any, torch: Any) -> Any:
+    import torch.fx as tfx
+
+    if isinstance(a, tfx.Node):
+        return _Ref(a.name)
+    if isinstance(a, list):
+        return _Tagged("list", tuple(_encode(v, torch) for v in a))
+    if isinstance(a, tuple):
+        return tuple(_encode(v, torch) for v in a)
+    if isinstance(a, slice):
+        return _Tagged("slice", (_encode(a.start, torch), _encode(a.stop, torch), _encode(a.step, torch)))
+    if isinstance(a, dict):
+        return _Tagged("dict", tuple((k, _encode(v, torch)) for k, v in a.items()))
+    if isinstance(a, torch.dtype):
+        return _Tagged("dtype", (str(a).replace("torch.", ""),))
+    if isinstance(a, (torch.device, torch.memory_format, torch.layout)):
+        return None
+    if isinstance(a, torch.Tensor):
+        return _Const(a.detach().cpu().numpy())
+    return a
+
+
+def _decode(a: Any, env: dict) -> Any:
+    if isinstance(a, _Ref):
+        return env[a]
+    if isinstance(a, tuple):
+        return tuple(_decode(v, env) for v in a)
+    if isinstance(a, _Tagged):
+        if a.kind == "list":
+            return [_decode(v, env) for v in a.items]
+        if a.kind == "slice":
+            return slice(*(_decode(v, env) for v in a.items))
+        if a.kind == "dict":
+            return {k: _decode(v, env) for k, v in a.items}
+        return _ops.to_dtype(a.items[0])
+    if isinstance(a, _Const):
+        return jnp.asarray(a.value)
+    return a
+
+
+# ----------------------------------------------------------------------------- modules
+def _get(tree: Mapping, path: str) -> Any:
+    node: Any = tree
+    for part in path.split(".") if path else []:
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    return node
+
+
+def _set(tree: dict, path: str, value: Any) -> dict:
+    """A copy of ``tree`` with ``value`` at dotted ``path`` (dicts along the way copied)."""
+    if not path:
+        return value
+    head, _, rest = path.partition(".")
+    out = dict(tree)
+    out[head] = _set(dict(tree.get(head, {})), rest, value) if rest else value
+    return out
+
+
+@dataclass(frozen=True, repr=False)
+class TorchModule(Module):
+    """A torch submodule that is not one layer: its children and its own tensors.
+
+    It gives the converted model torch's module tree, so ``named_parameters`` and
+    ``state_dict`` names come out in torch's order. Only :class:`TorchGraph` runs it.
+    """
+
+    torch_class: str
+    child_items: tuple = ()  # ((name, Module), ...)
+    own_params: tuple = ()  # ((name, shape, dtype), ...)
+    own_buffers: tuple = ()
+
+    def children(self):
+        return list(self.child_items)
+
+    def param_names(self):
+        return tuple(n for n, _, _ in self.own_params)
+
+    def buffer_names(self):
+        return tuple(n for n, _, _ in self.own_buffers)
+
+    def init_own(self, key):
+        # A parameter a custom module creates itself has no initialiser known here; it starts
+        # at zero (from_torch returns the torch module's values, which is what to train from).
+        params = {n: jnp.zeros(s, d) for n, s, d in self.own_params}
+        return params, {n: jnp.zeros(s, d) for n, s, d in self.own_buffers}
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        raise TypeError(f"{self.torch_class} is part of a converted graph; call the model from_torch returned")
+
+    def extra_repr(self):
+        return ", ".join(f"{n}: {tuple(s)}" for n, s, _ in self.own_params + self.own_buffers)
+
+    def __repr__(self):  # torch's class name, as print(torch_module) shows it
+        return self.torch_class + super().__repr__()[len(type(self).__name__):]
+
+
+@dataclass(frozen=True, repr=False)
+class TorchGraph(TorchModule):
+    """The converted model: torch's module tree plus the traced forward, run with JAX.
+
+    ``apply(params, state, x, train=, key=)``: ``x`` is the forward's one input, or a tuple
+    of its inputs (or a dict by argument name) when it takes several. Returns
+    ``(output, new_state)`` with the output structured as torch's (tensors, tuples, dicts).
+    """
+
+    input_names: tuple = ()
+    eval_graph: tuple = ()
+    train_graph: tuple = ()
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        graph = self.train_graph if train else self.eval_graph
+        if len(self.input_names) == 1:
+            inputs = {self.input_names[0]: x}
+        elif isinstance(x, Mapping):
+            inputs = dict(x)
+        else:
+            x = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+            inputs = dict(zip(self.input_names, x))
+        env: dict = {}
+        state = dict(state or {})
+        for node in graph:
+            if node.op == "placeholder":
+                if node.target in inputs:
+                    env[node.name] = inputs[node.target]
+                elif node.args:
+                    env[node.name] = _decode(node.args[0], env)  # the forward's default
+                else:
+                    raise TypeError(f"{self.torch_class}.forward is missing the input {node.target!r}")
+            elif node.op == "get_attr":
+                env[node.name] = self._attr(params, state, node.target)
+            elif node.op == "output":
+                return _decode(node.args[0], env), state
+            else:
+                args = _decode(node.args, env)
+                kwargs = {k: _decode(v, env) for k, v in node.kwargs}
+                sub = None if key is None else jax.random.fold_in(key, node.index)
+                if node.op == "call_module":
+                    env[node.name], state = self._call_module(params, state, node, args, kwargs, train, sub)
+                else:
+                    fn = node.target if node.op == "call_function" else _ops.METHODS[node.target]
+                    if _ops.needs_key(fn):
+                        kwargs["_rng"] = sub
+                    env[node.name] = fn(*args, **kwargs)
+        raise ValueError("the graph has no output")
+
+    def _attr(self, params, state, path):
+        for tree in (params, state):
+            v = _get(tree, path)
+            if not (isinstance(v, Mapping) and not v):
+                return v
+        raise KeyError(f"{path!r} is neither a parameter nor a buffer of {self.torch_class}")
+
+    def _call_module(self, params, state, node, args, kwargs, train, key):
+        path = node.target
+        module = dict(self.named_modules())[path]
+        if kwargs:
+            x = dict(zip(node.arg_names, args), **kwargs)
+            if "query" not in x and "src" not in x and "tgt" not in x:  # only attention/transformers take dicts
+                x = tuple(x[n] for n in node.arg_names if n in x)
+        else:
+            x = args[0] if len(args) == 1 else tuple(args)
+        y, new = module.apply(_get(params, path), _get(state, path), x, train=train, key=key)
+        if new:
+            state = _set(state, path, new)
+        return y, state
+
+
+# ----------------------------------------------------------------------------- tracing
+def _user_line(stack_trace: str | None) -> str:
+    """The last frame of a node's stack trace: the line of the user's forward."""
+    if not stack_trace:
+        return "(source line unknown)"
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', stack_trace)
+    if not frames:
+        return stack_trace.strip().splitlines()[-1]
+    f, line, fn, code = frames[-1]
+    return f'{f}:{line} in {fn}: {code.strip()}'
+
+
+def _frame_of(exc: BaseException) -> str:
+    """The user's line an exception raised during tracing came from (outside torch)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/torch/" not in f.filename
+              and "/funcnets/convert/" not in f.filename]
+    if not frames:
+        return "(source line unknown)"
+    f = frames[-1]
+    return f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+
+
+def _make_tracer(leaves: tuple[type, ...]):
+    import torch.fx as tfx
+
+    class _Tracer(tfx.Tracer):
+        def __init__(self):
+            super().__init__()
+            self.record_stack_traces = True
+
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, leaves)
+
+    return _Tracer()
+
+
+def _trace(module, concrete_args, leaves, training: bool):
+    """fx-trace ``module`` in train or eval mode (restoring its modes afterwards)."""
+    import torch
+    import torch.fx as tfx
+
+    modes = {m: m.training for m in module.modules()}
+    module.train(training)
+    original_apply = torch.autograd.Function.apply
+    tracer = _make_tracer(leaves)
+
+    def apply(cls, *args, **kwargs):
+        # fx would trace through forward() and silently drop the custom backward: record
+        # the call as one node instead, which the checks below then refuse.
+        if any(isinstance(a, tfx.Proxy) for a in args):
+            return tracer.create_proxy("call_function", cls.apply, args, kwargs)
+        return original_apply.__func__(cls, *args, **kwargs)
+
+    torch.autograd.Function.apply = classmethod(apply)
+    try:
+        graph = tracer.trace(module, concrete_args)
+    except tfx.proxy.TraceError as e:
+        raise UnsupportedOperationError([(f"data-dependent control flow ({e})", _frame_of(e))]) from None
+    finally:
+        torch.autograd.Function.apply = original_apply
+        for m, mode in modes.items():
+            m.training = mode
+    return graph
+
+
+def _problems(graph, module, convert) -> list[tuple[str, str]]:
+    import torch
+
+    table = _ops.function_table()
+    out = []
+    for node in graph.nodes:
+        where = _user_line(node.meta.get("stack_trace") or node.stack_trace)
+        if node.op == "call_function":
+            t = node.target
+            owner = getattr(t, "__self__", None)
+            if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
+                out.append((f"custom autograd Function {owner.__name__}.apply (its backward would be lost; "
+                            f"write it as a jax.custom_vjp inside a funcnets Module and pass it with leaf_modules)",
+                            where))
+            elif t not in table:
+                name = f"{getattr(t, '__module__', '') or ''}.{getattr(t, '__name__', repr(t))}".lstrip(".")
+                out.append((f"function {name}", where))
+        elif node.op == "call_method" and node.target not in _ops.METHODS:
+            out.append((f"Tensor method .{node.target}()", where))
+        elif node.op == "call_module":
+            m = module.get_submodule(node.target)
+            err = convert(node.target, m)
+            if err:
+                out.append((f"module {node.target} ({type(m).__name__}): {err}", where))
+    return out
+
+
+def _shape_dtype(t) -> tuple[tuple[int, ...], Any]:
+    return tuple(t.shape), np.dtype(str(t.dtype).replace("torch.", ""))
+
+
+def _to_jax(t) -> jax.Array:
+    import torch
+
+    a = t.detach().cpu()
+    if a.dtype == torch.bfloat16:
+        a = a.float()
+    return jnp.asarray(a.numpy())
+
+
+def _build_tree(module, path: str, leaves: dict[str, Module], name: str) -> Module:
+    if path in leaves:
+        return leaves[path]
+    kids = []
+    for cname, child in module.named_children():
+        cpath = f"{path}.{cname}" if path else cname
+        sub = _build_tree(child, cpath, leaves, name)
+        if sub is not None:
+            kids.append((cname, sub))
+    own_p = tuple((n, *_shape_dtype(p)) for n, p in module.named_parameters(recurse=False))
+    own_b = tuple((n, *_shape_dtype(b)) for n, b in module.named_buffers(recurse=False)
+                  if n not in module._non_persistent_buffers_set)
+    if not kids and not own_p and not own_b:
+        return None
+    return TorchModule(type(module).__name__, tuple(kids), own_p, own_b)
+
+
+def _encode_graph(graph, module, train_index_offset: int = 0) -> tuple[_Node, ...]:
+    import torch
+
+    table = _ops.function_table()
+    nodes = []
+    for i, n in enumerate(graph.nodes):
+        target, arg_names = n.target, ()
+        if n.op == "call_function":
+            target = table[n.target]
+        elif n.op == "call_module":
+            sub = module.get_submodule(n.target)
+            try:
+                arg_names = tuple(inspect.signature(sub.forward).parameters)
+            except (TypeError, ValueError):
+                arg_names = ()
+        args = tuple(_encode(a, torch) for a in n.args)
+        kwargs = tuple((k, _encode(v, torch)) for k, v in n.kwargs.items())
+        nodes.append(_Node(n.name, n.op, target, args, kwargs, arg_names, i + train_index_offset))
+    return tuple(nodes)
+
+
+def from_torch(
+    module: Any,
+    *example_inputs: Any,
+    concrete_args: dict[str, Any] | None = None,
+    leaf_modules: Mapping[type, Callable[[Any], Module]] | None = None,
+) -> tuple[TorchGraph, dict, dict]:
+    """Convert a ``torch.nn.Module`` into a funcnets model and copy its weights.
+
+    Args:
+      module: the torch module (its train/eval mode is left as it was).
+      *example_inputs: optional torch tensors for ``forward``; when given, the converted
+        model's output shapes are checked against torch's on them (with ``jax.eval_shape``,
+        nothing is computed).
+      concrete_args: forward arguments to fix while tracing (``torch.fx`` semantics),
+        e.g. a flag that decides a Python branch.
+      leaf_modules: ``{TorchClass: factory}``: submodules of that class are not traced
+        but converted by ``factory(torch_submodule) -> funcnets Module`` (whose params
+        and state must use the submodule's ``state_dict`` names).
+
+    Returns:
+      ``(model, params, state)``: ``model.apply(params, state, x, train=False, key=None)
+      -> (y, new_state)``; ``params``/``state`` are nested dicts keyed by the torch
+      module's ``state_dict`` names (float32/float64 kept).
+
+    Raises:
+      UnsupportedOperationError: listing every operation that cannot be converted, with
+        its source line, before anything is built.
+
+    Example::
+
+        model, params, state = funcnets.from_torch(torchvision.models.resnet18())
+        logits, _ = jax.jit(model.apply)(params, state, x)
+    """
+    import torch
+
+    user = dict(leaf_modules or {})
+    table = _modules.leaf_classes()
+    leaves = tuple(user) + tuple(table)
+    graphs = {mode: _trace(module, concrete_args, leaves, mode) for mode in (False, True)}
+
+    converted: dict[str, Module] = {}
+
+    def convert(path: str, m: Any) -> str | None:
+        if path in converted:
+            return None
+        try:
+            factory = next((user[c] for c in type(m).__mro__ if c in user), None)
+            converted[path] = factory(m) if factory is not None else _modules.convert_module(m)
+        except Exception as e:  # noqa: BLE001 -- reported, with the line, in the one error
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    problems: list[tuple[str, str]] = []
+    for g in graphs.values():
+        for p in _problems(g, module, convert):
+            if p not in problems:
+                problems.append(p)
+    if problems:
+        raise UnsupportedOperationError(problems)
+
+    root = _build_tree(module, "", converted, type(module).__name__) or TorchModule(type(module).__name__)
+    placeholders = [n.target for n in graphs[False].nodes if n.op == "placeholder"]
+    model = TorchGraph(
+        type(module).__name__, tuple(root.children()), root.own_params if isinstance(root, TorchModule) else (),
+        root.own_buffers if isinstance(root, TorchModule) else (), tuple(placeholders),
+        _encode_graph(graphs[False], module), _encode_graph(graphs[True], module),
+    )
+
+    sd = module.state_dict(keep_vars=True)
+    param_ids = {id(p) for p in module.parameters()}
+    params: dict = {}
+    state: dict = {}
+    for name, t in sd.items():
+        if id(t) in param_ids:
+            params = _set(params, name, _to_jax(t))
+        else:
+            state = _set(state, name, _to_jax(t))
+    _check_names(model, params, state, sd)
+    if example_inputs:
+        _check_shapes(module, model, params, state, example_inputs, torch)
+    return model, params, state
+
+
+def _check_names(model: TorchGraph, params: dict, state: dict, sd: Mapping) -> None:
+    """The converted layers must expect exactly the torch tensors' names and shapes."""
+    want_p, want_s = jax.eval_shape(model.init_tree, jax.random.PRNGKey(0))
+    flat = dict(model.named_parameters(want_p) + model.named_buffers(want_s))
+    mismatched = [f"{k}: torch {tuple(sd[k].shape)}, funcnets {tuple(flat[k].shape) if k in flat else 'missing'}"
+                  for k in sd if k not in flat or tuple(flat[k].shape) != tuple(sd[k].shape)]
+    extra = [k for k in flat if k not in sd]
+    if mismatched or extra:
+        raise FuncnetsError(
+            "from_torch: the converted layers do not hold the torch module's tensors "
+            f"({'; '.join(mismatched + [f'{k}: not in torch state_dict' for k in extra])}). "
+            "A leaf_modules factory must return a module whose params/state use the submodule's state_dict names."
+        )
+
+
+def _check_shapes(module, model, params, state, example_inputs, torch) -> None:
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            ref = module(*example_inputs)
+    finally:
+        module.train(was)
+    xs = [_to_jax(t) if isinstance(t, torch.Tensor) else t for t in example_inputs]
+    x = xs[0] if len(xs) == 1 else tuple(xs)
+    out, _ = jax.eval_shape(lambda p, s, x: model.apply(p, s, x), params, state, x)
+    got = [tuple(o.shape) for o in jax.tree_util.tree_leaves(out)]
+    want = [tuple(r.shape) for r in jax.tree_util.tree_leaves(
+        ref, is_leaf=lambda v: isinstance(v, torch.Tensor)) if isinstance(r, torch.Tensor)]
+    if got != want:
+        raise FuncnetsError(f"from_torch: the converted model's output shapes {got} differ from torch's {want}")
+
+

@@ -1,0 +1,129 @@
+"""The table of ``torch.nn`` classes that :func:`funcnets.from_torch` turns into funcnets layers.
+
+A torch layer becomes the funcnets layer of the same name, built from the torch module's
+constructor attributes: funcnets' layers take torch's constructor arguments under torch's
+names, and torch keeps most of them as attributes (``Conv2d.stride``, ``BatchNorm2d.eps``).
+The exceptions, where torch keeps a tensor or another spelling, are in :data:`SPECIAL`
+(``bias`` is a Parameter or None in torch, a bool here; ``PairwiseDistance.p`` is kept as
+``norm``; a transformer layer's sizes live in its children).
+
+The funcnets layer's parameters and buffers then have the torch module's ``state_dict``
+names, so the weights are copied over unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from funcnets import nn as fnn
+
+__all__ = ["LEAVES", "SPECIAL", "leaf_classes", "convert_module"]
+
+# traced through (their forward is plain Python over children), not converted as a whole
+_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module", "Transformer"}
+
+
+def leaf_classes() -> dict[type, type]:
+    """``{torch.nn class: funcnets.nn class}`` for every layer funcnets has (imports torch)."""
+    import torch.nn as tnn
+
+    out = {}
+    for name in fnn.__all__:
+        cls = getattr(fnn, name)
+        if isinstance(cls, type) and issubclass(cls, fnn.Module) and name not in _CONTAINERS:
+            tcls = getattr(tnn, name, None)
+            if isinstance(tcls, type):
+                out[tcls] = cls
+    return out
+
+
+LEAVES = leaf_classes  # the name ``port`` reads
+
+
+def _bias(m: Any, default: bool) -> bool:
+    """torch keeps ``bias`` as a Parameter or None; an affine-less norm has neither."""
+    b = getattr(m, "bias", None)
+    if isinstance(b, bool):
+        return b
+    if not getattr(m, "affine", True) or not getattr(m, "elementwise_affine", True):
+        return default
+    return b is not None
+
+
+def _activation(layer: Any) -> Any:
+    code = getattr(layer, "activation_relu_or_gelu", 0)
+    if code == 1:
+        return "relu"
+    if code == 2:
+        return "gelu"
+    act = layer.activation
+    import torch.nn as tnn
+
+    if isinstance(act, tnn.Module):
+        return convert_module(act)
+    raise ValueError(f"activation {act!r} is neither relu nor gelu nor a torch.nn layer funcnets has")
+
+
+def _transformer_layer(m: Any) -> dict:
+    return dict(
+        d_model=m.self_attn.embed_dim, nhead=m.self_attn.num_heads, dim_feedforward=m.linear1.out_features,
+        dropout=m.dropout.p, activation=_activation(m), layer_norm_eps=m.norm1.eps,
+        batch_first=m.self_attn.batch_first, norm_first=m.norm_first, bias=m.linear1.bias is not None,
+    )
+
+
+def _stack(layer_arg: str) -> Callable[[Any], dict]:
+    def kwargs(m: Any) -> dict:
+        out = {layer_arg: convert_module(m.layers[0]), "num_layers": len(m.layers)}
+        out["norm"] = None if m.norm is None else convert_module(m.norm)
+        for extra in ("enable_nested_tensor", "mask_check"):
+            if hasattr(m, extra):
+                out[extra] = getattr(m, extra)
+        return out
+
+    return kwargs
+
+
+# constructor arguments that are not plain attributes of the torch module
+SPECIAL: dict[str, Callable[[Any], dict]] = {
+    "MultiheadAttention": lambda m: dict(
+        embed_dim=m.embed_dim, num_heads=m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None,
+        add_bias_kv=m.bias_k is not None, add_zero_attn=m.add_zero_attn, kdim=m.kdim, vdim=m.vdim,
+        batch_first=m.batch_first,
+    ),
+    "PairwiseDistance": lambda m: dict(p=m.norm, eps=m.eps, keepdim=m.keepdim),
+    "TransformerEncoderLayer": _transformer_layer,
+    "TransformerDecoderLayer": _transformer_layer,
+    "TransformerEncoder": _stack("encoder_layer"),
+    "TransformerDecoder": _stack("decoder_layer"),
+}
+
+
+def convert_module(m: Any) -> fnn.Module:
+    """The funcnets layer equal to torch layer ``m`` (same hyperparameters, same names).
+
+    Raises:
+      TypeError: ``m``'s class has no funcnets counterpart.
+      ValueError: a constructor argument funcnets does not support.
+    """
+    table = leaf_classes()
+    cls = next((table[c] for c in type(m).__mro__ if c in table), None)
+    if cls is None:
+        raise TypeError(f"funcnets has no layer for torch.nn.{type(m).__name__}")
+    special = SPECIAL.get(type(m).__name__) or SPECIAL.get(cls.__name__)
+    if special is not None:
+        return cls(**special(m))
+    kwargs = {}
+    for name, p in inspect.signature(cls).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name.startswith("_"):
+            continue
+        default = None if p.default is p.empty else p.default
+        if name == "bias":
+            kwargs[name] = _bias(m, default if default is not None else True)
+        elif hasattr(m, name):
+            value = getattr(m, name)
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        elif p.default is p.empty:
+            raise ValueError(f"torch.nn.{type(m).__name__} has no attribute {name!r} to build {cls.__name__} from")
+    return cls(**kwargs)

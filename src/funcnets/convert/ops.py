@@ -1,0 +1,777 @@
+"""The table of torch functions and tensor methods that :func:`funcnets.from_torch` converts.
+
+Each entry is a JAX implementation with torch's signature (the argument names and
+defaults of the torch function or ``Tensor`` method it stands for), registered under the
+torch names it implements::
+
+    @op("torch.cat", "torch.concat", "torch.concatenate")
+    def cat(tensors, dim=0): ...
+
+    @op("torch.sum", method="sum")     # torch.sum(x, 1) and x.sum(1)
+    def sum_(input, dim=None, keepdim=False, *, dtype=None): ...
+
+Names are resolved against torch lazily (:func:`function_table`), so importing this
+module does not import torch. The implementations are plain module-level functions, so
+a source generator (``funcnets port``) can emit ``ops.<name>(...)`` calls from the same
+table: :data:`OPS` maps each implementation to the torch names it serves.
+
+Shapes are static in JAX, so ``x.size(0)``, ``x.shape[1:]`` and the Python arithmetic on
+them evaluate to plain ints while tracing, exactly as torch's eager values.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import operator
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnets.nn import functional as F
+
+__all__ = ["Op", "OPS", "METHODS", "op", "function_table", "needs_key", "to_dtype"]
+
+
+class Op(NamedTuple):
+    """One implementation: the JAX function and the torch names it stands for."""
+
+    fn: Callable
+    functions: tuple[str, ...]  # dotted torch names: "torch.cat", "torch.nn.functional.relu", "operator.add"
+    methods: tuple[str, ...]  # Tensor method names: "view", "sum"
+
+
+OPS: dict[str, Op] = {}  # first torch name ("torch.cat", "Tensor.view") -> Op
+METHODS: dict[str, Callable] = {}  # Tensor method name -> implementation
+_KEYED: set[Callable] = set()  # implementations that take a PRNG ``key`` (dropout)
+
+
+def op(*functions: str, method: str | tuple[str, ...] = (), keyed: bool = False) -> Callable:
+    """Register the decorated function for torch ``functions`` and Tensor ``method``(s)."""
+    methods = (method,) if isinstance(method, str) else tuple(method)
+
+    def register(fn: Callable) -> Callable:
+        OPS[functions[0] if functions else f"Tensor.{methods[0]}"] = Op(fn, tuple(functions), methods)
+        for m in methods:
+            METHODS[m] = fn
+        if keyed:
+            _KEYED.add(fn)
+        return fn
+
+    return register
+
+
+def needs_key(fn: Callable) -> bool:
+    """Whether ``fn`` draws random numbers (it is then called with ``_rng=``, a PRNG key)."""
+    return fn in _KEYED
+
+
+@functools.lru_cache(maxsize=None)
+def function_table() -> dict[Any, Callable]:
+    """``{torch callable: implementation}``, resolving the dotted names (imports torch)."""
+    import importlib
+
+    table: dict[Any, Callable] = {}
+    for o in OPS.values():
+        for name in o.functions:
+            mod, _, attr = name.rpartition(".")
+            try:
+                target = getattr(importlib.import_module(mod), attr)
+            except (ImportError, AttributeError):  # a name this torch version lacks
+                continue
+            table[target] = o.fn
+    return table
+
+
+# ----------------------------------------------------------------------------- dtypes
+_DTYPES = {
+    "float32": jnp.float32, "float": jnp.float32, "float64": jnp.float64, "double": jnp.float64,
+    "float16": jnp.float16, "half": jnp.float16, "bfloat16": jnp.bfloat16, "int64": jnp.int64,
+    "long": jnp.int64, "int32": jnp.int32, "int": jnp.int32, "int16": jnp.int16, "int8": jnp.int8,
+    "uint8": jnp.uint8, "bool": jnp.bool_, "complex64": jnp.complex64, "complex128": jnp.complex128,
+}
+
+
+def to_dtype(name: str | None):
+    """A torch dtype's name (``"float32"``, from ``str(torch.float32)``) as a JAX dtype."""
+    if name is None:
+        return None
+    return jnp.dtype(_DTYPES[name.replace("torch.", "")])
+
+
+def _dim(dim):
+    return tuple(dim) if isinstance(dim, (list, tuple)) else dim
+
+
+def _shape(size) -> tuple[int, ...]:
+    """torch's ``*size`` or ``size`` argument as a tuple."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    return tuple(int(s) for s in size)
+
+
+def _float_default():
+    return jnp.zeros(()).dtype  # float32, or float64 under jax_enable_x64 (torch's default dtype set to it)
+
+
+# ----------------------------------------------------------------------------- Python operators
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_", "or_", "xor",
+              "lshift", "rshift", "eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "invert", "abs",
+              "getitem", "not_", "truth", "contains", "concat"):
+    op(f"operator.{_name}")(getattr(operator, _name))
+op("operator.iadd")(operator.add)
+op("operator.isub")(operator.sub)
+op("operator.imul")(operator.mul)
+op("operator.itruediv")(operator.truediv)
+
+
+@op("builtins.getattr")
+def getattr_(obj, name, *default):
+    """``x.shape``/``x.dtype``/``x.T``/``x.ndim`` and attributes of non-tensors."""
+    if isinstance(obj, jax.Array) or hasattr(obj, "aval"):
+        if name == "device":
+            return None
+        if name in _TENSOR_ATTRS:
+            return _TENSOR_ATTRS[name](obj)
+    return builtins.getattr(obj, name, *default)
+
+
+_TENSOR_ATTRS: dict[str, Callable] = {
+    "shape": lambda x: tuple(x.shape), "ndim": lambda x: x.ndim, "dtype": lambda x: x.dtype,
+    "T": lambda x: jnp.transpose(x), "mT": lambda x: jnp.swapaxes(x, -1, -2),
+    "is_cuda": lambda x: False, "requires_grad": lambda x: True, "data": lambda x: jax.lax.stop_gradient(x),
+    "real": jnp.real, "imag": jnp.imag,
+}
+
+for _name in ("len", "int", "float", "bool", "min", "max", "abs", "tuple", "list", "range", "round"):
+    op(f"builtins.{_name}")(getattr(builtins, _name))
+op("math.sqrt")(math.sqrt)
+op("math.prod")(math.prod)
+
+
+# ----------------------------------------------------------------------------- elementwise
+def _unary(jfn: Callable, *names: str, method: str | tuple[str, ...] = ()) -> None:
+    def impl(input, *, out=None):
+        return jfn(input)
+
+    impl.__name__ = names[0].rpartition(".")[2] if names else method
+    impl.__qualname__ = impl.__name__
+    op(*names, method=method)(impl)
+
+
+for _t, _j in {
+    "abs": jnp.abs, "exp": jnp.exp, "log": jnp.log, "log2": jnp.log2, "log10": jnp.log10, "log1p": jnp.log1p,
+    "expm1": jnp.expm1, "sqrt": jnp.sqrt, "rsqrt": jax.lax.rsqrt, "sin": jnp.sin, "cos": jnp.cos, "tan": jnp.tan,
+    "asin": jnp.arcsin, "acos": jnp.arccos, "atan": jnp.arctan, "sinh": jnp.sinh, "cosh": jnp.cosh,
+    "floor": jnp.floor, "ceil": jnp.ceil, "trunc": jnp.trunc, "sign": jnp.sign, "neg": jnp.negative,
+    "negative": jnp.negative, "reciprocal": jnp.reciprocal, "square": jnp.square, "erf": jax.scipy.special.erf,
+    "isnan": jnp.isnan, "isinf": jnp.isinf, "isfinite": jnp.isfinite, "logical_not": jnp.logical_not,
+    "exp2": jnp.exp2, "frac": lambda x: x - jnp.trunc(x), "erfinv": jax.scipy.special.erfinv,
+}.items():
+    _unary(_j, f"torch.{_t}", method=_t)
+op("torch.sigmoid", "torch.nn.functional.sigmoid", method="sigmoid")(F.sigmoid)
+op("torch.tanh", "torch.nn.functional.tanh", method="tanh")(F.tanh)
+op("torch.relu", "torch.nn.functional.relu", method="relu")(F.relu)
+
+
+def _binary(jfn: Callable, name: str, *aliases: str) -> None:
+    def impl(input, other, *, out=None):
+        return jfn(input, other)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.{name}", *(f"torch.{a}" for a in aliases), method=(name, *aliases))(impl)
+
+
+for _t, _j in {"mul": jnp.multiply, "sub": jnp.subtract, "maximum": jnp.maximum, "minimum": jnp.minimum,
+               "eq": jnp.equal, "ne": jnp.not_equal, "lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater,
+               "ge": jnp.greater_equal, "logical_and": jnp.logical_and, "logical_or": jnp.logical_or,
+               "fmod": jnp.fmod, "remainder": jnp.remainder, "atan2": jnp.arctan2, "pow": jnp.power,
+               "floor_divide": jnp.floor_divide, "bitwise_and": jnp.bitwise_and, "bitwise_or": jnp.bitwise_or}.items():
+    _binary(_j, _t, *{"mul": ("multiply",), "sub": ("subtract",)}.get(_t, ()))
+
+
+@op("torch.add", method="add")
+def add(input, other, *, alpha=1, out=None):
+    return input + (other if alpha == 1 else alpha * other)
+
+
+@op("torch.rsub", method="rsub")
+def rsub(input, other, *, alpha=1):
+    return other - (input if alpha == 1 else alpha * input)
+
+
+@op("torch.div", "torch.divide", "torch.true_divide", method=("div", "divide", "true_divide"))
+def div(input, other, *, rounding_mode=None, out=None):
+    q = jnp.true_divide(input, other)
+    if rounding_mode == "floor":
+        return jnp.floor(q) if jnp.issubdtype(q.dtype, jnp.floating) and not _both_int(input, other) else input // other
+    if rounding_mode == "trunc":
+        return jnp.trunc(q).astype(jnp.result_type(input, other)) if _both_int(input, other) else jnp.trunc(q)
+    return q
+
+
+def _both_int(a, b) -> bool:
+    return all(jnp.issubdtype(jnp.result_type(v), jnp.integer) for v in (a, b))
+
+
+@op("torch.clamp", "torch.clip", method=("clamp", "clip"))
+def clamp(input, min=None, max=None, *, out=None):
+    if min is not None:
+        input = jnp.maximum(input, min)
+    if max is not None:
+        input = jnp.minimum(input, max)
+    return input
+
+
+op(method="clamp_min")(lambda input, min: jnp.maximum(input, min))
+op(method="clamp_max")(lambda input, max: jnp.minimum(input, max))
+
+
+@op("torch.where", method="where")
+def where(condition, input=None, other=None):
+    if input is None:
+        raise TypeError("torch.where(condition) (the indices form) has a data-dependent shape; use the three-argument form")
+    return jnp.where(condition, input, other)
+
+
+@op(method="masked_fill")
+def masked_fill(input, mask, value):
+    return jnp.where(mask, jnp.asarray(value, input.dtype), input)
+
+
+@op("torch.lerp", method="lerp")
+def lerp(input, end, weight):
+    return input + weight * (end - input)
+
+
+@op("torch.nan_to_num", method="nan_to_num")
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    return jnp.nan_to_num(input, nan=nan, posinf=posinf, neginf=neginf)
+
+
+# ----------------------------------------------------------------------------- products
+@op("torch.matmul", method="matmul")
+def matmul(input, other, *, out=None):
+    return jnp.matmul(input, other)
+
+
+@op("torch.mm", "torch.bmm", method=("mm", "bmm"))
+def mm(input, mat2, *, out=None):
+    return jnp.matmul(input, mat2)
+
+
+@op("torch.einsum")
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return jnp.einsum(equation, *operands, precision=jax.lax.Precision.HIGHEST)
+
+
+@op("torch.addmm", method="addmm")
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    return beta * input + alpha * jnp.matmul(mat1, mat2)
+
+
+@op("torch.outer", method="outer")
+def outer(input, vec2):
+    return jnp.outer(input, vec2)
+
+
+@op("torch.nn.functional.linear")
+def linear(input, weight, bias=None):
+    return F.linear(input, weight, bias)
+
+
+# ----------------------------------------------------------------------------- reductions
+def _reduce(jfn: Callable, name: str) -> None:
+    def impl(input, dim=None, keepdim=False, *, dtype=None, out=None):
+        x = input if dtype is None else input.astype(dtype)
+        if name in ("sum", "prod") and jnp.issubdtype(x.dtype, jnp.bool_):
+            x = x.astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)  # torch sums bools as int64
+        return jfn(x, axis=_dim(dim), keepdims=keepdim)
+
+    impl.__name__ = impl.__qualname__ = f"{name}_"
+    op(f"torch.{name}", method=name)(impl)
+
+
+for _t, _j in {"sum": jnp.sum, "mean": jnp.mean, "prod": jnp.prod, "amax": jnp.max, "amin": jnp.min,
+               "all": jnp.all, "any": jnp.any, "nansum": jnp.nansum, "logsumexp": jax.scipy.special.logsumexp}.items():
+    _reduce(_j, _t)
+
+
+def _max_min(input, dim, keepdim, other, jreduce, jarg, jpair):
+    if dim is None:
+        return jreduce(input)
+    if not isinstance(dim, int):  # torch.max(a, b): elementwise
+        return jpair(input, dim)
+    values = jreduce(input, axis=dim, keepdims=keepdim)
+    indices = jarg(input, axis=dim, keepdims=keepdim)
+    return _MaxMin(values, indices)
+
+
+class _MaxMin(NamedTuple):  # torch.return_types.max: .values, .indices, and unpacks as a pair
+    values: Any
+    indices: Any
+
+
+@op("torch.max", method="max")
+def max_(input, dim=None, keepdim=False, *, other=None):
+    return _max_min(input, dim, keepdim, other, jnp.max, jnp.argmax, jnp.maximum)
+
+
+@op("torch.min", method="min")
+def min_(input, dim=None, keepdim=False, *, other=None):
+    return _max_min(input, dim, keepdim, other, jnp.min, jnp.argmin, jnp.minimum)
+
+
+@op("torch.argmax", method="argmax")
+def argmax(input, dim=None, keepdim=False):
+    return jnp.argmax(input, axis=dim, keepdims=keepdim) if dim is not None else jnp.argmax(input)
+
+
+@op("torch.argmin", method="argmin")
+def argmin(input, dim=None, keepdim=False):
+    return jnp.argmin(input, axis=dim, keepdims=keepdim) if dim is not None else jnp.argmin(input)
+
+
+def _correction(unbiased, correction) -> float:
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+@op("torch.var", method="var")
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):  # var(x, dim, keepdim)
+        dim, unbiased = unbiased, None
+    return jnp.var(input, axis=_dim(dim), ddof=_correction(unbiased, correction), keepdims=keepdim)
+
+
+@op("torch.std", method="std")
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return jnp.sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+@op("torch.norm", method="norm")
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    x = jnp.abs(input)
+    axis = _dim(dim)
+    if p in ("fro", 2, 2.0):
+        return jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdim))
+    if p == float("inf"):
+        return jnp.max(x, axis=axis, keepdims=keepdim)
+    if p == 1:
+        return jnp.sum(x, axis=axis, keepdims=keepdim)
+    return jnp.sum(x**p, axis=axis, keepdims=keepdim) ** (1.0 / p)
+
+
+@op("torch.cumsum", method="cumsum")
+def cumsum(input, dim, *, dtype=None):
+    return jnp.cumsum(input, axis=dim, dtype=dtype)
+
+
+@op("torch.cumprod", method="cumprod")
+def cumprod(input, dim, *, dtype=None):
+    return jnp.cumprod(input, axis=dim, dtype=dtype)
+
+
+@op("torch.topk", method="topk")
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    x = jnp.moveaxis(input, dim, -1)
+    v, i = jax.lax.top_k(x if largest else -x, k)
+    return _MaxMin(jnp.moveaxis(v if largest else -v, -1, dim), jnp.moveaxis(i, -1, dim))
+
+
+# ----------------------------------------------------------------------------- shape
+@op("torch.cat", "torch.concat", "torch.concatenate")
+def cat(tensors, dim=0, *, out=None):
+    return jnp.concatenate(list(tensors), axis=dim)
+
+
+@op("torch.stack")
+def stack(tensors, dim=0, *, out=None):
+    return jnp.stack(list(tensors), axis=dim)
+
+
+@op("torch.split", method="split")
+def split(tensor, split_size_or_sections, dim=0):
+    n = tensor.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        sizes = [split_size_or_sections] * (n // split_size_or_sections)
+        if n % split_size_or_sections:
+            sizes.append(n % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+    return tuple(jnp.split(tensor, np.cumsum(sizes)[:-1].tolist(), axis=dim))
+
+
+@op("torch.chunk", method="chunk")
+def chunk(input, chunks, dim=0):
+    size = -(-input.shape[dim] // chunks)
+    return split(input, size, dim)
+
+
+@op("torch.unbind", method="unbind")
+def unbind(input, dim=0):
+    return tuple(jnp.moveaxis(input, dim, 0))
+
+
+@op(method=("view", "reshape"))
+def view(input, *shape):
+    if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int)):  # x.view(torch.float32)
+        return jax.lax.bitcast_convert_type(input, shape[0])
+    return jnp.reshape(input, _shape(shape))
+
+
+@op("torch.reshape")
+def reshape(input, shape):
+    return jnp.reshape(input, tuple(shape))
+
+
+@op(method=("view_as", "reshape_as"))
+def view_as(input, other):
+    return jnp.reshape(input, other.shape)
+
+
+@op("torch.flatten", method="flatten")
+def flatten(input, start_dim=0, end_dim=-1):
+    if input.ndim == 0:
+        return jnp.reshape(input, (1,))
+    return F.flatten(input, start_dim, end_dim)
+
+
+@op("torch.unflatten", method="unflatten")
+def unflatten(input, dim, sizes):
+    return F.unflatten(input, dim, tuple(sizes))
+
+
+@op("torch.permute", method="permute")
+def permute(input, *dims):
+    return jnp.transpose(input, _shape(dims) if dims and not isinstance(dims[0], int) or len(dims) > 1 else dims)
+
+
+@op("torch.transpose", "torch.swapaxes", "torch.swapdims", method=("transpose", "swapaxes", "swapdims"))
+def transpose(input, dim0, dim1):
+    return jnp.swapaxes(input, dim0, dim1)
+
+
+@op("torch.t", method="t")
+def t(input):
+    return input.T
+
+
+@op("torch.movedim", "torch.moveaxis", method=("movedim", "moveaxis"))
+def movedim(input, source, destination):
+    return jnp.moveaxis(input, source, destination)
+
+
+@op("torch.squeeze", method="squeeze")
+def squeeze(input, dim=None):
+    if dim is None:
+        return jnp.squeeze(input)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = tuple(d % max(input.ndim, 1) for d in dims if input.ndim and input.shape[d] == 1)  # torch: no-op if not 1
+    return jnp.squeeze(input, dims) if dims else input
+
+
+@op("torch.unsqueeze", method="unsqueeze")
+def unsqueeze(input, dim):
+    return jnp.expand_dims(input, dim)
+
+
+@op(method="expand")
+def expand(input, *sizes):
+    sizes = _shape(sizes)
+    lead = len(sizes) - input.ndim
+    target = tuple(input.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    return jnp.broadcast_to(input, target)
+
+
+@op("torch.broadcast_to", method="broadcast_to")
+def broadcast_to(input, size):
+    return expand(input, *size)
+
+
+@op(method="expand_as")
+def expand_as(input, other):
+    return jnp.broadcast_to(input, other.shape)
+
+
+@op(method="repeat")
+def repeat(input, *sizes):
+    sizes = _shape(sizes)
+    x = jnp.reshape(input, (1,) * (len(sizes) - input.ndim) + tuple(input.shape))
+    return jnp.tile(x, sizes)
+
+
+@op("torch.tile", method="tile")
+def tile(input, dims):
+    return jnp.tile(input, tuple(dims))
+
+
+@op("torch.repeat_interleave", method="repeat_interleave")
+def repeat_interleave(input, repeats, dim=None, *, output_size=None):
+    if not isinstance(repeats, int):
+        raise TypeError("repeat_interleave with a tensor of repeats has a data-dependent shape")
+    return jnp.repeat(input, repeats, axis=dim)
+
+
+@op("torch.flip", method="flip")
+def flip(input, dims):
+    return jnp.flip(input, axis=_dim(dims))
+
+
+@op("torch.roll", method="roll")
+def roll(input, shifts, dims=None):
+    return jnp.roll(input, shifts, axis=_dim(dims))
+
+
+@op("torch.narrow", method="narrow")
+def narrow(input, dim, start, length):
+    return jax.lax.slice_in_dim(input, start, start + length, axis=dim)
+
+
+@op("torch.select", method="select")
+def select(input, dim, index):
+    return jnp.take(input, index, axis=dim)
+
+
+@op("torch.index_select", method="index_select")
+def index_select(input, dim, index):
+    return jnp.take(input, index, axis=dim)
+
+
+@op("torch.gather", method="gather")
+def gather(input, dim, index, *, sparse_grad=False):
+    return jnp.take_along_axis(input, index, axis=dim)
+
+
+@op("torch.tril", method="tril")
+def tril(input, diagonal=0):
+    return jnp.tril(input, diagonal)
+
+
+@op("torch.triu", method="triu")
+def triu(input, diagonal=0):
+    return jnp.triu(input, diagonal)
+
+
+@op(method="contiguous")
+def contiguous(input, memory_format=None):
+    return input
+
+
+@op("torch.clone", method="clone")
+def clone(input, *, memory_format=None):
+    return input
+
+
+@op("torch.detach", method="detach")
+def detach(input):
+    return jax.lax.stop_gradient(input)
+
+
+@op(method="size")
+def size(input, dim=None):
+    return tuple(input.shape) if dim is None else input.shape[dim]
+
+
+@op("torch.numel", method=("numel", "nelement"))
+def numel(input):
+    return int(np.prod(input.shape))
+
+
+@op(method=("dim", "ndimension"))
+def dim_(input):
+    return input.ndim
+
+
+# ----------------------------------------------------------------------------- dtype conversions
+@op(method="to")
+def to(input, *args, **kwargs):
+    dtype = kwargs.get("dtype")
+    for a in args:
+        if isinstance(a, jnp.dtype):
+            dtype = a
+        elif hasattr(a, "dtype") and hasattr(a, "shape"):  # x.to(other)
+            dtype = a.dtype
+    return input if dtype is None else input.astype(dtype)
+
+
+@op(method="type_as")
+def type_as(input, other):
+    return input.astype(other.dtype)
+
+
+@op(method="type")
+def type_(input, dtype=None):
+    return input.astype(dtype)
+
+
+for _m, _d in {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16",
+               "long": "int64", "int": "int32", "bool": "bool", "short": "int16"}.items():
+    def _cast(input, memory_format=None, *, _d=_d):
+        return input.astype(to_dtype(_d))
+
+    _cast.__name__ = _cast.__qualname__ = f"{_m}_"
+    op(method=_m)(_cast)
+op(method=("cpu", "cuda"))(lambda input, *a, **k: input)
+
+
+# ----------------------------------------------------------------------------- creation
+def _like(fill: Callable) -> Callable:
+    def impl(input, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+        return fill(input.shape, dtype or input.dtype)
+
+    return impl
+
+
+op("torch.zeros_like")(_like(jnp.zeros))
+op("torch.ones_like")(_like(jnp.ones))
+
+
+@op("torch.full_like")
+def full_like(input, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+    return jnp.full(input.shape, fill_value, dtype or input.dtype)
+
+
+@op("torch.randn_like", "torch.rand_like", keyed=True)
+def random_like(input, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None, _rng=None):
+    raise TypeError("randn_like/rand_like draw from torch's generator; funcnets cannot reproduce those numbers")
+
+
+@op("torch.zeros")
+def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.zeros(_shape(size), dtype or _float_default())
+
+
+@op("torch.ones")
+def ones(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.ones(_shape(size), dtype or _float_default())
+
+
+@op("torch.full")
+def full(size, fill_value, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = _float_default() if isinstance(fill_value, float) else None
+    return jnp.full(tuple(size), fill_value, dtype)
+
+
+@op("torch.arange")
+def arange(start, end=None, step=1, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None and all(isinstance(v, int) for v in (start, end, step)):
+        dtype = jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+    return jnp.arange(start, end, step, dtype=dtype or _float_default())
+
+
+@op("torch.linspace")
+def linspace(start, end, steps, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.linspace(start, end, steps, dtype=dtype or _float_default())
+
+
+@op("torch.eye")
+def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.eye(n, m, dtype=dtype or _float_default())
+
+
+@op("torch.tensor", "torch.as_tensor")
+def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
+    return jnp.asarray(data, dtype)
+
+
+# ----------------------------------------------------------------------------- torch.nn.functional
+def _functional(name: str, *extra: str) -> None:
+    """``torch.nn.functional.<name>`` → ``funcnets.nn.functional.<name>`` (same signature)."""
+    op(f"torch.nn.functional.{name}", *extra)(getattr(F, name))
+
+
+for _name in ("relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "hardswish", "hardsigmoid",
+              "hardtanh", "softplus", "softsign", "threshold", "prelu",
+              "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "pad",
+              "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+              "adaptive_avg_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d",
+              "max_unpool3d", "layer_norm", "group_norm", "rms_norm", "local_response_norm", "embedding",
+              "embedding_bag", "one_hot", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "fold",
+              "unfold", "cosine_similarity", "pairwise_distance", "pdist"):
+    _functional(_name)
+op("torch.nn.functional.logsigmoid")(lambda input: jax.nn.log_sigmoid(input))
+for _name in ("selu", "celu", "prelu", "pixel_shuffle", "pixel_unshuffle", "conv1d", "conv2d", "conv3d", "layer_norm",
+              "group_norm", "cosine_similarity", "pairwise_distance", "pdist"):
+    # torch.selu etc. are the same functions under torch's namespace
+    _k = f"torch.nn.functional.{_name}"
+    OPS[_k] = OPS[_k]._replace(functions=OPS[_k].functions + (f"torch.{_name}",))
+
+
+def _pool_with_indices(name: str) -> None:
+    fn = getattr(F, name)
+
+    def impl(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.nn.functional.{name}", f"torch.nn.functional.{name}_with_indices", f"torch.{name}")(impl)
+
+
+for _name in ("max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+              "adaptive_max_pool3d"):
+    _pool_with_indices(_name)
+
+
+def _softmax_like(name: str) -> None:
+    fn = getattr(F, name)
+
+    def impl(input, dim=None, _stacklevel=3, dtype=None):
+        return fn(input, dim, dtype=dtype)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.nn.functional.{name}", f"torch.{name}", method=name)(impl)
+
+
+for _name in ("softmax", "log_softmax", "softmin"):
+    _softmax_like(_name)
+
+
+def _dropout_like(name: str) -> None:
+    fn = getattr(F, name)
+
+    def impl(input, p=0.5, training=True, inplace=False, *, _rng=None):
+        return fn(input, p, training, _rng)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.nn.functional.{name}", f"torch.{name}", keyed=True)(impl)
+
+
+for _name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"):
+    _dropout_like(_name)
+
+
+@op("torch.nn.functional.batch_norm", "torch.batch_norm")
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05):
+    """The normalised output; torch's in-place update of the running statistics passed in
+    is not made (use ``nn.BatchNorm*d`` modules, whose buffers are returned as new state)."""
+    return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)[0]
+
+
+@op("torch.nn.functional.instance_norm", "torch.instance_norm")
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-05):
+    return F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)[0]
+
+
+@op("torch.nn.functional.normalize")
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    n = norm(input, p, dim, keepdim=True)
+    return input / jnp.maximum(n, eps)
+
+
+@op("torch.nn.functional.scaled_dot_product_attention", keyed=True)
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, *, _rng=None):
+    return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+                                          dropout_key=_rng)
+
