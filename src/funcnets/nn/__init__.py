@@ -69,6 +69,14 @@ from funcnets.nn.pixelshuffle import PixelShuffle, PixelUnshuffle
 # --- containers -----------------------------------------------------------------
 from funcnets.nn.container import ModuleDict, ModuleList, Sequential
 
+# --- loss -----------------------------------------------------------------------
+from funcnets.nn.loss import (
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
+    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss, MultiLabelMarginLoss,
+    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
+    TripletMarginLoss,
+)
+
 __all__ = [
     "functional", "init", "conv_lowering", "onednn_error", "Module", "Scope", "replace",
     # linear
@@ -107,4 +115,9 @@ __all__ = [
     "PairwiseDistance",
     # containers
     "Sequential", "ModuleList", "ModuleDict",
+    # loss
+    "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
+    "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
+    "HingeEmbeddingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
+    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss",
 ]

@@ -1,0 +1,402 @@
+"""``torch.nn.modules.loss``: the loss *classes*, as thin objects over :mod:`funcnets.losses`.
+
+A loss class holds its options (``reduction``, ``margin``, ...) and, like torch's
+``register_buffer``, its ``weight``/``pos_weight`` arrays; calling it calls the loss
+function with them::
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss = criterion(logits, labels)            # losses.cross_entropy(logits, labels, ...)
+
+The arrays are constants, not trainable parameters (in torch they are buffers, so they
+appear in ``state_dict()`` as ``weight``/``pos_weight``; here :meth:`buffer_names` and
+:meth:`init_own` report them the same way). Constructor signatures, defaults and ``repr``
+are torch's (``CrossEntropyLoss()`` whatever the options, as torch prints it); torch's
+legacy ``size_average``/``reduce`` are accepted only as ``None``. Unlike torch, an
+unknown ``reduction`` is refused when the loss is built, not at its first call.
+
+A loss is a :class:`~funcnets.nn.module.Module` (so ``isinstance(criterion, nn.Module)``
+and it prints as a child), but its call is torch's ``forward``: ``criterion(input,
+target, ...)``, not ``(params, state, x)``. Loss objects compare and hash by identity (they
+may hold arrays); pass them to ``jax.jit`` by closure, or their arrays as arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from funcnets import losses
+from funcnets._typing import Array, PRNGKey
+from funcnets.nn.module import Module
+
+__all__ = [
+    "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
+    "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
+    "HingeEmbeddingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
+    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+class _Loss(Module):
+    """torch's ``_Loss``: a ``reduction`` and, for weighted losses, array buffers.
+
+    Subclasses set ``_buffers`` (the names of their array arguments, torch's buffer
+    order) and define ``forward``; ``__init__`` checks the shared arguments.
+    """
+
+    _buffers: tuple[str, ...] = ()
+    _reductions: tuple[str, ...] = _REDUCTIONS
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        if size_average is not None or reduce is not None:
+            raise ValueError(
+                f"{type(self).__name__}: size_average and reduce are deprecated in torch and not taken "
+                f"here; pass reduction='none' | 'mean' | 'sum' instead."
+            )
+        if reduction not in self._reductions:
+            raise ValueError(
+                f"{type(self).__name__}: {reduction!r} is not a valid value for reduction; "
+                f"use one of {self._reductions}."
+            )
+        self.reduction = reduction
+
+    def _set_buffer(self, name: str, value: Any) -> None:
+        if value is not None and not hasattr(value, "shape"):
+            value = jnp.asarray(value)
+        setattr(self, name, value)
+
+    # --- the module contract: buffers only, no parameters, no children ----------------
+    def children(self) -> list:
+        return []
+
+    def buffer_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self._buffers if getattr(self, n) is not None)
+
+    def init_own(self, key: PRNGKey) -> tuple[dict, dict]:
+        return {}, {n: getattr(self, n) for n in self.buffer_names()}
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        raise TypeError(
+            f"{self!r} is a loss: call it as torch does, {type(self).__name__.lower()}(input, target, ...), "
+            f"not with (params, state, x)."
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Array:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, input: Array, target: Array) -> Array:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Set once, in __init__: a loss is a value, like the frozen dataclasses of layers.
+        if name in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} is immutable; build a new one to change {name!r}")
+        object.__setattr__(self, name, value)
+
+
+class _WeightedLoss(_Loss):
+    """torch's ``_WeightedLoss``: a ``weight`` buffer (per class or per element)."""
+
+    _buffers = ("weight",)
+
+    def __init__(self, weight: Array | None = None, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self._set_buffer("weight", weight)
+
+
+# --- regression ---------------------------------------------------------------------
+
+
+class L1Loss(_Loss):
+    """Mean absolute error ``|x - y|`` (:func:`funcnets.losses.l1_loss`). ``input``, ``target``: any, same shape."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.l1_loss(input, target, reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """Mean squared error ``(x - y)²`` (:func:`funcnets.losses.mse_loss`). ``input``, ``target``: any, same shape."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.mse_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """``0.5 (x-y)²/β`` where ``|x-y| < β``, else ``|x-y| - 0.5β`` (:func:`funcnets.losses.smooth_l1_loss`)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(size_average, reduce, reduction)
+        if beta < 0:
+            raise ValueError(f"SmoothL1Loss: beta must be >= 0, got {beta}")
+        self.beta = beta
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """``0.5 (x-y)²`` where ``|x-y| < δ``, else ``δ(|x-y| - 0.5δ)`` (:func:`funcnets.losses.huber_loss`)."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        if not isinstance(delta, (float, int)):
+            raise TypeError(f"delta must be a float or int, got: {type(delta)}")
+        if delta <= 0:
+            raise ValueError(f"HuberLoss: delta must be > 0, got {delta}")
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+# --- classification -----------------------------------------------------------------
+
+
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities (:func:`funcnets.losses.nll_loss`).
+
+    ``input``: ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; ``target``: class indices
+    ``(N,)``/``()``/``(N, d1, ...)``; ``weight``: ``(C,)``.
+    """
+
+    def __init__(
+        self, weight: Array | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Cross-entropy of logits (:func:`funcnets.losses.cross_entropy`): class-index or
+    probability targets, class ``weight`` ``(C,)``, ``ignore_index``, ``label_smoothing``."""
+
+    def __init__(
+        self, weight: Array | None = None, size_average=None, ignore_index: int = -100, reduce=None,
+        reduction: str = "mean", label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                                    reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class MultiMarginLoss(_WeightedLoss):
+    """Multi-class hinge ``Σ_{j≠y} w_y max(0, margin - x_y + x_j)^p / C``
+    (:func:`funcnets.losses.multi_margin_loss`). ``input``: ``(N, C)`` or ``(C,)``."""
+
+    def __init__(
+        self, p: int = 1, margin: float = 1.0, weight: Array | None = None, size_average=None, reduce=None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        if p != 1 and p != 2:
+            raise ValueError("only p == 1 and p == 2 supported")
+        if self.weight is not None and np.ndim(self.weight) != 1:
+            raise ValueError(
+                f"MultiMarginLoss: expected weight to be None or 1D tensor, got {np.ndim(self.weight)}D instead"
+            )
+        self.p = p
+        self.margin = margin
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.multi_margin_loss(input, target, p=self.p, margin=self.margin, weight=self.weight,
+                                        reduction=self.reduction)
+
+
+class MultiLabelMarginLoss(_Loss):
+    """Multi-label hinge over the target classes listed (``-1``-terminated) in ``target``
+    (:func:`funcnets.losses.multilabel_margin_loss`). ``input``, ``target``: ``(N, C)`` or ``(C,)``."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.multilabel_margin_loss(input, target, reduction=self.reduction)
+
+
+# --- binary and multi-label -----------------------------------------------------------
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities, logs clamped at -100
+    (:func:`funcnets.losses.binary_cross_entropy`). ``weight`` broadcasts to ``input``."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of logits (:func:`funcnets.losses.binary_cross_entropy_with_logits`).
+
+    ``weight`` broadcasts to ``input``; ``pos_weight`` (one per class, the last
+    dimension) scales the positive term: ``-w [p_c y log σ(x) + (1-y) log(1-σ(x))]``.
+    """
+
+    _buffers = ("weight", "pos_weight")
+
+    def __init__(
+        self, weight: Array | None = None, size_average=None, reduce=None, reduction: str = "mean",
+        pos_weight: Array | None = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self._set_buffer("weight", weight)
+        self._set_buffer("pos_weight", pos_weight)
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.binary_cross_entropy_with_logits(input, target, weight=self.weight, reduction=self.reduction,
+                                                       pos_weight=self.pos_weight)
+
+
+class SoftMarginLoss(_Loss):
+    """Two-class logistic loss ``log(1 + exp(-y x))`` (:func:`funcnets.losses.soft_margin_loss`)."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.soft_margin_loss(input, target, reduction=self.reduction)
+
+
+class MultiLabelSoftMarginLoss(_WeightedLoss):
+    """Per-class BCE with logits averaged over classes
+    (:func:`funcnets.losses.multilabel_soft_margin_loss`). ``input``, ``target``: ``(N, C)``; ``weight``: ``(C,)``."""
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.multilabel_soft_margin_loss(input, target, weight=self.weight, reduction=self.reduction)
+
+
+# --- likelihoods and divergences -------------------------------------------------------
+
+
+class KLDivLoss(_Loss):
+    """``target · (log target - input)`` with ``input`` log-probabilities (:func:`funcnets.losses.kl_div`);
+    ``reduction="batchmean"`` divides the sum by the batch size (the mathematical KL)."""
+
+    _reductions = (*_REDUCTIONS, "batchmean")
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+class PoissonNLLLoss(_Loss):
+    """Poisson negative log-likelihood (:func:`funcnets.losses.poisson_nll_loss`): ``exp(x) - y x``
+    for ``log_input``, else ``x - y log(x + eps)``; ``full`` adds Stirling's term."""
+
+    def __init__(
+        self, log_input: bool = True, full: bool = False, size_average=None, eps: float = 1e-8, reduce=None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_input = log_input
+        self.full = full
+        self.eps = eps
+
+    def forward(self, log_input: Array, target: Array) -> Array:
+        return losses.poisson_nll_loss(log_input, target, log_input=self.log_input, full=self.full, eps=self.eps,
+                                       reduction=self.reduction)
+
+
+class GaussianNLLLoss(_Loss):
+    """Gaussian negative log-likelihood ``½(log max(var, eps) + (x - y)²/max(var, eps))``
+    (:func:`funcnets.losses.gaussian_nll_loss`); ``full`` adds ``½ log 2π``."""
+
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
+        super().__init__(None, None, reduction)
+        self.full = full
+        self.eps = eps
+
+    def forward(self, input: Array, target: Array, var: Array | float) -> Array:
+        return losses.gaussian_nll_loss(input, target, var, full=self.full, eps=self.eps, reduction=self.reduction)
+
+
+# --- embeddings and ranking -------------------------------------------------------------
+
+
+class CosineEmbeddingLoss(_Loss):
+    """``1 - cos(x1, x2)`` for ``y = 1``, ``max(0, cos(x1, x2) - margin)`` for ``y = -1``
+    (:func:`funcnets.losses.cosine_embedding_loss`). ``input1``, ``input2``: ``(N, D)``; ``target``: ``(N,)``."""
+
+    def __init__(self, margin: float = 0.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1: Array, input2: Array, target: Array) -> Array:
+        return losses.cosine_embedding_loss(input1, input2, target, margin=self.margin, reduction=self.reduction)
+
+
+class MarginRankingLoss(_Loss):
+    """``max(0, -y (x1 - x2) + margin)`` (:func:`funcnets.losses.margin_ranking_loss`)."""
+
+    def __init__(self, margin: float = 0.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1: Array, input2: Array, target: Array) -> Array:
+        return losses.margin_ranking_loss(input1, input2, target, margin=self.margin, reduction=self.reduction)
+
+
+class HingeEmbeddingLoss(_Loss):
+    """``x`` for ``y = 1``, ``max(0, margin - x)`` for ``y = -1``
+    (:func:`funcnets.losses.hinge_embedding_loss`)."""
+
+    def __init__(self, margin: float = 1.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input: Array, target: Array) -> Array:
+        return losses.hinge_embedding_loss(input, target, margin=self.margin, reduction=self.reduction)
+
+
+class TripletMarginLoss(_Loss):
+    """``max(d(a, p) - d(a, n) + margin, 0)`` with the p-norm pairwise distance ``d``
+    (:func:`funcnets.losses.triplet_margin_loss`). ``anchor``, ``positive``, ``negative``: ``(N, D)`` or ``(D,)``."""
+
+    def __init__(
+        self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False, size_average=None,
+        reduce=None, reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        if margin <= 0:
+            raise ValueError(f"TripletMarginLoss: expected margin to be greater than 0, got {margin} instead")
+        self.margin = margin
+        self.p = p
+        self.eps = eps
+        self.swap = swap
+
+    def forward(self, anchor: Array, positive: Array, negative: Array) -> Array:
+        return losses.triplet_margin_loss(anchor, positive, negative, margin=self.margin, p=self.p, eps=self.eps,
+                                          swap=self.swap, reduction=self.reduction)
+
+
+# --- sequences --------------------------------------------------------------------------
+
+
+class CTCLoss(_Loss):
+    """Connectionist temporal classification (:func:`funcnets.losses.ctc_loss`).
+
+    ``log_probs``: ``(T, N, C)`` or ``(T, C)``; ``targets``: ``(N, S)`` padded or the
+    concatenated ``(sum(target_lengths),)``; ``input_lengths``, ``target_lengths``: ``(N,)``.
+    """
+
+    def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> None:
+        super().__init__(reduction=reduction)
+        if blank < 0:
+            raise ValueError(f"CTCLoss: blank must be a class index >= 0, got {blank}")
+        self.blank = blank
+        self.zero_infinity = zero_infinity
+
+    def forward(self, log_probs: Array, targets: Array, input_lengths: Array, target_lengths: Array) -> Array:
+        return losses.ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank, self.reduction,
+                               self.zero_infinity)
