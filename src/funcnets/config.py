@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 
 def _launched_as_command() -> bool:
@@ -30,8 +33,28 @@ if _launched_as_command() and signal.getsignal(signal.SIGINT) is signal.default_
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
-__all__ = ["enable_compilation_cache", "default_device", "tune_xla_cpu", "XLA_CPU_FLAGS"]
+__all__ = [
+    "enable_compilation_cache",
+    "default_device",
+    "tune_xla_cpu",
+    "XLA_CPU_FLAGS",
+    "enable_float64",
+    "float64",
+    "float64_enabled",
+    "warn_if_downcast",
+    "Float64DowncastWarning",
+    "XLAFlagsIgnoredWarning",
+]
+
+
+class XLAFlagsIgnoredWarning(RuntimeWarning):
+    """``import funcnets`` came after JAX started its backends, so its XLA flags do nothing."""
+
+
+class Float64DowncastWarning(UserWarning):
+    """A float64 (or complex128) array was given while JAX computes in 32 bits."""
 
 # jaxlib 0.10's XLA:CPU hands every convolution to YNNPACK. On this project's models its
 # kernels are 2-3x slower than XLA's own (Eigen) convolution, the backward passes most
@@ -91,7 +114,17 @@ def tune_xla_cpu() -> bool:
     if os.environ.get("FUNCNETS_XLA_FLAGS", "").lower() in ("0", "false", "off", "no") or version != _TUNED_JAXLIB:
         return False
     if xla_bridge.backends_are_initialized():
-        return False  # too late for this process; see the docstring
+        # XLA has read XLA_FLAGS already: setting them now would silently do nothing.
+        warnings.warn(
+            "funcnets: JAX had already started its backends when funcnets was imported, so "
+            f"the XLA:CPU flags it adds ({' '.join(missing)}) have no effect in this process "
+            "(convolutions may be 2-3x slower on CPU). Import funcnets before running any JAX "
+            "computation, put the flags in XLA_FLAGS yourself, or set FUNCNETS_XLA_FLAGS=0 "
+            "to opt out and silence this warning.",
+            XLAFlagsIgnoredWarning,
+            stacklevel=2,
+        )
+        return False
     os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
     return True
 
@@ -100,3 +133,67 @@ def default_device() -> jax.Device:
     """``torch.device('cuda' if torch.cuda.is_available() else 'cpu')``: JAX's first device
     is already the accelerator when there is one."""
     return jax.devices()[0]
+
+
+# --------------------------------------------------------------------------- float64
+def float64_enabled() -> bool:
+    """Whether JAX computes in 64 bits now (``jax_enable_x64``)."""
+    return bool(jax.config.jax_enable_x64)
+
+
+def enable_float64(enabled: bool = True) -> None:
+    """Turn float64 on (or off) for the whole process: torch's ``set_default_dtype(float64)``.
+
+    JAX computes in 32 bits unless ``jax_enable_x64`` is set; this sets it. Call it at the
+    start of a program, before creating arrays (arrays made before keep their dtype).
+    ``jax.enable_x64(True)`` written as a statement does nothing: it is a context manager;
+    use :func:`float64` for a block of code.
+
+    Args:
+      enabled: ``True`` for 64-bit floats and ints, ``False`` for JAX's 32-bit default.
+    """
+    jax.config.update("jax_enable_x64", bool(enabled))
+
+
+@contextlib.contextmanager
+def float64(enabled: bool = True) -> Iterator[None]:
+    """A ``with`` block computed in float64 (or, with ``enabled=False``, in float32).
+
+    Example:
+      >>> with funcnets.config.float64():
+      ...     x = jnp.ones(3, jnp.float64)     # a float64 array
+      >>> x.dtype
+      dtype('float64')
+
+    A function compiled inside the block is compiled for 64 bits; arrays created inside
+    keep their dtype afterwards.
+    """
+    with jax.enable_x64(bool(enabled)):
+        yield
+
+
+def warn_if_downcast(*trees: Any, where: str) -> None:
+    """Warn when float64/complex128 NumPy arrays will be computed in 32 bits.
+
+    With float64 off (JAX's default), JAX silently turns a float64 NumPy array into
+    float32: the results then differ from torch's float64 ones at the 1e-7 level, not
+    1e-15. funcnets' entry points call this on their array arguments.
+
+    Args:
+      *trees: arrays or pytrees of arrays (other leaves are ignored).
+      where: the entry point, named in the warning.
+    """
+    if float64_enabled():
+        return
+    for leaf in jax.tree_util.tree_leaves(trees):
+        dtype = getattr(leaf, "dtype", None)
+        if isinstance(leaf, (np.ndarray, np.generic)) and dtype in (np.float64, np.complex128):
+            warnings.warn(
+                f"{where}: got a {dtype} array of shape {tuple(np.shape(leaf))}, but float64 is "
+                "off, so it is computed in float32. Turn float64 on with "
+                "funcnets.config.enable_float64() (the whole program) or `with "
+                "funcnets.config.float64():` (a block), or pass float32 arrays to silence this.",
+                Float64DowncastWarning,
+                stacklevel=3,
+            )
+            return

@@ -5,7 +5,8 @@ Loss: the sum of squares ``sum((y_pred - y)**2)``. Plain gradient descent
 ``w -= lr * grad``. The progression of "PyTorch with examples" is reproduced by
 :func:`manual_grads` (a hand-written backward pass that runs on NumPy or JAX arrays),
 ``jax.grad(loss)``, and ``loss(..., relu=my_relu)`` (the custom autograd Function).
-:func:`train` runs all steps as one compiled program (``lax.scan``).
+:func:`train` runs all steps as one compiled program (``lax.scan``); ``train(...,
+relu=my_relu)`` trains with the custom ReLU.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jax import lax
 
 from funcnets._typing import Array, PRNGKey
 from funcnets.autograd import relu as torch_relu
+from funcnets.config import warn_if_downcast
 
 __all__ = ["init", "data", "forward", "loss", "manual_grads", "grads", "sgd_step", "train"]
 
@@ -74,18 +76,49 @@ def sgd_step(w: Weights, g: Weights, lr: float) -> Weights:
     return jax.tree_util.tree_map(lambda p, d: p - lr * d, w, g)
 
 
-@partial(jax.jit, static_argnames=("steps", "grad_fn"))
 def train(
-    w: Weights, x: Array, y: Array, lr: float, steps: int = 500, grad_fn: Callable = grads
+    w: Weights,
+    x: Array,
+    y: Array,
+    lr: float,
+    steps: int = 500,
+    relu: Callable[[Array], Array] = torch_relu,
+    grad_fn: Callable | None = None,
 ) -> tuple[Weights, Array]:
-    """All ``steps`` of gradient descent as one XLA program.
+    """All ``steps`` of gradient descent as one XLA program (``lax.scan``).
 
-    Returns the final weights and the loss *before* each step, ``losses: (steps,)``
-    (the tutorial prints ``losses[t]`` for ``t % 100 == 99``).
+    Args:
+      w: ``{"w1": (D_in, H), "w2": (H, D_out)}``.
+      x: inputs ``(N, D_in)``.
+      y: targets ``(N, D_out)``.
+      lr: the learning rate of ``w -= lr * grad``.
+      steps: the number of steps.
+      relu: the activation, e.g. :func:`funcnets.autograd.my_relu` (the tutorial's
+        ``MyReLU.apply``). It is a static argument: the program is compiled once per
+        function object, so pass the same function each call (not a new ``lambda`` or
+        ``functools.partial``).
+      grad_fn: ``(w, x, y) -> (grads, loss)`` replacing autograd, e.g. a hand-written
+        backward such as :func:`manual_grads`; static like ``relu``. Default:
+        :func:`grads` with ``relu``.
+
+    Returns:
+      ``(w, losses)``: the final weights and ``losses: (steps,)``, where ``losses[t]`` is
+      the loss computed at step ``t`` before its update, the value the tutorial prints
+      as ``print(t, loss.item())`` (so ``losses[99]`` is its first printed line).
+
+    Example:
+      >>> w = init(jax.random.PRNGKey(0), 8, 4, 2)
+      >>> x, y = data(jax.random.PRNGKey(1), 16, 8, 2)
+      >>> w, losses = train(w, x, y, 1e-3, steps=100, relu=my_relu)
     """
+    warn_if_downcast(w, x, y, where="two_layer.train")
+    return _train(w, x, y, lr, steps, relu, grad_fn)
 
+
+@partial(jax.jit, static_argnames=("steps", "relu", "grad_fn"))
+def _train(w: Weights, x: Array, y: Array, lr: float, steps: int, relu: Callable, grad_fn: Callable | None):
     def step(w, _):
-        g, value = grad_fn(w, x, y)
+        g, value = grad_fn(w, x, y) if grad_fn is not None else grads(w, x, y, relu)
         return sgd_step(w, g, lr), value
 
     return lax.scan(step, w, None, length=steps)
