@@ -235,12 +235,15 @@ def multi_head_attention_forward(
     """``torch.nn.functional.multi_head_attention_forward`` (sequence-first layout).
 
     Args:
-      query: ``(L, N, E)`` or unbatched ``(L, E)``; key: ``(S, N, kdim)``;
-      value: ``(S, N, vdim)``; key_padding_mask: ``(N, S)`` / ``(S,)``, bool (True =
-      ignore) or float (added); attn_mask: ``(L, S)`` or ``(N·num_heads, L, S)``, bool
-      (True = ignore) or float (added); is_causal: a hint that ``attn_mask`` is causal
-      (used instead of it when no ``key_padding_mask`` is given and ``need_weights`` is
-      False, as torch does); dropout_key: PRNG key for attention dropout in training.
+      query: ``(L, N, E)`` or unbatched ``(L, E)``.
+      key: ``(S, N, kdim)``.
+      value: ``(S, N, vdim)``.
+      key_padding_mask: ``(N, S)`` / ``(S,)``, bool (True = ignore) or float (added).
+      attn_mask: ``(L, S)`` or ``(N·num_heads, L, S)``, bool (True = ignore) or float
+        (added).
+      is_causal: a hint that ``attn_mask`` is causal (used instead of it when no
+        ``key_padding_mask`` is given and ``need_weights`` is False, as torch does).
+      dropout_key: PRNG key for attention dropout in training.
     Returns:
       ``(attn_output (L, N, E), attn_weights)``; the weights are ``(N, L, S)`` averaged over
       heads, ``(N, num_heads, L, S)`` with ``average_attn_weights=False``, None when
@@ -583,13 +586,18 @@ class MultiheadAttention(Module):
         """torch's ``forward``: ``(attn_output, attn_weights or None)``.
 
         Args:
-          params: this layer's parameters; query, key, value: see the class docstring;
+          params: this layer's parameters.
+          query, key, value: see the class docstring.
           key_padding_mask: ``(N, S)`` (``(S,)`` unbatched), bool True = ignore, or float
-          (added); attn_mask: ``(L, S)`` or ``(N·num_heads, L, S)``, bool True = ignore or
-          float (added); need_weights: also return the attention weights;
-          average_attn_weights: average them over the heads; is_causal: hint that
-          ``attn_mask`` is the causal mask (torch's semantics: it needs ``attn_mask``);
-          train: torch's ``training`` (attention dropout); dropout_key: its PRNG key.
+            (added).
+          attn_mask: ``(L, S)`` or ``(N·num_heads, L, S)``, bool True = ignore or float
+            (added).
+          need_weights: also return the attention weights.
+          average_attn_weights: average them over the heads.
+          is_causal: hint that ``attn_mask`` is the causal mask (torch's semantics: it
+            needs ``attn_mask``).
+          train: torch's ``training`` (attention dropout).
+          dropout_key: its PRNG key.
         """
         who = self._who()
         query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)

@@ -58,8 +58,8 @@ def batch_norm(
 
     Args:
       x: ``(N, C, ...)`` (4-D: ``(N, H, W, C)`` inside :func:`channels_last`, ``(C, H,
-      W, N)`` inside :func:`batch_last`); running_mean,
-      running_var, weight, bias: ``(C,)``.
+        W, N)`` inside :func:`batch_last`).
+      running_mean, running_var, weight, bias: ``(C,)``.
     Returns:
       ``(y, new_running_mean, new_running_var)``; ``y`` has ``x``'s shape.
     """

@@ -122,8 +122,8 @@ def dropout2d(input: Array, p: float = 0.5, training: bool = True, key: PRNGKey 
 
     Args:
       input: ``(N, C, H, W)``. As in torch, a 3-D input is taken as ``(N, C, L)``
-      (channel-wise 1-D dropout, with torch's warning), not as an unbatched image:
-      use ``dropout1d`` for that, or add the batch dim (``x[None]``).
+        (channel-wise 1-D dropout, with torch's warning), not as an unbatched image:
+        use ``dropout1d`` for that, or add the batch dim (``x[None]``).
     """
     x = jnp.asarray(input)
     if x.ndim not in (3, 4):

@@ -63,6 +63,11 @@ class Linear(Module):
 
 @dataclass(frozen=True, repr=False)
 class Identity(Module):
+    """``torch.nn.Identity``: returns its input unchanged (a placeholder, e.g. a removed head).
+
+    Shape: any ``x`` -> the same ``x``.
+    """
+
     def apply(self, params, state, x, *, train=False, key=None):
         return x, state
 
