@@ -11,6 +11,10 @@ from funcnets.models.vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vg
 from funcnets.models.squeezenet import SqueezeNet, squeezenet1_0, squeezenet1_1
 from funcnets.models.densenet import DenseNet, densenet121, densenet161, densenet169, densenet201
 from funcnets.models.googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+from funcnets.models.efficientnet import (
+    EfficientNet, efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
+    efficientnet_b5, efficientnet_b6, efficientnet_b7, efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s,
+)
 
 __all__ = [
     "two_layer", "LeNet", "BasicBlock", "ResNet", "resnet18", "resnet34",
@@ -20,4 +24,7 @@ __all__ = [
     "SqueezeNet", "squeezenet1_0", "squeezenet1_1",
     "DenseNet", "densenet121", "densenet161", "densenet169", "densenet201",
     "GoogLeNet", "GoogLeNetOutputs", "googlenet",
+    "EfficientNet", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
+    "efficientnet_v2_l",
 ]
