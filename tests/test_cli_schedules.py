@@ -222,23 +222,54 @@ def test_per_epoch_schedules_match_torch(tmp_path, capsys, schedule):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+ONECYCLE_CLI = dict(max_lr=0.01, pct_start=0.4, base_momentum=0.8, max_momentum=0.9, div_factor=10.0,
+                   final_div_factor=100.0, anneal_strategy="linear")
+
+
 def test_onecycle_per_step_matches_torch_and_refuses_extension(tmp_path, capsys):
     ck = tmp_path / "ck"
-    _train(capsys, *FAST, "--optimizer", "adam", "--lr-schedule", "onecycle", "--max-lr", "0.01",
-           "--pct-start", "0.4", "--out", tmp_path / "o", "--checkpoint-dir", ck)
+    options = [a for k, v in ONECYCLE_CLI.items() for a in (f"--{k.replace('_', '-')}", v)]
+    _train(capsys, *FAST, "--optimizer", "adam", "--lr-schedule", "onecycle", *options,
+           "--out", tmp_path / "o", "--checkpoint-dir", ck)
     history = _history(tmp_path / "o")
-    make = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=9, pct_start=0.4)  # noqa: E731
+    make = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, total_steps=9, **ONECYCLE_CLI)  # noqa: E731
     ref = _torch_lrs(make, 3, STEPS, per_step=True, optimizer=torch.optim.Adam)
     _same_in_float32([r for h in history for r in h["lr_steps"]], ref)
     assert [h["lr"] for h in history] == [h["lr_steps"][0] for h in history]
     settings = json.loads((ck / "step_00000009" / "run.json").read_text())["settings"]
     assert settings["schedule"] == "onecycle"
-    assert settings["schedule_options"] == {"max_lr": 0.01, "pct_start": 0.4}
+    assert settings["schedule_options"] == ONECYCLE_CLI
+    # the saved options give Adam torch's betas[0] at every step (the cycled momentum)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    sched, ref_betas = make(opt), []
+    for _ in range(3 * STEPS):
+        ref_betas.append(opt.param_groups[0]["betas"][0])
+        opt.step()
+        sched.step()
+    lr = recipes.learning_rate(0.05, "onecycle", [3], STEPS, settings["schedule_options"])
+    _same_in_float32(jax.vmap(lr.momentum)(jnp.arange(3 * STEPS)), ref_betas)
+    assert max(ref_betas) == 0.9 and 0.8 <= min(ref_betas) < 0.81  # not torch's default range
     code = main([*FAST, "--epochs", "4", "--out", str(tmp_path / "o2"), "--checkpoint-dir", str(ck), "--resume"])
     err = capsys.readouterr().err
     assert code == 1 and "cannot be extended" in err and "--weights" in err
-    code = main([*FAST, "--out", str(tmp_path / "o2"), "--checkpoint-dir", str(ck), "--resume", "--max-lr", "0.02"])
-    assert code == 1 and "--max-lr: saved 0.01, given 0.02" in capsys.readouterr().err
+    code = main([*FAST, "--out", str(tmp_path / "o2"), "--checkpoint-dir", str(ck), "--resume", "--max-lr", "0.02",
+                 "--base-momentum", "0.85"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--max-lr: saved 0.01, given 0.02" in err and "--base-momentum: saved 0.8, given 0.85" in err
+
+
+def test_onecycle_resume_of_a_run_saved_before_the_momentum_options():
+    """A run saved with only max_lr/pct_start ran with torch's default momentum range."""
+    from types import SimpleNamespace
+
+    from funcnets.cli import RUN_DEFAULTS, _merge_for_resume
+
+    saved = {**RUN_DEFAULTS, "epochs": [3], "schedule": "onecycle", "schedule_options": {"max_lr": 0.01, "pct_start": 0.3}}
+    info = SimpleNamespace(settings=saved, path="ck/step_00000009")
+    given = dict.fromkeys(RUN_DEFAULTS)
+    _merge_for_resume(info, given, {"base_momentum": 0.85, "max_momentum": 0.95})  # the defaults: the same run
+    with pytest.raises(Exception, match="--max-momentum: saved 0.95, given 0.9"):
+        _merge_for_resume(info, given, {"max_momentum": 0.9})
 
 
 def test_plateau_matches_torch_and_resume_restores_its_state(tmp_path, capsys):
@@ -277,9 +308,18 @@ def test_schedule_options_are_checked(tmp_path, capsys):
         (["--lr-schedule", "step"], "needs --step-size"),
         (["--lr-schedule", "exponential"], "needs --gamma"),
         (["--lr-schedule", "warmup"], "unknown schedule 'warmup'"),
+        (["--lr-schedule", "cosine", "--base-momentum", "0.8"], "--base-momentum applies to --lr-schedule onecycle"),
     ]:
         code = main([*FAST, "--out", str(tmp_path), *argv])
         assert code == 1 and message in capsys.readouterr().err, argv
+    for argv, message in [  # refused by argparse, before anything runs
+        (["--max-momentum", "1.0"], "--max-momentum: expected a finite number in [0, 1), got 1.0"),
+        (["--div-factor", "0"], "--div-factor: expected a finite number in (0, "),
+        (["--anneal-strategy", "cosine"], "invalid choice: 'cosine'"),
+    ]:
+        with pytest.raises(SystemExit):
+            main([*FAST, "--out", str(tmp_path), "--lr-schedule", "onecycle", *argv])
+        assert message in capsys.readouterr().err, argv
 
 
 def test_per_epoch_extension_keeps_the_trained_epochs_rates():

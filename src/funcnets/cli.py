@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--milestones", type=_number(int, 1, 100_000), nargs="+", help="multistep: the epochs to decay at")
     tr.add_argument("--max-lr", type=_number(float, 0, 10, lo_open=True), help="onecycle: the peak rate (default: --lr)")
     tr.add_argument("--pct-start", type=_number(float, 0, 1), help="onecycle: the fraction of steps rising (default 0.3)")
+    tr.add_argument("--base-momentum", type=_number(float, 0, 1, hi_open=True),
+                    help="onecycle: the momentum/betas[0] at the peak rate, in [0, 1) (default 0.85)")
+    tr.add_argument("--max-momentum", type=_number(float, 0, 1, hi_open=True),
+                    help="onecycle: the momentum/betas[0] at the start and end, in [0, 1) (default 0.95)")
+    tr.add_argument("--div-factor", type=_number(float, 0, 1e12, lo_open=True),
+                    help="onecycle: the first rate is max_lr/div_factor (default 25)")
+    tr.add_argument("--final-div-factor", type=_number(float, 0, 1e12, lo_open=True),
+                    help="onecycle: the last rate is max_lr/div_factor/final_div_factor (default 1e4)")
+    tr.add_argument("--anneal-strategy", choices=("cos", "linear"), help="onecycle: the annealing (default cos)")
     tr.add_argument("--patience", type=_number(int, 0, 100_000), help="plateau: epochs without improvement (default 10)")
     tr.add_argument("--factor", type=_number(float, 0, 1, hi_open=True), help="plateau: the decay factor (default 0.1)")
     tr.add_argument("--plateau-metric", choices=("loss", "accuracy"), help="plateau: the held-out metric (default loss)")
@@ -223,7 +232,8 @@ def _given(args) -> dict:
 
 
 # the schedules' options (dest names); which apply to which: recipes.SCHEDULE_OPTIONS
-SCHEDULE_OPTIONS = ("step_size", "gamma", "milestones", "max_lr", "pct_start", "patience", "factor", "plateau_metric")
+SCHEDULE_OPTIONS = ("step_size", "gamma", "milestones", "max_lr", "pct_start", "base_momentum", "max_momentum",
+                    "div_factor", "final_div_factor", "anneal_strategy", "patience", "factor", "plateau_metric")
 
 
 def _schedule_options(args, schedule: str) -> dict:
@@ -259,6 +269,12 @@ def _show(key: str, value) -> str:
     return "not given" if value is None else str(value)
 
 
+def _saved_schedule_defaults(schedule) -> dict:
+    from funcnets import recipes
+
+    return dict(recipes.SCHEDULE_OPTIONS.get(schedule, {})) if isinstance(schedule, str) else {}
+
+
 def _merge_for_resume(info, given: dict, given_options: dict) -> dict:
     """The resumed run's settings: the checkpoint's, with the given ones where equal
     (``--epochs`` may grow). Raises listing every difference."""
@@ -286,7 +302,8 @@ def _merge_for_resume(info, given: dict, given_options: dict) -> dict:
             diffs.append((key, old, new, ""))
         else:
             merged[key] = old
-    saved_opts = saved.get("schedule_options", {})
+    # a run saved before an option existed ran with its default
+    saved_opts = {**_saved_schedule_defaults(saved.get("schedule")), **saved.get("schedule_options", {})}
     for k, v in given_options.items():
         if k not in saved_opts:
             continue  # not an option of the saved schedule: _schedule_options says so

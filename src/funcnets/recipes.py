@@ -214,7 +214,8 @@ class LearningRate(NamedTuple):
 SCHEDULE_OPTIONS = {
     "constant": {},
     "cosine": {},
-    "onecycle": {"max_lr": None, "pct_start": 0.3},
+    "onecycle": {"max_lr": None, "pct_start": 0.3, "base_momentum": 0.85, "max_momentum": 0.95,
+                 "div_factor": 25.0, "final_div_factor": 1e4, "anneal_strategy": "cos"},
     "step": {"step_size": None, "gamma": 0.1},
     "multistep": {"milestones": None, "gamma": 0.1},
     "exponential": {"gamma": None},
@@ -240,11 +241,13 @@ def learning_rate(lr: float, schedule: str, epochs: int | Sequence[int], steps_p
     :data:`SCHEDULES`, torch's scheduler stepped as torch users step it.
 
     * ``constant``; ``cosine``: :func:`lr_schedule` (per batch, a new cycle per extension);
-    * ``onecycle``: ``OneCycleLR(max_lr, total_steps=epochs·steps_per_epoch, pct_start)``
-      stepped per batch, cycling the momentum (SGD) or ``betas[0]`` (Adam) between 0.95
-      and 0.85 as torch's does by default (it replaces ``--momentum``/``betas[0]``);
-      ``max_lr`` defaults to ``lr``. Its cycle spans the run's epochs, so a run cannot
-      be extended (that would change the rates of the epochs already trained);
+    * ``onecycle``: ``OneCycleLR(max_lr, total_steps=epochs·steps_per_epoch, pct_start,
+      anneal_strategy, base_momentum, max_momentum, div_factor, final_div_factor)``
+      stepped per batch, cycling the momentum (SGD) or ``betas[0]`` (Adam) from
+      ``max_momentum`` down to ``base_momentum`` and back (torch's defaults 0.95 and 0.85;
+      it replaces ``--momentum``/``betas[0]``); ``max_lr`` defaults to ``lr``. Its cycle
+      spans the run's epochs, so a run cannot be extended (that would change the rates of
+      the epochs already trained);
     * ``step`` (``step_size``, ``gamma``), ``multistep`` (``milestones``, ``gamma``),
       ``exponential`` (``gamma``): stepped once per epoch; an extension continues them;
     * ``plateau``: ``ReduceLROnPlateau(lr, mode, factor, patience)`` on the held-out
@@ -282,7 +285,10 @@ def learning_rate(lr: float, schedule: str, epochs: int | Sequence[int], steps_p
                 f"rates of the epochs already trained. Start a new run from its weights (--weights FILE)."
             )
         sched = _sched.OneCycleLR(opts["max_lr"] or lr, total_steps=total * steps_per_epoch,
-                                  pct_start=float(opts["pct_start"]))
+                                  pct_start=float(opts["pct_start"]), anneal_strategy=opts["anneal_strategy"],
+                                  base_momentum=float(opts["base_momentum"]),
+                                  max_momentum=float(opts["max_momentum"]), div_factor=float(opts["div_factor"]),
+                                  final_div_factor=float(opts["final_div_factor"]))
         n = total * steps_per_epoch
         with jax.enable_x64(True):  # torch's momentum in Python floats
             momentum = np.asarray(jax.vmap(sched.momentum)(np.arange(n)), np.float64)
