@@ -92,17 +92,12 @@ def test_resnet18_float64_eval_and_one_train_step(resnet, x64):
     with torch.no_grad():
         assert_close(y, to_np(m(x)), 1e-9, "resnet18 float64 eval logits")
 
-    # train mode: logits, gradients of the loss, BatchNorm buffers, then one SGD step
+    # train mode: logits, gradients of the loss and the BatchNorm buffers after one step
+    # (funcnets' train step itself is tested on a small model below: one resnet compile less)
     m.train()
-    opt_t = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
     out = m(x)
     TF.cross_entropy(out, labels).backward()
     grads_t = {n: to_np(p.grad) for n, p in m.named_parameters()}
-    opt_t.step()
-
-    opt = optim.sgd(0.1, momentum=0.9)
-    ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(0))
-    step = train.make_train_step(train.supervised_loss(model), opt, donate=False)
 
     def loss(p):
         logits, new = model.apply(p, state, _j(x), train=True)
@@ -112,12 +107,10 @@ def test_resnet18_float64_eval_and_one_train_step(resnet, x64):
     assert_close(logits, to_np(out), 1e-9, "train-mode logits")
     for n, gv in model.named_parameters(g):
         assert_close(gv, grads_t[n], 1e-8, f"grad {n}")
-    ts, _ = step(ts, (_j(x), _j(labels)))
-    sd = torch_io.state_dict(model, ts.params, ts.model_state)
-    for n, t in m.state_dict().items():
-        assert_close(sd[n], to_np(t), 1e-8, f"after one step: {n}")
+    sd = torch_io.state_dict(model, params, new_state)
+    for n, t in m.named_buffers():
+        assert_close(sd[n], to_np(t), 1e-9, f"after one step: {n}")
     assert int(sd["bn1.num_batches_tracked"]) == 1
-    _ = new_state
 
 
 # ----------------------------------------------------------------------------- hand-written user models
@@ -245,7 +238,7 @@ class ShapeNet(tnn.Module):
         w = w.unsqueeze(1).squeeze(1).repeat(1, 1, 2)[:, :, ::2]
         ar = torch.arange(w.size(-1), dtype=w.dtype)
         out = torch.flatten(w * ar + torch.ones_like(w) + torch.zeros_like(w), 1)
-        return out.clamp(-5, 5) @ torch.ones(out.shape[-1], 3, dtype=out.dtype) + idx.float().sum() * 0 \
+        return out.clamp(-5, 5) @ out.new_ones(out.shape[-1], 3) + idx.float().sum() * 0 \
             + torch.einsum("nc,nc->n", out, out)[:, None] + torch.bmm(w, w.transpose(1, 2)).sum((1, 2))[:, None]
 
 

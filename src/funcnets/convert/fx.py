@@ -262,6 +262,7 @@ def _user_line(stack_trace: str | None) -> str:
     if not stack_trace:
         return "(source line unknown)"
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', stack_trace)
+    frames = [f for f in frames if "/site-packages/torch/" not in f[0]] or frames  # torch's own wrappers
     if not frames:
         return stack_trace.strip().splitlines()[-1]
     f, line, fn, code = frames[-1]

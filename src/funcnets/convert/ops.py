@@ -643,6 +643,21 @@ def random_like(input, *, dtype=None, layout=None, device=None, requires_grad=Fa
     raise TypeError("randn_like/rand_like draw from torch's generator; funcnets cannot reproduce those numbers")
 
 
+@op(method="new_zeros")
+def new_zeros(input, *size, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.zeros(_shape(size), dtype or input.dtype)
+
+
+@op(method="new_ones")
+def new_ones(input, *size, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.ones(_shape(size), dtype or input.dtype)
+
+
+@op(method="new_full")
+def new_full(input, size, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.full(tuple(size), fill_value, dtype or input.dtype)
+
+
 @op("torch.zeros")
 def zeros(*size, out=None, dtype=None, layout=None, device=None, requires_grad=False):
     return jnp.zeros(_shape(size), dtype or _float_default())
