@@ -88,6 +88,12 @@ MOMENTUM_CASES = {
         lambda ps: torch.optim.AdamW(ps, lr=0.1, amsgrad=True, weight_decay=0.05),
         "onecycle",
     ),
+    # the exported building block composed by hand, as the adam docstring shows
+    "scale_by_torch_adam_chain": (
+        lambda s: optax.chain(optim.scale_by_torch_adam(b1=s.momentum, b2=0.99), optax.scale_by_learning_rate(s)),
+        lambda ps: torch.optim.Adam(ps, lr=0.1, betas=(0.9, 0.99)),
+        "onecycle",
+    ),
     "cyclic_sgd": (
         lambda s: optim.sgd(lr=s, momentum=s.momentum),
         lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),

@@ -11,7 +11,8 @@ what optax lacks:
   rounding; torch's ``weight_decay`` is *coupled* L2 (added to the gradient). torch's
   AMSGrad keeps the max of the *raw* second moment and bias-corrects it afterwards,
   whereas ``optax.scale_by_amsgrad`` maxes the bias-corrected one, so AMSGrad uses
-  :func:`scale_by_torch_amsgrad`.
+  :func:`scale_by_torch_amsgrad`. ``optax.scale_by_adam`` takes constant betas only;
+  a cycled ``betas[0]`` (OneCycleLR, CyclicLR) uses :func:`scale_by_torch_adam`.
 * ``adamw``: decoupled decay ``θ ← θ - lr·wd·θ`` (``optax.add_decayed_weights`` placed
   before the learning-rate scaling).
 
@@ -23,7 +24,7 @@ this package is their index.
 """
 
 from funcnets.optim._base import ScalarOrSchedule
-from funcnets.optim.adam import adam, adamw, scale_by_torch_amsgrad
+from funcnets.optim.adam import adam, adamw, scale_by_torch_adam, scale_by_torch_amsgrad
 from funcnets.optim.freeze import merge, select, split
 from funcnets.optim.sgd import scale_by_torch_momentum, sgd
 # --- more optimizers ---
@@ -57,6 +58,7 @@ __all__ = [
     "adamw",
     # building blocks
     "scale_by_torch_momentum",
+    "scale_by_torch_adam",
     "scale_by_torch_amsgrad",
     # freezing
     "select",

@@ -53,10 +53,27 @@ def _adam_direction(m, v, bc1, bc2, eps):
 def scale_by_torch_adam(
     b1: ScalarOrSchedule = 0.9, b2: ScalarOrSchedule = 0.999, eps: float = 1e-8
 ) -> optax.GradientTransformation:
-    """torch's Adam direction with ``β₁`` (and ``β₂``) possibly a schedule of the step
-    count ``t`` (0 for the first step), as torch's OneCycleLR/CyclicLR cycle
-    ``betas[0]``: step ``t`` updates ``m`` with ``β₁(t)`` and, as torch does, corrects
-    its bias with the *current* β₁: ``1 - β₁(t)^(t+1)``."""
+    """torch's Adam direction ``(m/(1-β₁ᵗ)) / (sqrt(v)/sqrt(1-β₂ᵗ) + eps)``, with ``β₁``
+    (and ``β₂``) possibly a schedule of the step count ``t`` (0 for the first step), as
+    torch's OneCycleLR/CyclicLR cycle ``betas[0]``: step ``t`` updates ``m`` with
+    ``β₁(t)`` and, as torch does, corrects its bias with the *current* β₁:
+    ``1 - β₁(t)^(t+1)``.
+
+    The optax building block behind :func:`adam`/:func:`adamw` when a beta is
+    scheduled (``optax.scale_by_adam`` takes constants only, and equals this for
+    them up to rounding). Compose it as any ``scale_by_*``::
+
+        sched = lr_scheduler.OneCycleLR(0.01, total_steps=1000)
+        opt = optax.chain(optax.clip_by_global_norm(1.0),
+                          scale_by_torch_adam(b1=sched.momentum, b2=0.999),
+                          optax.scale_by_learning_rate(sched))
+
+    Args:
+      b1, b2: the decay rates, floats or ``step -> rate`` schedules, in [0, 1).
+      eps: added to the bias-corrected ``sqrt(v)``, outside the square root (torch).
+
+    State: :class:`TorchAdamState` (``exp_avg``, ``exp_avg_sq`` like params; ``count``).
+    """
 
     def init_fn(params):
         zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
