@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # from_torch lives in funcnets.convert, imported on first use so that `import funcnets`
     # stays torch-free and fast.
-    if name in ("from_torch", "UnsupportedOperationError"):
+    if name in ("from_torch", "port", "UnsupportedOperationError"):
         from funcnets import convert
 
         return getattr(convert, name)
@@ -42,6 +42,7 @@ __all__ = [
     "FuncnetsError",
     "ShapeError",
     "from_torch",
+    "port",
     "UnsupportedOperationError",
     "__version__",
 ]

@@ -85,7 +85,7 @@ def _resume(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnets", description="PyTorch's training story as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,parity,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,parity,bench,port}")
 
     demo = sub.add_parser("demo", help="the tutorial end to end on real bundled data (~1 minute)")
     demo.add_argument("--out", default="runs/demo", help="output directory for plots and weights (default: runs/demo)")
@@ -152,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     par.add_argument("--quick", action="store_true", help="skip the float64 ResNet-18 checks")
     par.add_argument("--json", help="also write the rows as JSON here")
 
+    port = sub.add_parser("port", help="write a torch module as funcnets source (+ .safetensors weights)",
+                          description="Trace a torch module, write it as one funcnets Python file with its weights "
+                          "beside it, and compare the generated module's output with torch's.")
+    port.add_argument("target", metavar="MODULE:CLASS", help="the torch module class, e.g. mypackage.models:Net "
+                      "(instantiated with no arguments)")
+    port.add_argument("--input-shape", required=True, help="the example input's shape, e.g. 1,3,224,224")
+    port.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64"),
+                      help="the example input's dtype (int64: token ids in [0, 10)); default float32")
+    port.add_argument("--out", required=True, help="the Python file to write, e.g. net_funcnets.py")
+    port.add_argument("--weights", help="a .pth/.safetensors state_dict loaded into the module strictly first")
     bench = sub.add_parser("bench", help="benchmark suite: funcnets vs PyTorch on the tutorial's workloads")
     bench.add_argument("--json", help="write the results as JSON here")
     bench.add_argument("--plot", help="write a PNG of the speed-up ratios here")
@@ -174,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             enable_compilation_cache()
             if args.command == "train":
                 return cmd_train(args, status)
+            if args.command == "port":
+                return _cmd_port(args)
             return {"demo": cmd_demo, "parity": cmd_parity, "bench": cmd_bench}[args.command](args)
         except (FuncnetsError, OSError, ValueError, TypeError, KeyError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
@@ -470,6 +482,64 @@ def cmd_parity(args) -> int:
     failed = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(failed)} of {len(rows)} checks within tolerance")
     return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- port
+def _cmd_port(args) -> int:
+    import importlib
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from funcnets import torch_io
+    from funcnets.convert.port import write_port
+
+    module_name, _, class_name = args.target.partition(":")
+    if not module_name or not class_name:
+        raise FuncnetsError(f"expected MODULE:CLASS, e.g. mypackage.models:Net; got {args.target!r}")
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise FuncnetsError(f"--input-shape must be integers separated by commas, e.g. 1,3,224,224; "
+                            f"got {args.input_shape!r}") from None
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the current directory, as `python -m` has it
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise FuncnetsError(f"cannot import {class_name} from {module_name}: {e}. Give MODULE:CLASS importable "
+                            f"from the current directory or the installed packages.") from None
+    module = cls()
+    if args.weights:
+        sd = torch_io.load_file(args.weights, arch=None)
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, strict=True)
+    module.eval()
+    torch.manual_seed(0)
+    x = torch.randint(0, 10, shape) if args.input_dtype == "int64" else torch.randn(
+        shape, dtype=getattr(torch, args.input_dtype))
+    src, weights = write_port(module, args.out, x)
+    print(f"wrote {src} and {weights}")
+
+    spec = importlib.util.spec_from_file_location(Path(src).stem, src)
+    generated = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generated)
+    model, params, state = generated.load()
+    import jax
+
+    if args.input_dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    y, _ = jax.jit(model.apply)(params, state, x.numpy())
+    with torch.no_grad():
+        ref = module(x)
+    ys, refs = jax.tree_util.tree_leaves(y), [r.numpy() for r in jax.tree_util.tree_leaves(
+        ref, is_leaf=lambda v: isinstance(v, torch.Tensor))]
+    diff = max(float(np.abs(np.asarray(a, np.float64) - b).max()) for a, b in zip(ys, refs))
+    scale = max(float(np.abs(b).max()) for b in refs) or 1.0
+    tol = 1e-4 if args.input_dtype != "float64" else 1e-9
+    print(f"parity against torch (eval, input {shape}): max difference {diff:.3e} "
+          f"(relative {diff / scale:.3e}, tolerance {tol:g})")
+    return 0 if diff / scale <= tol else 1
 
 
 # --------------------------------------------------------------------------- bench

@@ -7,5 +7,6 @@ when these are called, never at ``import funcnets``.
 """
 
 from funcnets.convert.fx import TorchGraph, TorchModule, UnsupportedOperationError, from_torch
+from funcnets.convert.port import port, write_port
 
-__all__ = ["from_torch", "UnsupportedOperationError", "TorchGraph", "TorchModule"]
+__all__ = ["from_torch", "port", "write_port", "UnsupportedOperationError", "TorchGraph", "TorchModule"]

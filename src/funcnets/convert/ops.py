@@ -790,3 +790,35 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
                                           dropout_key=_rng)
 
+
+
+# ----------------------------------------------------------------------------- names for ``funcnets port``
+_PORT_NAMES: dict[Callable, str] = {}
+
+
+def _register_port_names() -> None:
+    """Give every implementation a name in this module (``ops.exp``, ``ops.sum_``), so that
+    source written by ``funcnets port`` calls ``ops.<name>(...)``; done at import, in the
+    table's order, so the names are the same in every process."""
+    g = globals()
+    for o in OPS.values():
+        if o.fn in _PORT_NAMES:
+            continue
+        short = o.functions[0].rpartition(".")[2] if o.functions else o.methods[0]
+        own = getattr(o.fn, "__name__", "")
+        if g.get(own) is o.fn:
+            _PORT_NAMES[o.fn] = own
+            continue
+        for c in (short, short + "_", f"{short}_op"):
+            if c.isidentifier() and c not in g and not hasattr(builtins, c):
+                g[c] = o.fn
+                _PORT_NAMES[o.fn] = c
+                break
+
+
+_register_port_names()
+
+
+def port_name(fn: Callable) -> str:
+    """The name under which ``fn`` is an attribute of this module (``getattr(ops, name) is fn``)."""
+    return _PORT_NAMES[fn]
