@@ -2,7 +2,10 @@
 
 from funcnets.models import two_layer
 from funcnets.models.lenet import LeNet
-from funcnets.models.resnet import BasicBlock, ResNet, resnet18, resnet34
+from funcnets.models.resnet import (
+    BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d,
+    resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2,
+)
 
 # --- torchvision families ---------------------------------------------------------
 from funcnets.models._registry import get_model, list_models
@@ -11,6 +14,11 @@ from funcnets.models.vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vg
 from funcnets.models.squeezenet import SqueezeNet, squeezenet1_0, squeezenet1_1
 from funcnets.models.densenet import DenseNet, densenet121, densenet161, densenet169, densenet201
 from funcnets.models.googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+from funcnets.models.regnet import (
+    RegNet, regnet_x_1_6gf, regnet_x_3_2gf, regnet_x_8gf, regnet_x_16gf, regnet_x_32gf, regnet_x_400mf,
+    regnet_x_800mf, regnet_y_1_6gf, regnet_y_3_2gf, regnet_y_8gf, regnet_y_16gf, regnet_y_32gf, regnet_y_128gf,
+    regnet_y_400mf, regnet_y_800mf,
+)
 from funcnets.models.vision_transformer import VisionTransformer, vit_b_16, vit_b_32, vit_h_14, vit_l_16, vit_l_32
 from funcnets.models.convnext import ConvNeXt, convnext_base, convnext_large, convnext_small, convnext_tiny
 from funcnets.models.efficientnet import (
@@ -19,13 +27,17 @@ from funcnets.models.efficientnet import (
 )
 
 __all__ = [
-    "two_layer", "LeNet", "BasicBlock", "ResNet", "resnet18", "resnet34",
+    "two_layer", "LeNet", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101",
+    "resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
     # torchvision families
     "list_models", "get_model", "AlexNet", "alexnet",
     "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "SqueezeNet", "squeezenet1_0", "squeezenet1_1",
     "DenseNet", "densenet121", "densenet161", "densenet169", "densenet201",
     "GoogLeNet", "GoogLeNetOutputs", "googlenet",
+    "RegNet", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf",
+    "regnet_y_32gf", "regnet_y_128gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf",
+    "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
     "VisionTransformer", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     "ConvNeXt", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
     "EfficientNet", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",

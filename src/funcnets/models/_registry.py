@@ -184,20 +184,3 @@ def check_input(model: Module, x: Array, min_size: int) -> None:
             f"{type(model).__name__} ({getattr(model, 'arch', '')}) accepts images of at least "
             f"{min_size}×{min_size}, got {h}×{w} (input {tuple(x.shape)}); resize or pad the images."
         )
-
-
-# ResNet-18/34 predate the registry; their builders take only num_classes
-def _resnet(arch: str) -> Callable[..., Any]:
-    def build(*, weights: str | os.PathLike | None = None, progress: bool = True, num_classes: int = 1000):
-        from funcnets.models import resnet
-
-        model = getattr(resnet, arch)(num_classes)
-        return model if weights is None else load_pretrained(model, weights)
-
-    build.__name__ = build.__qualname__ = arch
-    build.__doc__ = f"torchvision's ``{arch}`` (see :func:`funcnets.models.{arch}`), with ``weights=``."
-    return build
-
-
-for _arch in ("resnet18", "resnet34"):
-    register_model(_arch)(_resnet(_arch))
