@@ -21,6 +21,10 @@ from funcnets.models.regnet import (
 )
 from funcnets.models.vision_transformer import VisionTransformer, vit_b_16, vit_b_32, vit_h_14, vit_l_16, vit_l_32
 from funcnets.models.convnext import ConvNeXt, convnext_base, convnext_large, convnext_small, convnext_tiny
+from funcnets.models.swin_transformer import (
+    SwinTransformer, swin_b, swin_s, swin_t, swin_v2_b, swin_v2_s, swin_v2_t,
+)
+from funcnets.models.maxvit import MaxVit, maxvit_t
 from funcnets.models.efficientnet import (
     EfficientNet, efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
     efficientnet_b5, efficientnet_b6, efficientnet_b7, efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s,
@@ -40,6 +44,8 @@ __all__ = [
     "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
     "VisionTransformer", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     "ConvNeXt", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
+    "SwinTransformer", "swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b",
+    "MaxVit", "maxvit_t",
     "EfficientNet", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
     "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
     "efficientnet_v2_l",
