@@ -29,6 +29,7 @@ from funcnets.models.efficientnet import (
     EfficientNet, efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
     efficientnet_b5, efficientnet_b6, efficientnet_b7, efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s,
 )
+from funcnets.models.inception import Inception3, InceptionOutputs, inception_v3
 
 __all__ = [
     "two_layer", "LeNet", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101",
@@ -49,4 +50,5 @@ __all__ = [
     "EfficientNet", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
     "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
     "efficientnet_v2_l",
+    "Inception3", "InceptionOutputs", "inception_v3",
 ]
