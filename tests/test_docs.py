@@ -240,6 +240,8 @@ def test_a_silent_float64_downcast_warns():
     with config.float64(False), pytest.warns(config.Float64DowncastWarning, match="float64 is off"):
         _, losses = two_layer.train(w, x, y, 1e-3, steps=2)
     assert losses.dtype == jnp.float32
+    with config.float64(False), pytest.warns(config.Float64DowncastWarning, match="two_layer.grads"):
+        two_layer.grads(w, x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error", config.Float64DowncastWarning)
         with config.float64(False):  # float32 inputs: nothing to say

@@ -27,6 +27,12 @@ __all__ = ["init", "data", "forward", "loss", "manual_grads", "grads", "sgd_step
 Weights = dict[str, Array]  # {"w1": (D_in, H), "w2": (H, D_out)}
 
 
+def _as_arrays(where: str, *trees):
+    """JAX arrays of the inputs, warning once if float64 NumPy data would become float32."""
+    warn_if_downcast(*trees, where=where)
+    return jax.tree_util.tree_map(jnp.asarray, trees)
+
+
 def data(key: PRNGKey, n: int = 64, d_in: int = 1000, d_out: int = 10, dtype=None) -> tuple[Array, Array]:
     """Random inputs and targets, ``torch.randn(N, D_in)``, ``torch.randn(N, D_out)``."""
     kx, ky = jax.random.split(key)
@@ -41,11 +47,13 @@ def init(key: PRNGKey, d_in: int = 1000, h: int = 100, d_out: int = 10, dtype=No
 
 def forward(w: Weights, x: Array, relu: Callable[[Array], Array] = torch_relu) -> Array:
     """``relu(x @ w1) @ w2``: ``(N, D_in) -> (N, D_out)``."""
+    w, x = _as_arrays("two_layer.forward", w, x)
     return relu(x @ w["w1"]) @ w["w2"]
 
 
 def loss(w: Weights, x: Array, y: Array, relu: Callable[[Array], Array] = torch_relu) -> Array:
     """``sum((forward(x) - y)**2)``, a scalar."""
+    w, x, y = _as_arrays("two_layer.loss", w, x, y)
     return jnp.sum((forward(w, x, relu) - y) ** 2)
 
 
@@ -67,6 +75,7 @@ def manual_grads(w: Weights, x, y, xp=jnp) -> tuple[Weights, Array]:
 
 def grads(w: Weights, x: Array, y: Array, relu: Callable[[Array], Array] = torch_relu) -> tuple[Weights, Array]:
     """``(grads, loss)`` by autograd (``jax.value_and_grad``)."""
+    w, x, y = _as_arrays("two_layer.grads", w, x, y)
     value, g = jax.value_and_grad(loss)(w, x, y, relu)
     return g, value
 
@@ -111,7 +120,7 @@ def train(
       >>> x, y = data(jax.random.PRNGKey(1), 16, 8, 2)
       >>> w, losses = train(w, x, y, 1e-3, steps=100, relu=my_relu)
     """
-    warn_if_downcast(w, x, y, where="two_layer.train")
+    w, x, y = _as_arrays("two_layer.train", w, x, y)
     return _train(w, x, y, lr, steps, relu, grad_fn)
 
 
