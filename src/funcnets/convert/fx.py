@@ -218,7 +218,7 @@ class TorchGraph(TorchModule):
                 else:
                     raise TypeError(f"{self.torch_class}.forward is missing the input {node.target!r}")
             elif node.op == "get_attr":
-                env[node.name] = self._attr(params, state, node.target)
+                env[node.name] = _decode(node.args[0], env) if node.args else self._attr(params, state, node.target)
             elif node.op == "output":
                 return _decode(node.args[0], env), state
             else:
@@ -282,13 +282,18 @@ def _frame_of(exc: BaseException) -> str:
 def _make_tracer(leaves: tuple[type, ...]):
     import torch.fx as tfx
 
+    table_leaves = set(_modules.leaf_classes())
+
     class _Tracer(tfx.Tracer):
         def __init__(self):
             super().__init__()
             self.record_stack_traces = True
 
         def is_leaf_module(self, m, qualname):
-            return isinstance(m, leaves)
+            # a subclass with its own forward (torchvision's LayerNorm2d permutes around
+            # LayerNorm) is traced through, not converted as its base class
+            base = next((c for c in type(m).__mro__ if c in leaves), None)
+            return base is not None and (type(m).forward is base.forward or base not in table_leaves)
 
     return _Tracer()
 
@@ -325,7 +330,6 @@ def _trace(module, concrete_args, leaves, training: bool):
 def _problems(graph, module, convert) -> list[tuple[str, str]]:
     import torch
 
-    table = _ops.function_table()
     out = []
     for node in graph.nodes:
         where = _user_line(node.meta.get("stack_trace") or node.stack_trace)
@@ -336,7 +340,7 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
                 out.append((f"custom autograd Function {owner.__name__}.apply (its backward would be lost; "
                             f"write it as a jax.custom_vjp inside a funcnets Module and pass it with leaf_modules)",
                             where))
-            elif t not in table:
+            elif _ops.resolve(t) is None:
                 name = f"{getattr(t, '__module__', '') or ''}.{getattr(t, '__name__', repr(t))}".lstrip(".")
                 out.append((f"function {name}", where))
         elif node.op == "call_method" and node.target not in _ops.METHODS:
@@ -346,6 +350,36 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
             err = convert(node.target, m)
             if err:
                 out.append((f"module {node.target} ({type(m).__name__}): {err}", where))
+    return out
+
+
+def problems(module: Any, concrete_args: dict[str, Any] | None = None,
+             leaf_modules: Mapping[type, Callable[[Any], Module]] | None = None) -> list[tuple[str, str]]:
+    """What :func:`from_torch` would refuse in ``module``, as ``[(operation, source line)]``.
+
+    Traces and checks only: no tensor is read, so a module built on torch's ``meta``
+    device (``with torch.device("meta"): net = Net()``) is checked without allocating it.
+    """
+    user = dict(leaf_modules or {})
+    leaves = tuple(user) + tuple(_modules.leaf_classes())
+
+    def convert(path: str, m: Any) -> str | None:
+        try:
+            factory = next((user[c] for c in type(m).__mro__ if c in user), None)
+            factory(m) if factory is not None else _modules.convert_module(m)
+        except Exception as e:  # noqa: BLE001 -- reported
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    out: list[tuple[str, str]] = []
+    for mode in (False, True):
+        try:
+            graph = _trace(module, concrete_args, leaves, mode)
+        except UnsupportedOperationError as e:
+            found = e.problems
+        else:
+            found = _problems(graph, module, convert)
+        out += [p for p in found if p not in out]
     return out
 
 
@@ -382,12 +416,12 @@ def _build_tree(module, path: str, leaves: dict[str, Module], name: str) -> Modu
 def _encode_graph(graph, module, train_index_offset: int = 0) -> tuple[_Node, ...]:
     import torch
 
-    table = _ops.function_table()
     nodes = []
+    names = set(module.state_dict(keep_vars=True))
     for i, n in enumerate(graph.nodes):
         target, arg_names = n.target, ()
         if n.op == "call_function":
-            target = table[n.target]
+            target = _ops.resolve(n.target)
         elif n.op == "call_module":
             sub = module.get_submodule(n.target)
             try:
@@ -396,6 +430,13 @@ def _encode_graph(graph, module, train_index_offset: int = 0) -> tuple[_Node, ..
                 arg_names = ()
         args = tuple(_encode(a, torch) for a in n.args)
         kwargs = tuple((k, _encode(v, torch)) for k, v in n.kwargs.items())
+        if n.op == "get_attr" and n.target not in names:
+            # a tensor the forward creates (torch.tensor(...), a plain tensor attribute): fx keeps
+            # it on the module as _tensor_constantN; it is a constant of the graph, not a weight
+            value = module
+            for part in n.target.split("."):
+                value = getattr(value, part)
+            args = (_encode(value, torch),)
         nodes.append(_Node(n.name, n.op, target, args, kwargs, arg_names, i + train_index_offset))
     return tuple(nodes)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from funcnets.nn import functional as F
 
-__all__ = ["Op", "OPS", "METHODS", "op", "function_table", "needs_key", "to_dtype"]
+__all__ = ["Op", "OPS", "METHODS", "op", "function_table", "needs_key", "to_dtype", "resolve", "port_name"]
 
 
 class Op(NamedTuple):
@@ -790,6 +790,116 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
                                           dropout_key=_rng)
 
+
+
+# ----------------------------------------------------------------------------- torchvision's fx-wrapped helpers
+@op("torch._assert", "torch._assert_async")
+def assert_(condition, message=""):
+    """Shapes are static here: the condition is a Python bool while tracing, checked as torch does."""
+    if isinstance(condition, (bool, np.bool_)) and not condition:
+        raise AssertionError(message)
+
+
+@op("torchvision.ops.stochastic_depth.stochastic_depth", "torchvision.ops.stochastic_depth", keyed=True)
+def stochastic_depth(input, p, mode, training=True, *, _rng=None):
+    """torchvision's row/batch drop of residual branches, scaled by 1/(1 - p) when kept."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ("batch", "row"):
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    if _rng is None:
+        raise ValueError("stochastic_depth in training draws random numbers: pass key= to apply")
+    survival = 1.0 - p
+    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
+    noise = jax.random.bernoulli(_rng, survival, tuple(size)).astype(input.dtype)
+    return input * (noise / survival if survival > 0.0 else noise)
+
+
+@op("torchvision.models.swin_transformer._patch_merging_pad")
+def patch_merging_pad(x):
+    """Swin's patch merging: pad H, W to even, then the four interleaved 2x2 neighbours on channels."""
+    h, w = x.shape[-3], x.shape[-2]
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(0, h % 2), (0, w % 2), (0, 0)])
+    parts = [x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]]
+    return jnp.concatenate(parts, axis=-1)
+
+
+@op("torchvision.models.swin_transformer._get_relative_position_bias")
+def get_relative_position_bias(relative_position_bias_table, relative_position_index, window_size):
+    """``(1, heads, N, N)`` from the bias table, N = window_size[0] * window_size[1]."""
+    n = window_size[0] * window_size[1]
+    bias = jnp.take(relative_position_bias_table, relative_position_index, axis=0)
+    return jnp.transpose(jnp.reshape(bias, (n, n, -1)), (2, 0, 1))[None]
+
+
+@op("torchvision.models.swin_transformer.shifted_window_attention", keyed=True)
+def shifted_window_attention(input, qkv_weight, proj_weight, relative_position_bias, window_size, num_heads,
+                             shift_size, attention_dropout=0.0, dropout=0.0, qkv_bias=None, proj_bias=None,
+                             logit_scale=None, training=True, *, _rng=None):
+    """torchvision's (shifted) window multi-head self-attention, ``input: (B, H, W, C)``, as its source does."""
+    b, h, w, c = input.shape
+    ws = list(window_size)
+    pad_r, pad_b = (ws[1] - w % ws[1]) % ws[1], (ws[0] - h % ws[0]) % ws[0]
+    x = jnp.pad(input, ((0, 0), (0, pad_b), (0, pad_r), (0, 0)))
+    ph, pw = x.shape[1], x.shape[2]
+    shift = list(shift_size)
+    if ws[0] >= ph:
+        shift[0] = 0
+    if ws[1] >= pw:
+        shift[1] = 0
+    if sum(shift) > 0:
+        x = jnp.roll(x, (-shift[0], -shift[1]), axis=(1, 2))
+    nw = (ph // ws[0]) * (pw // ws[1])
+    x = jnp.reshape(x, (b, ph // ws[0], ws[0], pw // ws[1], ws[1], c))
+    x = jnp.reshape(jnp.transpose(x, (0, 1, 3, 2, 4, 5)), (b * nw, ws[0] * ws[1], c))
+    if logit_scale is not None and qkv_bias is not None:
+        length = qkv_bias.shape[0] // 3
+        qkv_bias = qkv_bias.at[length:2 * length].set(0)
+    qkv = F.linear(x, qkv_weight, qkv_bias)
+    qkv = jnp.transpose(jnp.reshape(qkv, (x.shape[0], x.shape[1], 3, num_heads, c // num_heads)), (2, 0, 3, 1, 4))
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    hi = jax.lax.Precision.HIGHEST
+    if logit_scale is not None:
+        attn = jnp.matmul(normalize(q, dim=-1), jnp.swapaxes(normalize(k, dim=-1), -2, -1), precision=hi)
+        attn = attn * jnp.exp(jnp.minimum(logit_scale, math.log(100.0)))
+    else:
+        attn = jnp.matmul(q * (c // num_heads) ** -0.5, jnp.swapaxes(k, -2, -1), precision=hi)
+    attn = attn + relative_position_bias
+    if sum(shift) > 0:
+        mask = np.zeros((ph, pw), np.float32)
+        count = 0
+        for hs in ((0, -ws[0]), (-ws[0], -shift[0]), (-shift[0], None)):
+            for wsl in ((0, -ws[1]), (-ws[1], -shift[1]), (-shift[1], None)):
+                mask[hs[0]:hs[1], wsl[0]:wsl[1]] = count
+                count += 1
+        mask = mask.reshape(ph // ws[0], ws[0], pw // ws[1], ws[1]).transpose(0, 2, 1, 3).reshape(nw, -1)
+        mask = mask[:, None, :] - mask[:, :, None]
+        mask = np.where(mask != 0, -100.0, 0.0).astype(np.float32)
+        attn = jnp.reshape(attn, (x.shape[0] // nw, nw, num_heads, x.shape[1], x.shape[1]))
+        attn = jnp.reshape(attn + jnp.asarray(mask, attn.dtype)[None, :, None], (-1, num_heads, x.shape[1], x.shape[1]))
+    k1, k2 = (None, None) if _rng is None else jax.random.split(_rng)
+    attn = F.dropout(F.softmax(attn, -1), attention_dropout, training, k1)
+    x = jnp.reshape(jnp.swapaxes(jnp.matmul(attn, v, precision=hi), 1, 2), (x.shape[0], x.shape[1], c))
+    x = F.dropout(F.linear(x, proj_weight, proj_bias), dropout, training, k2)
+    x = jnp.reshape(x, (b, ph // ws[0], pw // ws[1], ws[0], ws[1], c))
+    x = jnp.reshape(jnp.transpose(x, (0, 1, 3, 2, 4, 5)), (b, ph, pw, c))
+    if sum(shift) > 0:
+        x = jnp.roll(x, (shift[0], shift[1]), axis=(1, 2))
+    return x[:, :h, :w, :]
+
+
+def resolve(target: Any) -> Callable | None:
+    """The implementation of a traced ``call_function`` target, or None.
+
+    A namedtuple class (torchvision's ``GoogLeNetOutputs``, ``InceptionOutputs``) is its
+    own implementation: it builds the same named tuple of JAX arrays.
+    """
+    fn = function_table().get(target)
+    if fn is None and isinstance(target, type) and issubclass(target, tuple) and hasattr(target, "_fields"):
+        return target
+    return fn
 
 
 # ----------------------------------------------------------------------------- names for ``funcnets port``

@@ -226,7 +226,6 @@ class _Writer:
 
     def _render_graph(self, t: _Traced, graph) -> str:
         module = t.module
-        table = _ops.function_table()
         names: dict[str, str] = {}
         taken = set(_RESERVED)
         lines: list[str] = []
@@ -369,7 +368,7 @@ class _Writer:
                 lines.append(f"{var(n.name)} = {self._call(fn, n.args, n.kwargs, val, call_args, i)}")
                 continue
             # call_function
-            fn = table.get(n.target)
+            fn = _ops.resolve(n.target)
             if fn is None:
                 self.problems.append((f"function {getattr(n.target, '__module__', '')}."
                                       f"{getattr(n.target, '__name__', n.target)}", where))

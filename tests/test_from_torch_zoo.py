@@ -1,0 +1,73 @@
+"""from_torch over torchvision: one model per family that funcnets.models has, eval logits
+equal torch's (float32, 1e-4 relative to the largest logit), batch 1 at a small input.
+
+The families' own torchvision code is what is exercised: fx-wrapped helpers
+(``stochastic_depth``, swin's ``shifted_window_attention``), namedtuple outputs
+(GoogLeNet, Inception), ``torch._assert`` (ViT), LayerNorm subclasses with their own
+forward (ConvNeXt's LayerNorm2d). MaxViT is built from its class at a 32-pixel size with
+two small stages (``maxvit_t`` needs 224 pixels).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from funcnets.convert import from_torch
+
+tv = torchvision.models
+
+# name -> (builder, input size)
+ZOO = {
+    "alexnet": (lambda: tv.alexnet(num_classes=10), 63),
+    "vgg11_bn": (lambda: tv.vgg11_bn(num_classes=10), 32),
+    "squeezenet1_1": (lambda: tv.squeezenet1_1(num_classes=10), 32),
+    "densenet121": (lambda: tv.densenet121(num_classes=10), 32),
+    "googlenet": (lambda: tv.googlenet(num_classes=10, aux_logits=True, init_weights=False), 32),
+    "resnet50": (lambda: tv.resnet50(num_classes=10), 32),
+    "mobilenet_v3_small": (lambda: tv.mobilenet_v3_small(num_classes=10), 32),
+    "mnasnet0_5": (lambda: tv.mnasnet0_5(num_classes=10), 32),
+    "shufflenet_v2_x0_5": (lambda: tv.shufflenet_v2_x0_5(num_classes=10), 32),
+    "efficientnet_b0": (lambda: tv.efficientnet_b0(num_classes=10), 32),
+    "regnet_x_400mf": (lambda: tv.regnet_x_400mf(num_classes=10), 32),
+    "convnext_tiny": (lambda: tv.convnext_tiny(num_classes=10), 32),
+    "vit_b_32": (lambda: tv.vit_b_32(image_size=32, num_classes=10), 32),
+    "swin_t": (lambda: tv.swin_t(num_classes=10), 32),
+    "maxvit_t": (lambda: tv.maxvit.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2,
+                                          block_channels=[8, 16], block_layers=[1, 2], head_dim=4,
+                                          stochastic_depth_prob=0.2, num_classes=10), 32),
+    "inception_v3": (lambda: tv.inception_v3(num_classes=10, aux_logits=True, init_weights=False), 75),
+}
+
+
+@torch.no_grad()
+def _randomise_buffers(m):
+    """Running statistics away from (0, 1), so that eval-mode BatchNorm is exercised; heads
+    torchvision initialises to zero (ViT) get small random weights, so logits are not all 0."""
+    g = torch.Generator().manual_seed(1)
+    for p in m.parameters():
+        if p.dim() > 1 and not p.any():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    for name, b in m.named_buffers():
+        if name.endswith("running_mean"):
+            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+        elif name.endswith("running_var"):
+            b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_torchvision_family_eval_logits(name):
+    build, size = ZOO[name]
+    torch.manual_seed(0)
+    m = build().eval()
+    _randomise_buffers(m)
+    x = torch.randn(1, 3, size, size)
+    model, params, state = from_torch(m)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    y, _ = jax.jit(model.apply)(params, state, jnp.asarray(x.numpy()))
+    err = float(np.abs(np.asarray(y) - ref).max() / np.abs(ref).max())
+    assert np.abs(ref).max() > 1e-6, "degenerate logits: the comparison would prove nothing"
+    assert err <= 1e-4, f"{name}: relative error {err:.2e}"
