@@ -126,15 +126,7 @@ def dropout2d(input: Array, p: float = 0.5, training: bool = True, key: PRNGKey 
         use ``dropout1d`` for that, or add the batch dim (``x[None]``).
     """
     x = jnp.asarray(input)
-    if x.ndim not in (3, 4):
-        warnings.warn(
-            f"dropout2d: Received a {x.ndim}-D input to dropout2d, which is deprecated and will result "
-            "in an error in a future release. To retain the behavior and silence this warning, please "
-            "use dropout instead. Note that dropout2d exists to provide channel-wise dropout on inputs "
-            "with 2 spatial dimensions, a channel dimension, and an optional batch dimension (i.e. 3D "
-            "or 4D inputs).",
-            stacklevel=2,
-        )
+    _warn_unusual_rank("dropout2d", x.ndim, spatial=2)
     if x.ndim == 3:
         warnings.warn(
             "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
@@ -154,16 +146,22 @@ def dropout3d(input: Array, p: float = 0.5, training: bool = True, key: PRNGKey 
       input: ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``.
     """
     x = jnp.asarray(input)
-    if x.ndim not in (4, 5):
-        warnings.warn(
-            f"dropout3d: Received a {x.ndim}-D input to dropout3d, which is deprecated and will result "
-            "in an error in a future release. To retain the behavior and silence this warning, please "
-            "use dropout instead. Note that dropout3d exists to provide channel-wise dropout on inputs "
-            "with 3 spatial dimensions, a channel dimension, and an optional batch dimension (i.e. 4D "
-            "or 5D inputs).",
-            stacklevel=2,
-        )
+    _warn_unusual_rank("dropout3d", x.ndim, spatial=3)
     return _unbatched(x, x.ndim != 5, p, training, key, alpha=False, who="dropout3d")
+
+
+def _warn_unusual_rank(who: str, ndim: int, spatial: int) -> None:
+    """torch's deprecation warning for a ``dropout2d``/``dropout3d`` input that is neither
+    ``(C, *spatial)`` nor ``(N, C, *spatial)`` (it still runs, as torch's does)."""
+    if ndim not in (spatial + 1, spatial + 2):
+        warnings.warn(
+            f"{who}: Received a {ndim}-D input to {who}, which is deprecated and will result "
+            "in an error in a future release. To retain the behavior and silence this warning, please "
+            f"use dropout instead. Note that {who} exists to provide channel-wise dropout on inputs "
+            f"with {spatial} spatial dimensions, a channel dimension, and an optional batch dimension (i.e. "
+            f"{spatial + 1}D or {spatial + 2}D inputs).",
+            stacklevel=3,
+        )
 
 
 def _unbatched(x: Array, add_batch: bool, p, training, key, *, alpha: bool, who: str) -> Array:
@@ -199,6 +197,10 @@ class _DropoutNd(Module):
     inplace: bool = False
     _fn: ClassVar[object] = None
     _feature: ClassVar[bool] = True  # whole channels (dim 1)
+    # the input ranks the layer takes, and what its ShapeError says otherwise
+    _ndim: ClassVar[tuple[int, int | None]] = (0, None)  # (least, most)
+    _expected: ClassVar[str] = ""
+    _hint: ClassVar[str] = ""
 
     def __post_init__(self):
         _check_p(self.p)
@@ -211,7 +213,11 @@ class _DropoutNd(Module):
         return type(self)._fn(x, self.p, train, key), state
 
     def _check_input(self, x: Array) -> None:
-        pass
+        least, most = self._ndim
+        if x.ndim < least or (most is not None and x.ndim > most):
+            raise ShapeError(
+                f"{self!r} expected input {self._expected}, got {tuple(x.shape)}." + (f" {self._hint}" if self._hint else "")
+            )
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -230,13 +236,9 @@ class Dropout1d(_DropoutNd):
     """Zero whole channels: ``x: (N, C, L)`` or ``(C, L)`` -> same."""
 
     _fn: ClassVar[object] = staticmethod(dropout1d)
-
-    def _check_input(self, x):
-        if x.ndim not in (2, 3):
-            raise ShapeError(
-                f"{self!r} expected input (N, C, L) or unbatched (C, L), got {tuple(x.shape)}. "
-                f"For images use Dropout2d (N, C, H, W) or Dropout3d; for element-wise dropout use Dropout."
-            )
+    _ndim = (2, 3)
+    _expected = "(N, C, L) or unbatched (C, L)"
+    _hint = "For images use Dropout2d (N, C, H, W) or Dropout3d; for element-wise dropout use Dropout."
 
 
 @dataclass(frozen=True, repr=False)
@@ -248,10 +250,9 @@ class Dropout2d(_DropoutNd):
     """
 
     _fn: ClassVar[object] = staticmethod(dropout2d)
-
-    def _check_input(self, x):
-        if x.ndim < 2:
-            raise ShapeError(f"{self!r} expected input (N, C, H, W), got {tuple(x.shape)}. Use Dropout for element-wise dropout.")
+    _ndim = (2, None)
+    _expected = "(N, C, H, W)"
+    _hint = "Use Dropout for element-wise dropout."
 
 
 @dataclass(frozen=True, repr=False)
@@ -259,10 +260,8 @@ class Dropout3d(_DropoutNd):
     """Zero whole channels: ``x: (N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` -> same."""
 
     _fn: ClassVar[object] = staticmethod(dropout3d)
-
-    def _check_input(self, x):
-        if x.ndim < 1:
-            raise ShapeError(f"{self!r} expected input (N, C, D, H, W) or (C, D, H, W), got {tuple(x.shape)}.")
+    _ndim = (1, None)
+    _expected = "(N, C, D, H, W) or (C, D, H, W)"
 
 
 @dataclass(frozen=True, repr=False)
@@ -278,7 +277,6 @@ class FeatureAlphaDropout(_DropoutNd):
     """Alpha dropout of whole channels; ``x: (N, C, *)``."""
 
     _fn: ClassVar[object] = staticmethod(feature_alpha_dropout)
-
-    def _check_input(self, x):
-        if x.ndim < 2:
-            raise ShapeError(f"{self!r} expected input (N, C, *), got {tuple(x.shape)}. Use AlphaDropout for element-wise dropout.")
+    _ndim = (2, None)
+    _expected = "(N, C, *)"
+    _hint = "Use AlphaDropout for element-wise dropout."
