@@ -19,6 +19,12 @@ from funcnets.models.regnet import (
     regnet_x_800mf, regnet_y_1_6gf, regnet_y_3_2gf, regnet_y_8gf, regnet_y_16gf, regnet_y_32gf, regnet_y_128gf,
     regnet_y_400mf, regnet_y_800mf,
 )
+from funcnets.models.mobilenetv2 import MobileNetV2, mobilenet_v2
+from funcnets.models.mobilenetv3 import MobileNetV3, mobilenet_v3_large, mobilenet_v3_small
+from funcnets.models.mnasnet import MNASNet, mnasnet0_5, mnasnet0_75, mnasnet1_0, mnasnet1_3
+from funcnets.models.shufflenetv2 import (
+    ShuffleNetV2, shufflenet_v2_x0_5, shufflenet_v2_x1_0, shufflenet_v2_x1_5, shufflenet_v2_x2_0,
+)
 from funcnets.models.vision_transformer import VisionTransformer, vit_b_16, vit_b_32, vit_h_14, vit_l_16, vit_l_32
 from funcnets.models.convnext import ConvNeXt, convnext_base, convnext_large, convnext_small, convnext_tiny
 from funcnets.models.swin_transformer import (
@@ -43,6 +49,9 @@ __all__ = [
     "RegNet", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf",
     "regnet_y_32gf", "regnet_y_128gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf",
     "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
+    "MobileNetV2", "mobilenet_v2", "MobileNetV3", "mobilenet_v3_large", "mobilenet_v3_small",
+    "MNASNet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+    "ShuffleNetV2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
     "VisionTransformer", "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     "ConvNeXt", "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
     "SwinTransformer", "swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b",
