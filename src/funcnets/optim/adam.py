@@ -42,6 +42,32 @@ def _adam_moments(updates, m, v, b1, b2):
     return m, v
 
 
+def _check_adam_args(lr, betas, eps, weight_decay) -> None:
+    """torch's argument checks of the Adam family (Adam, AdamW, Adamax, NAdam, RAdam), in
+    torch's order."""
+    _check("learning rate", lr)
+    _check("epsilon value", eps)
+    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
+    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
+    _check("weight_decay value", weight_decay)
+
+
+def _zero_moments(params) -> tuple[Any, Any]:
+    """``(m₀, v₀)``: zeros like the parameters, the first two fields of every Adam-family state."""
+    return jax.tree_util.tree_map(jnp.zeros_like, params), jax.tree_util.tree_map(jnp.zeros_like, params)
+
+
+def _next_step(updates, state, b1: float, b2: float):
+    """How an Adam-family step with constant betas (NAdam, RAdam) begins: ``count ← count
+    + 1`` and ``t`` (it as a float), ``m ← β₁m + (1-β₁)g``, ``v ← β₂v + (1-β₂)g²`` on
+    ``state.exp_avg``/``exp_avg_sq``, with optax's moment updates. (Scheduled betas go
+    through :func:`_adam_moments`, which casts them to each leaf's dtype.)"""
+    count = optax.safe_int32_increment(state.count)
+    m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
+    v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
+    return count, _float_count(count), m, v
+
+
 def _adam_direction(m, v, bc1, bc2, eps):
     """torch's ``(m/(1-β₁ᵗ)) / (sqrt(v)/sqrt(1-β₂ᵗ) + eps)``."""
     bc2_sqrt = jnp.sqrt(bc2)
@@ -76,8 +102,7 @@ def scale_by_torch_adam(
     """
 
     def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
-        return TorchAdamState(zeros(), zeros(), jnp.zeros([], jnp.int32))
+        return TorchAdamState(*_zero_moments(params), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
         beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
@@ -98,8 +123,8 @@ def scale_by_torch_amsgrad(
     :func:`scale_by_torch_adam`."""
 
     def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
-        return TorchAmsgradState(zeros(), zeros(), zeros(), jnp.zeros([], jnp.int32))
+        m, v = _zero_moments(params)
+        return TorchAmsgradState(m, v, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
         beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
@@ -118,9 +143,6 @@ def scale_by_torch_amsgrad(
 
 
 def _adam_core(betas, eps, amsgrad):
-    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
-    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
-    _check("epsilon value", eps)
     if amsgrad:
         return scale_by_torch_amsgrad(betas[0], betas[1], eps)
     if _is_dynamic(betas[0]) or _is_dynamic(betas[1]):
@@ -129,8 +151,7 @@ def _adam_core(betas, eps, amsgrad):
 
 
 def _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
-    _check("learning rate", lr)
-    _check("weight_decay value", weight_decay)
+    _check_adam_args(lr, betas, eps, weight_decay)
     return _torch_chain([_adam_core(betas, eps, amsgrad)], lr, weight_decay, maximize, decoupled_weight_decay)
 
 

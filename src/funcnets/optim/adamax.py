@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
+from funcnets.optim._base import ScalarOrSchedule, _torch_chain
+from funcnets.optim.adam import _check_adam_args
 
 __all__ = ["adamax"]
 
@@ -49,9 +50,5 @@ def adamax(
       >>> updates, opt_state = opt.update(grads, opt_state, params)
       >>> params = optax.apply_updates(params, updates)
     """
-    _check("learning rate", lr)
-    _check("epsilon value", eps)
-    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
-    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
-    _check("weight_decay value", weight_decay)
+    _check_adam_args(lr, betas, eps, weight_decay)
     return _torch_chain([optax.scale_by_adamax(betas[0], betas[1], eps)], lr, weight_decay, maximize)

@@ -12,13 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import (
-    ScalarOrSchedule,
-    _bias_correction,
-    _check,
-    _float_count,
-    _torch_chain,
-)
+from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _check, _torch_chain
+from funcnets.optim.adam import _check_adam_args, _next_step, _zero_moments
 
 __all__ = ["nadam", "scale_by_torch_nadam", "TorchNAdamState"]
 
@@ -41,20 +36,16 @@ def scale_by_torch_nadam(
     """
 
     def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
-        return TorchNAdamState(zeros(), zeros(), jnp.ones([], jnp.result_type(float)), jnp.zeros([], jnp.int32))
+        return TorchNAdamState(*_zero_moments(params), jnp.ones([], jnp.result_type(float)), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
-        count = optax.safe_int32_increment(state.count)
-        t = _float_count(count)
+        count, t, m, v = _next_step(updates, state, b1, b2)
         mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product = state.mu_product * mu
         c_grad = (1 - mu) / (1 - mu_product)
         c_avg = mu_next / (1 - mu_product * mu_next)
         bc2 = _bias_correction(b2, t)
-        m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
-        v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
 
         def direction(g, mm, vv):
             denom = jnp.sqrt(vv / bc2.astype(vv.dtype)) + eps
@@ -115,11 +106,7 @@ def nadam(
       >>> updates, opt_state = opt.update(grads, opt_state, params)
       >>> params = optax.apply_updates(params, updates)
     """
-    _check("learning rate", lr)
-    _check("epsilon value", eps)
-    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
-    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
-    _check("weight_decay value", weight_decay)
+    _check_adam_args(lr, betas, eps, weight_decay)
     _check("momentum_decay value", momentum_decay)
     core = scale_by_torch_nadam(betas[0], betas[1], eps, momentum_decay)
     return _torch_chain([core], lr, weight_decay, maximize, decoupled_weight_decay)

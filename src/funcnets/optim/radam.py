@@ -12,13 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import (
-    ScalarOrSchedule,
-    _bias_correction,
-    _check,
-    _float_count,
-    _torch_chain,
-)
+from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _torch_chain
+from funcnets.optim.adam import _check_adam_args, _next_step, _zero_moments
 
 __all__ = ["radam", "scale_by_torch_radam", "TorchRAdamState"]
 
@@ -41,12 +36,10 @@ def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
     rho_inf = 2 / (1 - b2) - 1
 
     def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
-        return TorchRAdamState(zeros(), zeros(), jnp.zeros([], jnp.int32))
+        return TorchRAdamState(*_zero_moments(params), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
-        count = optax.safe_int32_increment(state.count)
-        t = _float_count(count)
+        count, t, m, v = _next_step(updates, state, b1, b2)
         bc1, bc2 = _bias_correction(b1, t), _bias_correction(b2, t)
         rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
         rectify = rho_t > 5.0
@@ -54,8 +47,6 @@ def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
         # NaN out of the unused branch, and out of gradients taken through the update
         ratio = jnp.where(rectify, (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 1.0)
         scale = jnp.sqrt(ratio) * jnp.sqrt(bc2)
-        m = optax.tree.update_moment(updates, state.exp_avg, b1, 1)
-        v = optax.tree.update_moment_per_elem_norm(updates, state.exp_avg_sq, b2, 2)
 
         def direction(mm, vv):
             m_hat = mm / bc1.astype(mm.dtype)
@@ -112,10 +103,6 @@ def radam(
       >>> updates, opt_state = opt.update(grads, opt_state, params)
       >>> params = optax.apply_updates(params, updates)
     """
-    _check("learning rate", lr)
-    _check("epsilon value", eps)
-    _check("beta parameter at index 0", betas[0], 0.0, 1.0)
-    _check("beta parameter at index 1", betas[1], 0.0, 1.0)
-    _check("weight_decay value", weight_decay)
+    _check_adam_args(lr, betas, eps, weight_decay)
     core = scale_by_torch_radam(betas[0], betas[1], eps)
     return _torch_chain([core], lr, weight_decay, maximize, decoupled_weight_decay)
