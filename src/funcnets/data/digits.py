@@ -28,6 +28,9 @@ __all__ = ["Split", "load_digits", "read_idx", "load_mnist", "resize_images", "r
 
 
 class Split(NamedTuple):
+    """A data set split into training and held-out arrays (images ``(N, C, H, W)``
+    float32 in [0, 1], labels ``(N,)`` int32)."""
+
     x_train: np.ndarray  # (N_train, C, H, W) float32 in [0, 1]
     y_train: np.ndarray  # (N_train,) int32 class indices
     x_test: np.ndarray
