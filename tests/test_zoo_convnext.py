@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 import torchvision
 from torchvision.models.convnext import CNBlockConfig as TCNBlockConfig
 
@@ -20,9 +21,9 @@ CASES = {"convnext_tiny": (32, 2, {})}
 # the same classes with more blocks in stage 3 and wider stages
 STRUCTURE_ONLY = ("convnext_small", "convnext_base", "convnext_large")
 
-# two short stages; layer_scale 0.5 (not 1e-6) so the blocks' branches weigh in the
+# two stages of one block; layer_scale 0.5 (not 1e-6) so the blocks' branches weigh in the
 # outputs and gradients; stochastic depth 0 so train mode is deterministic
-_SETTING = [(8, 16, 1), (16, None, 2)]
+_SETTING = [(8, 16, 1), (16, None, 1)]
 F64 = {
     "convnext_small_config": (
         32, 2,
@@ -71,7 +72,8 @@ def test_stochastic_depth_grows_with_depth_and_needs_a_key():
     probs = [b.stochastic_depth.p for stage in (model.features[1], model.features[3], model.features[5],
                                                 model.features[7]) for b in stage]
     assert probs[0] == 0.0 and probs[-1] == pytest.approx(0.1) and np.all(np.diff(probs) > 0)
-    t = torchvision.models.convnext_tiny()
+    with torch.device("meta"):
+        t = torchvision.models.convnext_tiny()
     assert probs == [m.p for m in t.modules() if isinstance(m, torchvision.ops.StochasticDepth)]
 
     model = ConvNeXt([CNBlockConfig(*c) for c in _SETTING], stochastic_depth_prob=0.9, layer_scale=0.5,
@@ -82,7 +84,7 @@ def test_stochastic_depth_grows_with_depth_and_needs_a_key():
     a, b, c = run(params, x, jax.random.PRNGKey(2)), run(params, x, jax.random.PRNGKey(2)), run(
         params, x, jax.random.PRNGKey(3))
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, c) and not np.allclose(a, model(params, state, x)[0])
+    assert not np.allclose(a, c)  # a different key drops other branches
     with pytest.raises(ValueError, match="needs a PRNG key"):
         model(params, state, x, train=True)
 
@@ -98,6 +100,6 @@ def test_errors_and_fine_tuning():
     model = ConvNeXt([CNBlockConfig(*c) for c in _SETTING], num_classes=1000)
     params, state = model.init(jax.random.PRNGKey(0))
     model, params, state = nn.replace(model, params, state, "classifier.2", nn.Linear(16, 10), jax.random.PRNGKey(1))
-    y, _ = model(params, state, jnp.ones((2, 3, 32, 32)))
+    y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 32, 32)))
     assert y.shape == (2, 10)
     assert optim.select(params, "classifier.2") == {"classifier.2.weight", "classifier.2.bias"}
