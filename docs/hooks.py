@@ -50,7 +50,8 @@ def has_docstring(obj: object) -> bool:
     """
     if inspect.isclass(obj):
         doc = obj.__dict__.get("__doc__")
-        if dataclasses.is_dataclass(obj) and doc and doc.startswith(obj.__name__ + "("):
+        generated = dataclasses.is_dataclass(obj) or hasattr(obj, "_fields")  # @dataclass, NamedTuple
+        if generated and doc and doc.startswith(obj.__name__ + "("):
             return False
         return bool(doc and doc.strip())
     if inspect.isroutine(obj) or hasattr(obj, "__wrapped__"):  # functions, jit/custom_vjp wrappers
