@@ -73,6 +73,9 @@ LossFn = Callable[[Params, State, Batch, PRNGKey], tuple[Array, tuple[State, dic
 
 
 class TrainState(NamedTuple):
+    """Everything a training step reads and returns: a pytree, so it can be jitted,
+    donated, sharded (:func:`funcnets.parallel.distribute`) and checkpointed."""
+
     params: Params  # all parameters, trainable and frozen, torch names
     model_state: State  # buffers: BatchNorm running statistics
     opt_state: optax.OptState  # for the trainable parameters only

@@ -1115,6 +1115,8 @@ class ReduceLROnPlateau:
 
 
 class InjectLrState(NamedTuple):
+    """The state of :func:`inject_lr`: the learning rate and the wrapped optimizer's state."""
+
     lr: Array  # scalar: the learning rate of the next step
     inner_state: optax.OptState
 
