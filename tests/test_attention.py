@@ -328,3 +328,24 @@ def test_errors_name_the_layer_and_the_fix(x64):
         layer.forward(params, x, x, x, is_causal=True)
     with pytest.warns(UserWarning, match="mismatched key_padding_mask and attn_mask"):
         layer.forward(params, x, x, x, key_padding_mask=jnp.zeros((2, 3), bool), attn_mask=jnp.zeros((3, 3)))
+
+
+def test_xavier_init_matches_torch_distributions():
+    """funcnets.nn.init.xavier_uniform/xavier_normal: torch's fans (receptive field
+    included), gain, bounds and std, and torch's error below two dimensions."""
+    from funcnets.nn import init
+
+    shape, gain = (64, 32, 3, 3), 1.7
+    fan_in, fan_out = 32 * 9, 64 * 9
+    assert init.calculate_fan_in_and_fan_out(shape) == torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+    u = np.asarray(init.xavier_uniform(jax.random.key(0), shape, gain=gain))
+    t = torch.nn.init.xavier_uniform_(torch.empty(shape), gain=gain).numpy()
+    bound = gain * np.sqrt(6 / (fan_in + fan_out))
+    assert u.shape == shape and np.abs(u).max() <= bound and np.abs(u).max() > 0.99 * bound
+    assert abs(u.std() - t.std()) < 0.03 * t.std() and abs(u.mean()) < 0.02 * bound
+    n = np.asarray(init.xavier_normal(jax.random.key(1), shape, gain=gain))
+    t = torch.nn.init.xavier_normal_(torch.empty(shape), gain=gain).numpy()
+    assert abs(n.std() - gain * np.sqrt(2 / (fan_in + fan_out))) < 0.03 * t.std() and abs(n.mean()) < 0.03 * t.std()
+    for f in (init.xavier_uniform, init.xavier_normal):
+        with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+            f(jax.random.key(0), (5,))

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from funcnets._typing import Array, Params, PRNGKey
 from funcnets.errors import ShapeError
 from funcnets.nn.dropout import dropout as _dropout
+from funcnets.nn.init import xavier_normal, xavier_uniform
 from funcnets.nn.linear import Linear, linear
 from funcnets.nn.module import Module
 
@@ -49,25 +50,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- helpers
-def _xavier_uniform(key: PRNGKey, shape: tuple[int, ...]) -> Array:
-    """``torch.nn.init.xavier_uniform_``: U(±sqrt(6 / (fan_in + fan_out)))."""
-    fan_in, fan_out = _fans(shape)
-    bound = math.sqrt(6.0 / (fan_in + fan_out))
-    return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
-
-
-def _xavier_normal(key: PRNGKey, shape: tuple[int, ...]) -> Array:
-    """``torch.nn.init.xavier_normal_``: N(0, 2 / (fan_in + fan_out))."""
-    fan_in, fan_out = _fans(shape)
-    return jax.random.normal(key, shape) * math.sqrt(2.0 / (fan_in + fan_out))
-
-
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """torch's ``_calculate_fan_in_and_fan_out``: dims 1 and 0 times the receptive field."""
-    receptive = math.prod(shape[2:])
-    return shape[1] * receptive, shape[0] * receptive
-
-
 def _is_float(a: Array) -> bool:
     return jnp.issubdtype(a.dtype, jnp.floating)
 
@@ -548,18 +530,18 @@ class MultiheadAttention(Module):
         k = jax.random.split(key, 5)
         E = self.embed_dim
         if self._qkv_same_embed_dim:
-            params = {"in_proj_weight": _xavier_uniform(k[0], (3 * E, E))}
+            params = {"in_proj_weight": xavier_uniform(k[0], (3 * E, E))}
         else:
             params = {
-                "q_proj_weight": _xavier_uniform(k[0], (E, E)),
-                "k_proj_weight": _xavier_uniform(k[1], (E, self.kdim)),
-                "v_proj_weight": _xavier_uniform(k[2], (E, self.vdim)),
+                "q_proj_weight": xavier_uniform(k[0], (E, E)),
+                "k_proj_weight": xavier_uniform(k[1], (E, self.kdim)),
+                "v_proj_weight": xavier_uniform(k[2], (E, self.vdim)),
             }
         if self.bias:
             params["in_proj_bias"] = jnp.zeros((3 * E,))
         if self.add_bias_kv:
-            params["bias_k"] = _xavier_normal(k[3], (1, 1, E))
-            params["bias_v"] = _xavier_normal(k[4], (1, 1, E))
+            params["bias_k"] = xavier_normal(k[3], (1, 1, E))
+            params["bias_v"] = xavier_normal(k[4], (1, 1, E))
         return params, {}
 
     def init_tree(self, key):

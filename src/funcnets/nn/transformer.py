@@ -40,8 +40,10 @@ import jax.numpy as jnp
 from funcnets._typing import Array, Params, PRNGKey
 from funcnets.errors import ShapeError
 from funcnets.nn.activation import gelu, relu
-from funcnets.nn.attention import MultiheadAttention, _call_args, _canonical_mask, _warn_mismatch, _xavier_uniform
+from funcnets.nn.attention import MultiheadAttention, _call_args, _canonical_mask, _warn_mismatch
+from funcnets.nn.container import ModuleList
 from funcnets.nn.dropout import Dropout
+from funcnets.nn.init import xavier_uniform
 from funcnets.nn.linear import Linear
 from funcnets.nn.module import Module, Scope
 from funcnets.nn.normalization import LayerNorm
@@ -287,32 +289,11 @@ class TransformerDecoderLayer(_Layer):
 
 # ------------------------------------------------------------------------ stacks
 @dataclass(frozen=True, repr=False)
-class _Clones(Module):
-    """``num_layers`` copies of one layer as children ``"0"``, ``"1"``, ... with torch's
-    ``ModuleList`` repr (runs of equal layers shown once as ``(0-5): 6 x Layer(...)``)."""
-
-    layer: Module
-    num_layers: int
-
-    def children(self):
-        return [(str(i), self.layer) for i in range(self.num_layers)]
-
-    def __repr__(self):
-        if self.num_layers == 0:
-            return "ModuleList()"
-        body = repr(self.layer).replace("\n", "\n  ")
-        idx = "(0)" if self.num_layers == 1 else f"(0-{self.num_layers - 1}): {self.num_layers} x"
-        if self.num_layers == 1:
-            idx += ":"
-        return f"ModuleList(\n  {idx} {body}\n)"
-
-
-@dataclass(frozen=True, repr=False)
 class _Stack(Module):
     """Shared frame of TransformerEncoder/Decoder: ``layers`` (equal copies at init) and ``norm``."""
 
     def children(self):
-        kids = [("layers", _Clones(self._layer(), self.num_layers))]
+        kids = [("layers", ModuleList([self._layer()] * self.num_layers))]
         return kids + ([("norm", self.norm)] if self.norm is not None else [])
 
     def init_tree(self, key):
@@ -497,7 +478,7 @@ class Transformer(Module):
         params, state = super().init_tree(k_tree)
         leaves, treedef = jax.tree_util.tree_flatten(params)
         keys = jax.random.split(k_xavier, max(len(leaves), 1))
-        leaves = [_xavier_uniform(k, p.shape) if p.ndim > 1 else p for k, p in zip(keys, leaves)]
+        leaves = [xavier_uniform(k, p.shape) if p.ndim > 1 else p for k, p in zip(keys, leaves)]
         return jax.tree_util.tree_unflatten(treedef, leaves), state
 
     def forward(
