@@ -4,8 +4,10 @@ equal torch's (float32, 1e-4 relative to the largest logit), batch 1 at a small 
 The families' own torchvision code is what is exercised: fx-wrapped helpers
 (``stochastic_depth``, swin's ``shifted_window_attention``), namedtuple outputs
 (GoogLeNet, Inception), ``torch._assert`` (ViT), LayerNorm subclasses with their own
-forward (ConvNeXt's LayerNorm2d). MaxViT is built from its class at a 32-pixel size with
-two small stages (``maxvit_t`` needs 224 pixels).
+forward (ConvNeXt's LayerNorm2d). Where the named model takes long to compile on a CPU,
+the family's class is built smaller (DenseNet, ResNet with Bottleneck blocks, RegNet,
+ViT, Swin with 2x2 shifted windows on an 8x8 map, MaxViT at 32 pixels, which
+``maxvit_t`` cannot take); the test id keeps the name of the family's representative.
 """
 
 import jax
@@ -24,17 +26,21 @@ ZOO = {
     "alexnet": (lambda: tv.alexnet(num_classes=10), 63),
     "vgg11_bn": (lambda: tv.vgg11_bn(num_classes=10), 32),
     "squeezenet1_1": (lambda: tv.squeezenet1_1(num_classes=10), 32),
-    "densenet121": (lambda: tv.densenet121(num_classes=10), 32),
+    "densenet121": (lambda: tv.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=8, bn_size=2,
+                                        num_classes=10), 32),
     "googlenet": (lambda: tv.googlenet(num_classes=10, aux_logits=True, init_weights=False), 32),
-    "resnet50": (lambda: tv.resnet50(num_classes=10), 32),
+    "resnet50": (lambda: tv.ResNet(tv.resnet.Bottleneck, [1, 1, 1, 1], num_classes=10), 32),
     "mobilenet_v3_small": (lambda: tv.mobilenet_v3_small(num_classes=10), 32),
     "mnasnet0_5": (lambda: tv.mnasnet0_5(num_classes=10), 32),
     "shufflenet_v2_x0_5": (lambda: tv.shufflenet_v2_x0_5(num_classes=10), 32),
     "efficientnet_b0": (lambda: tv.efficientnet_b0(num_classes=10), 32),
-    "regnet_x_400mf": (lambda: tv.regnet_x_400mf(num_classes=10), 32),
+    "regnet_x_400mf": (lambda: tv.RegNet(tv.regnet.BlockParams.from_init_params(
+        depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=4), stem_width=8, num_classes=10), 32),
     "convnext_tiny": (lambda: tv.convnext_tiny(num_classes=10), 32),
-    "vit_b_32": (lambda: tv.vit_b_32(image_size=32, num_classes=10), 32),
-    "swin_t": (lambda: tv.swin_t(num_classes=10), 32),
+    "vit_b_32": (lambda: tv.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                                              mlp_dim=32, num_classes=10), 32),
+    "swin_t": (lambda: tv.SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[2, 2], num_heads=[1, 2],
+                                          window_size=[2, 2], num_classes=10), 32),  # 8x8 map: shifted windows
     "maxvit_t": (lambda: tv.maxvit.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2,
                                           block_channels=[8, 16], block_layers=[1, 2], head_dim=4,
                                           stochastic_depth_prob=0.2, num_classes=10), 32),

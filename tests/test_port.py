@@ -1,6 +1,6 @@
 """funcnets.port: the generated source, imported where torch cannot be, equals the torch module.
 
-The hand-written user models of test_from_torch.py are ported to files under tmp_path;
+The hand-written user models of test_from_torch.py and torchvision's resnet18 are ported to files under tmp_path;
 one fresh Python process (``sys.modules["torch"] = None``) imports every file, loads its
 weights and compares its eval outputs (and the U-Net's train-mode output) with torch's
 saved ones at float32 1e-5. ruff checks the files; the ``funcnets port`` command runs
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 import funcnets
 from funcnets import cli
@@ -35,6 +36,8 @@ def _models():
         "lstm": (LSTMClassifier(), torch.tensor([[3, 5, 0, 0], [1, 2, 7, 12], [0, 4, 4, 9]])),
         "dynamic": (DynamicNet(), torch.randn(5, 4)),
         "shapes": (ShapeNet(), torch.randn(3, 2, 8)),
+        # torchvision: BasicBlock with and without a downsample branch -> two classes
+        "resnet18": (torchvision.models.resnet18(num_classes=5), torch.randn(1, 3, 32, 32)),
     }
 
 
@@ -78,6 +81,8 @@ def test_ported_files_match_torch_without_torch_and_pass_ruff(tmp_path):
     unet = Path(files["unet"]).read_text()
     assert "class UNet(Module):" in unet and "Conv2d(1, 4, kernel_size=3, padding=1)" in unet
     assert 's("down1", self.down1, x)' in unet  # one line per operation, torch's child names
+    resnet = Path(files["resnet18"]).read_text()
+    assert "class BasicBlock(Module):" in resnet and "class BasicBlock_2(Module):" in resnet
 
     r = subprocess.run([sys.executable, "-c", CHECK, json.dumps(files)], capture_output=True, text=True,
                        cwd=tmp_path, timeout=300)

@@ -578,7 +578,7 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
     header.append("from funcnets import torch_io")
     if "ops" in w.uses:
         header.append("from funcnets.convert import ops")
-    layer_names = sorted(w.layer_imports, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
+    layer_names = sorted(w.layer_imports, key=_isort)
     if layer_names:
         line = f"from funcnets.nn import {', '.join(layer_names)}"
         header.append(line if len(line) <= 88 else
@@ -586,7 +586,8 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
     if "F" in w.uses:
         header.append("from funcnets.nn import functional as F")
     header += ["from funcnets.nn.module import Module, Scope", "",
-               f'__all__ = [{", ".join(_str(t.cls_name) for t in _unique_classes(w))}, "load"]', "",
+               f'__all__ = [{", ".join(_str(n) for n in sorted([t.cls_name for t in _unique_classes(w)] + ["load"], key=_isort))}]',
+               "",
                f"WEIGHTS = Path(__file__).with_name({_str(Path(weights).name)})"]
     load = [
         f"def load(path: str | os.PathLike = WEIGHTS) -> tuple[{root.cls_name}, dict, dict]:",
@@ -597,6 +598,11 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
     ]
     src = "\n".join(header) + "\n\n\n" + "\n\n\n".join(classes) + "\n\n\n" + "\n".join(load) + "\n"
     return src
+
+
+def _isort(name: str) -> tuple:
+    """ruff's isort-style order: CONSTANTS, then Classes, then the rest."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
 
 def _unique_classes(w: _Writer) -> list[_Traced]:
