@@ -133,6 +133,7 @@ TORCH_RENAMED = {
     "funcnets.config.enable_float64": "torch.set_default_dtype",
     "funcnets.config.default_device": "torch.device",
     "funcnets.nn.NonDynamicallyQuantizableLinear": "torch.nn.modules.linear.NonDynamicallyQuantizableLinear",
+    "funcnets.nn.init.calculate_fan_in_and_fan_out": "torch.nn.init._calculate_fan_in_and_fan_out",
     "funcnets.nn.functional.flatten": "torch.flatten",
     "funcnets.nn.functional.unflatten": "torch.unflatten",
     "funcnets.nn.functional.embedding_renorm": "torch.embedding_renorm_",
