@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model on the bundled digits or local MNIST files",
         description="Train a classifier. With --resume, options not given come from the checkpoint.",
     )
-    tr.add_argument("--model", help=f"one of {', '.join(MODELS)} (default: {d['model']})")
+    tr.add_argument("--model", help=f"{MODELS[0]} or any name of funcnets.models.list_models() (e.g. "
+                    f"{', '.join(MODELS[1:])}, mobilenet_v3_small, vit_b_16; default: {d['model']}): the zoo "
+                    "model's classifier head is replaced for the data's classes (fine-tune it alone with "
+                    "--trainable, e.g. 'fc.*'); images: 64×64 RGB or the model's minimum size if larger")
     tr.add_argument("--data", help="'digits' (bundled, the default) or a directory of MNIST IDX files")
     tr.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"1..100000 (default: {d['epochs']}); "
                     "with --resume a larger number extends the run (cosine: a new cycle for the added epochs; "
@@ -151,6 +154,24 @@ def build_parser() -> argparse.ArgumentParser:
     par = sub.add_parser("parity", help="compare against the installed PyTorch and print the differences")
     par.add_argument("--quick", action="store_true", help="skip the float64 ResNet-18 checks")
     par.add_argument("--json", help="also write the rows as JSON here")
+    par.add_argument("--locate", metavar="MODULE:CLASS", help="instead: find where a port of this torch module "
+                     "(e.g. mypackage.models:Net or torchvision.models:resnet18, called with no arguments) "
+                     "diverges, submodule by submodule; the port is from_torch's unless --model or --port")
+    par.add_argument("--weights", help="--locate: a .pth/.safetensors state_dict for the torch module (strict)")
+    par.add_argument("--input-shape", help="--locate: the input's shape, e.g. 1,3,32,32 (a seeded torch.rand)")
+    par.add_argument("--input-dtype", default="float32", choices=("float32", "float64"),
+                     help="--locate: float64 compares semantics to 1e-9 (default float32, 1e-4)")
+    par.add_argument("--model", help="alone: float32 eval logits of this funcnets zoo model (any name of "
+                     "funcnets.models.list_models()) against torchvision's on the same random weights; "
+                     "with --locate: compare with this funcnets zoo model on the torch module's weights")
+    par.add_argument("--port", metavar="FILE.py", help="--locate: compare with the model of a file `funcnets port` "
+                     "wrote (its load()) on the torch module's weights")
+    par.add_argument("--train", action="store_true", help="--locate: train mode (BatchNorm batch statistics)")
+    par.add_argument("--rtol", type=float, help="--locate: relative tolerance (default 1e-4 float32, 1e-9 float64)")
+    par.add_argument("--zoo", action="store_true", help="instead: --model's check for every model of "
+                     "funcnets.models.list_models() (the biggest take minutes)")
+    par.add_argument("--only", help="--zoo: only these models, comma-separated (e.g. resnet18,vgg11)")
+    par.add_argument("--markdown", metavar="FILE", help="--model/--zoo: also write the table as markdown here")
 
     port = sub.add_parser("port", help="write a torch module as funcnets source (+ .safetensors weights)",
                           description="Trace a torch module, write it as one funcnets Python file with its weights "
@@ -214,7 +235,9 @@ def _data_source(spec: str) -> str:
 def _load_data(source: str, model_name: str):
     from funcnets import data
 
-    size, channels = (32, 1) if model_name == "lenet" else (64, 3)
+    from funcnets import recipes
+
+    size, channels = recipes.input_shape(model_name)  # raises for an unknown name, listing close matches
     if source == "digits":
         return data.load_digits(size=size, channels=channels)
     if not Path(source).is_dir():
@@ -429,7 +452,7 @@ def cmd_train(args, status: dict) -> int:
 
     trainable = optim.select(params, include=settings["trainable"]) if settings["trainable"] else None
     print(model.summary(params, state) if model_name == "lenet" else f"{model_name}: "
-          f"{sum(a.size for a in model.parameters(params)):,} parameters")
+          f"{sum(a.size for a in model.parameters(params)):,} parameters; head {_head(model)}")
     print(f"data: {len(split.x_train)} training / {len(split.x_test)} held-out images {split.x_train.shape[1:]}")
     if info is not None:
         print(f"resuming from {info.path} (epoch {info.epoch} of {epochs})")
@@ -456,6 +479,13 @@ def cmd_train(args, status: dict) -> int:
     return 0
 
 
+def _head(model) -> str:
+    from funcnets.models._registry import head_path
+
+    path = head_path(model)
+    return f"{path} = {dict(model.named_modules())[path]!r} (train it alone: --trainable '{path}.*')"
+
+
 def _write_outputs(out: Path, model_name: str, model, ts, history: list[dict], title: str) -> None:
     from funcnets import recipes, torch_io
     from funcnets._io import atomic_write_bytes, fault_point, json_bytes, protected
@@ -475,6 +505,10 @@ def cmd_parity(args) -> int:
     from funcnets import parity
     from funcnets._io import atomic_write_bytes
 
+    if args.locate:
+        return _cmd_locate(args)
+    if args.zoo or args.model:
+        return _cmd_zoo_parity(args)
     rows = parity.run(quick=args.quick)
     print(parity.format_table(rows))
     if args.json:
@@ -482,6 +516,137 @@ def cmd_parity(args) -> int:
     failed = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(failed)} of {len(rows)} checks within tolerance")
     return 1 if failed else 0
+
+
+def _cmd_zoo_parity(args) -> int:
+    """``funcnets parity --model NAME`` / ``--zoo [--only A,B] [--markdown FILE]``:
+    funcnets' zoo models against torchvision's (:func:`funcnets.recipes.zoo_parity`)."""
+    import jax
+
+    from funcnets import recipes
+    from funcnets._io import atomic_write_bytes
+    from funcnets.models import get_model, list_models
+
+    if args.zoo and args.model:
+        raise FuncnetsError("give --model NAME (one model) or --zoo (every model, --only to choose), not both")
+    if args.only and not args.zoo:
+        raise FuncnetsError("--only chooses models of --zoo; for one model pass --model NAME")
+    if args.model:
+        names = [args.model.lower()]
+    elif args.only:
+        names = [n.strip().lower() for n in args.only.split(",") if n.strip()]
+    else:
+        names = list_models()
+    for n in names:
+        if n not in list_models():
+            get_model(n)  # raises, listing close matches
+    rows, start = [], time.perf_counter()
+    for i, n in enumerate(names, 1):
+        row = recipes.zoo_parity(n)
+        rows.append(row)
+        jax.clear_caches()  # the zoo's compiled programs would otherwise all stay in memory
+        if len(names) > 1:
+            print(f"[{i}/{len(names)}] {n}: max rel diff {row.max_rel:.2e} "
+                  f"{'ok' if row.ok else 'FAILED ' + (row.error or '')} ({row.seconds:.0f} s)", flush=True)
+    seconds = time.perf_counter() - start
+    print(recipes.format_zoo_table(rows))
+    failed = [r for r in rows if not r.ok]
+    summary = (f"{len(rows) - len(failed)} of {len(rows)} models within {rows[0].tol:g} (float32 eval logits, "
+               f"relative to the largest torchvision logit) in {seconds:.0f} s")
+    print(f"\n{summary}")
+    if args.markdown:
+        import torch
+        import torchvision
+
+        command = "funcnets parity " + (f"--model {names[0]}" if args.model else "--zoo" + (
+            f" --only {','.join(names)}" if args.only else "")) + f" --markdown {args.markdown}"
+        text = (f"# Zoo parity: funcnets vs torchvision\n\nGenerated by `{command}` (funcnets "
+                f"{_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, jax "
+                f"{jax.__version__}, CPU). Each row: torchvision's `weights=None` model (seed 0, BatchNorm "
+                f"statistics and affine parameters randomised away from 0/1) loaded strictly into "
+                f"`funcnets.models.get_model(name)`; a seeded random input (batch × channels × height × width) "
+                f"through both in eval mode, float32; the largest absolute difference of the logits and that "
+                f"difference relative to the largest torchvision logit (ok: ≤ {rows[0].tol:g}).\n\n"
+                + recipes.format_zoo_table(rows, markdown=True) + f"\n\n{summary}.\n")
+        atomic_write_bytes(args.markdown, text.encode())
+        print(f"wrote {args.markdown}")
+    return 1 if failed else 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("funcnets")
+    except PackageNotFoundError:
+        return "(source tree)"
+
+
+def _cmd_locate(args) -> int:
+    """``funcnets parity --locate MODULE:CLASS``: where a port diverges (parity.locate)."""
+    import importlib
+    import importlib.util
+
+    import jax
+    import numpy as np
+    import torch
+
+    from funcnets import torch_io
+    from funcnets.parity import locate
+
+    if args.model and args.port:
+        raise FuncnetsError("give --model or --port, not both")
+    if not args.input_shape:
+        raise FuncnetsError("--locate needs --input-shape, e.g. --input-shape 1,3,32,32")
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise FuncnetsError(f"--input-shape must be integers separated by commas, e.g. 1,3,224,224; "
+                            f"got {args.input_shape!r}") from None
+    module_name, _, class_name = args.locate.partition(":")
+    if not module_name or not class_name:
+        raise FuncnetsError(f"expected MODULE:CLASS, e.g. mypackage.models:Net; got {args.locate!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the current directory, as `python -m` has it
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise FuncnetsError(f"cannot import {class_name} from {module_name}: {e}. Give MODULE:CLASS importable "
+                            f"from the current directory or the installed packages.") from None
+    float64 = args.input_dtype == "float64"
+    if float64:
+        jax.config.update("jax_enable_x64", True)
+    torch.manual_seed(0)
+    module = cls().to(torch.float64 if float64 else torch.float32)
+    if args.weights:
+        sd = torch_io.load_file(args.weights, arch=None)
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, strict=True)
+    x = torch.rand(shape, dtype=torch.float64 if float64 else torch.float32)
+    if args.model or args.port:
+        if args.model:
+            from funcnets.models import get_model
+
+            model = get_model(args.model)
+            what = f"funcnets.models.get_model({args.model!r})"
+        else:
+            spec = importlib.util.spec_from_file_location(Path(args.port).stem, args.port)
+            if spec is None:
+                raise FuncnetsError(f"--port {args.port!r} is not a Python file")
+            generated = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(generated)
+            model = generated.load()[0]
+            what = args.port
+        loaded = torch_io.load_state_dict(model, module.state_dict())
+        params, state = loaded.params, loaded.state
+    else:
+        from funcnets.convert import from_torch
+
+        model, params, state = from_torch(module, x)
+        what = "from_torch"
+    print(f"locating differences between {args.locate} (torch) and {what}, input {shape} {args.input_dtype}")
+    report = locate(module, model, params, state, x, train=args.train, rtol=args.rtol)
+    print(report)
+    return 0 if report.first_divergence is None and report.error is None else 1
 
 
 # --------------------------------------------------------------------------- port

@@ -7,7 +7,10 @@ the same comparisons to stated tolerances. The tutorial's torch models live here
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import copy
+import dataclasses
+import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +20,9 @@ from funcnets import losses, optim, torch_io, train
 from funcnets.autograd import backward, my_relu, relu
 from funcnets.errors import FuncnetsError
 from funcnets.models import LeNet, resnet18, two_layer
+from funcnets.nn.module import Captured, Module, capture, run_child
 
-__all__ = ["Row", "run", "format_table", "torch_lenet", "torch_my_relu"]
+__all__ = ["Row", "run", "format_table", "torch_lenet", "torch_my_relu", "locate", "LocateReport", "LocateRow"]
 
 
 class Row(NamedTuple):
@@ -229,3 +233,367 @@ def format_table(rows: list[Row]) -> str:
             f"{r.model:<14} {r.quantity:<50} {r.dtype:<5} {r.max_abs:>12.2e} {r.max_rel:>12.2e} {r.tol:>9.0e}  {'yes' if r.ok else 'NO'}"
         )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- locate
+class LocateRow(NamedTuple):
+    """One call of one torch submodule, compared with the funcnets call of the same name.
+
+    Differences are ``max|ours - torch|`` (``*_abs``) and that over ``max|torch|``
+    (``*_rel``), over every tensor the call received (``input``) or returned (``output``);
+    ``inf`` where shapes differ, ``nan`` where funcnets made no call of that name.
+    ``grads`` holds ``(parameter name, abs, rel)`` for the module's own parameters (on the
+    first call of a module used several times). ``verdict``: ``"DIVERGES"`` (output beyond
+    tolerance, input within, and no submodule of it diverging: the cause), ``"contains it"``
+    (a module around the cause), ``"passes on"`` (its input already differed), ``"ok"``,
+    ``"grad differs"`` (outputs agree, a parameter gradient does not), ``"not called in
+    funcnets"`` (the port computes it inline, e.g. ``F.relu`` for an ``nn.ReLU``).
+    """
+
+    name: str
+    call: int
+    kind: str
+    input_abs: float
+    input_rel: float
+    output_abs: float
+    output_rel: float
+    grads: tuple[tuple[str, float, float], ...]
+    tol: float
+    atol: float
+    grad_atol: float = 0.0  # rtol/100 of the largest parameter gradient: see locate
+    verdict: str = ""  # "DIVERGES", "contains it", "passes on", "ok", "grad differs", "not called in funcnets"
+
+    @property
+    def captured(self) -> bool:
+        return self.output_abs == self.output_abs  # not nan
+
+    def _ok(self, abs_err: float, rel: float) -> bool:
+        return rel <= self.tol or abs_err <= self.atol
+
+    @property
+    def input_ok(self) -> bool:
+        return not self.captured or self._ok(self.input_abs, self.input_rel)
+
+    @property
+    def output_ok(self) -> bool:
+        return not self.captured or self._ok(self.output_abs, self.output_rel)
+
+    @property
+    def grads_ok(self) -> bool:
+        return all(self._ok(a, r) or a <= self.grad_atol for _, a, r in self.grads)
+
+    def _judged(self, rows: list["LocateRow"]) -> "LocateRow":
+        """This row with its verdict, given all rows (a container of the cause is not the cause)."""
+        if not self.captured:
+            verdict = "not called in funcnets"
+        elif not self.output_ok:
+            starts = lambda r: r.name.startswith(self.name + ".") if self.name else r.name != ""  # noqa: E731
+            inner = any(starts(r) and r.captured and not r.output_ok and r.input_ok for r in rows)
+            verdict = "passes on" if not self.input_ok else "contains it" if inner else "DIVERGES"
+        else:
+            verdict = "ok" if self.grads_ok else "grad differs"
+        return self._replace(verdict=verdict)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocateReport:
+    """What :func:`locate` found. ``print(report)`` shows the table.
+
+    Attributes:
+      rows: one :class:`LocateRow` per submodule call, in the order the calls began
+        (``""`` is the whole model).
+      first_divergence: the dotted name of the first submodule (in the order calls
+        finished, so the innermost one) whose output is beyond tolerance while its input
+        is within it, i.e. where the difference starts rather than where it is passed on;
+        ``None`` when every output agrees.
+      unmatched: funcnets calls with no torch submodule of that name.
+      error: the exception text if the funcnets forward failed (rows stop there).
+    """
+
+    rows: tuple[LocateRow, ...]
+    first_divergence: str | None
+    dtype: str
+    train: bool
+    rtol: float
+    atol: float
+    unmatched: tuple[str, ...] = ()
+    error: str | None = None
+
+    def row(self, name: str, call: int = 0) -> LocateRow:
+        """The row of submodule ``name`` (its ``call``-th call)."""
+        for r in self.rows:
+            if r.name == name and r.call == call:
+                return r
+        raise KeyError(f"no submodule call {name!r} #{call} in the report")
+
+    def __str__(self) -> str:
+        label = lambda r: (r.name or "(model)") + (f" #{r.call + 1}" if r.call else "")  # noqa: E731
+        w = max([len(label(r)) for r in self.rows] + [6])
+        k = max([len(r.kind) for r in self.rows] + [4])
+        f = lambda v: "—" if v != v else "shape≠" if v == float("inf") else f"{v:.2e}"  # noqa: E731
+        header = (f"{'module':<{w}}  {'type':<{k}}  {'input abs':>9} {'input rel':>9}  {'output abs':>10} "
+                  f"{'output rel':>10}  {'worst param grad (rel)':<34} verdict")
+        lines = [f"locate: {self.dtype}, {'train' if self.train else 'eval'} mode, tolerance rel {self.rtol:g}"
+                 f"{f' / abs {self.atol:g}' if self.atol else ''}", header, "-" * len(header)]
+        for r in self.rows:
+            g = max(r.grads, key=lambda t: t[2], default=None)
+            gtxt = "" if g is None else f"{g[0].rsplit('.', 1)[-1]} {f(g[2])}"
+            mark = "  <-- first divergence" if r.name == self.first_divergence and r.call == 0 else ""
+            lines.append(f"{label(r):<{w}}  {r.kind:<{k}}  {f(r.input_abs):>9} {f(r.input_rel):>9}  "
+                         f"{f(r.output_abs):>10} {f(r.output_rel):>10}  {gtxt:<34} {r.verdict}{mark}")
+        lines.append("-" * len(header))
+        if self.error:
+            lines.append(f"the funcnets forward failed: {self.error}")
+        if self.first_divergence is None:
+            bad = [r for r in self.rows if not r.grads_ok]
+            lines.append("no divergence: every submodule's output is within tolerance" + (
+                f"; but parameter gradients differ, first (in forward order) in {bad[0].name}" if bad else ""))
+        else:
+            r = self.row(self.first_divergence)
+            lines.append(f"first divergence: {r.name or '(the model itself)'} ({r.kind}): its output differs by "
+                         f"{r.output_rel:.2e} (relative) while its input agrees to {r.input_rel:.2e}; "
+                         "the rows marked 'passes on' only receive that difference, those marked 'contains it' "
+                         "are the modules around it")
+        if self.unmatched:
+            lines.append(f"funcnets calls with no torch submodule of that name: {', '.join(self.unmatched)}")
+        return "\n".join(lines)
+
+
+def _leaves(tree: Any) -> list:
+    """Array-like leaves of nested tuples/lists/dicts (dicts by sorted key, as jax orders them)."""
+    if isinstance(tree, dict):
+        return [leaf for k in sorted(tree) for leaf in _leaves(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [leaf for v in tree for leaf in _leaves(v)]
+    return [tree] if hasattr(tree, "shape") and hasattr(tree, "dtype") else []
+
+
+def _to_np(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu()
+        if not a.dtype.is_floating_point and not a.dtype.is_complex:
+            return a.numpy()
+        return a.double().numpy()
+    return np.asarray(a)
+
+
+def _compare(ours: Any, theirs: Any) -> tuple[float, float]:
+    """``(max abs, max abs / max|theirs|)`` over all leaves; ``inf`` when the structures differ."""
+    a, b = [_to_np(v) for v in _leaves(ours)], [_to_np(v) for v in _leaves(theirs)]
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return float("inf"), float("inf")
+    abs_err = scale = 0.0
+    for x, y in zip(a, b):
+        if x.size:
+            abs_err = max(abs_err, float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))))
+            scale = max(scale, float(np.max(np.abs(y.astype(np.float64)))))
+    return abs_err, abs_err / max(scale, 1e-300) if abs_err else 0.0
+
+
+def _capturing(model: Module) -> Module:
+    """``from_torch``'s graph runs its layers without a Scope: a copy that reports each call."""
+    from funcnets.convert.fx import TorchGraph
+
+    if not isinstance(model, TorchGraph) or getattr(model, "_locate_capturing", False):
+        return model
+    cls = _capturing_class(type(model))
+    return cls(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init})
+
+
+@functools.lru_cache(maxsize=None)
+def _capturing_class(base: type) -> type:
+    # one class per graph class, so equal models stay equal (and hit _locate_fn's cache)
+    @dataclasses.dataclass(frozen=True, repr=False)
+    class _Capturing(base):
+        _locate_capturing = True
+
+        def _call_module(self, params, state, node, args, kwargs, train, key):
+            x = args[0] if len(args) == 1 and not kwargs else tuple(args) + tuple(kwargs.values())
+            parent = super()._call_module
+            return run_child(node.target, x, lambda: parent(params, state, node, args, kwargs, train, key))
+
+    return _Capturing
+
+
+def _torch_calls(torch, module, inputs, weights_seed: int):
+    """Run ``module`` with hooks on every submodule; returns its calls, output and parameter grads."""
+    calls: list[tuple[str, int, Any, Any, str]] = []  # (name, start, input, output, class), in finish order
+    stack: list[tuple[str, int, Any]] = []
+    started = [0]
+    clone = lambda v: [t.detach().clone() for t in _leaves(v) if isinstance(t, torch.Tensor)]  # noqa: E731
+
+    def pre(name):
+        def hook(mod, args, kwargs):
+            # inputs cloned before the call: an inplace ReLU overwrites what it received
+            stack.append((name, started[0], clone((args, kwargs))))
+            started[0] += 1
+        return hook
+
+    def post(name):
+        def hook(mod, args, kwargs, output):
+            _, start, inp = stack.pop()
+            calls.append((name, start, inp, clone(output), type(mod).__name__))
+        return hook
+
+    handles = []
+    for name, m in module.named_modules():
+        handles.append(m.register_forward_pre_hook(pre(name), with_kwargs=True))
+        handles.append(m.register_forward_hook(post(name), with_kwargs=True))
+    try:
+        out = module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    outs = [t for t in _leaves(out) if isinstance(t, torch.Tensor)]
+    rng = np.random.default_rng(weights_seed)
+    weights = [rng.standard_normal(t.shape) if t.is_floating_point() else None for t in outs]
+    loss = sum((t * torch.as_tensor(w, dtype=t.dtype)).sum() for t, w in zip(outs, weights) if w is not None)
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
+        loss.backward()
+    grads = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
+    return calls, weights, grads
+
+
+def _signature(*trees: Any) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(trees)
+    return str(treedef), tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+
+
+@functools.lru_cache(maxsize=8)
+def _locate_fn(model: Module, train: bool):
+    """One compiled forward+backward per model that also returns every captured call.
+
+    (Op by op, a ResNet-18's backward alone takes longer than compiling the whole.) The
+    call names are known while tracing only, so they are kept per input signature.
+    """
+    names: dict[tuple, list[tuple[str, int]]] = {}
+
+    def forward(params, state, x, key, out_weights):
+        with capture() as calls:
+            y, _ = model(params, state, x, train=train, key=key)
+        names[_signature(params, state, x, key)] = [(c.name, c.start) for c in calls]
+        outs = _leaves(y)
+        loss = sum((jnp.sum(o * jnp.asarray(w, o.dtype)) for o, w in zip(outs, out_weights) if w is not None),
+                   jnp.zeros(()))
+        return loss, (y, [(c.input, c.output) for c in calls])
+
+    return jax.jit(jax.grad(forward, has_aux=True)), names
+
+
+def locate(
+    torch_module: Any,
+    model: Module,
+    params: dict,
+    state: dict,
+    *inputs: Any,
+    train: bool = False,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    key: Any = None,
+    seed: int = 0,
+) -> LocateReport:
+    """Where does a port diverge from its torch module? Compare every submodule's call.
+
+    Runs ``torch_module`` with forward hooks on every submodule and ``model`` under
+    :func:`funcnets.nn.module.capture` (which sees every child run through a ``Scope``,
+    hand ports and ``from_torch`` models alike), matches the calls by dotted name (and
+    by call number, for a module used several times), then runs the backward pass of the
+    same fixed random linear functional ``sum(output * R)`` on both sides and compares
+    each module's own parameter gradients. Neither the torch module nor its mode and
+    buffers are changed (a copy runs).
+
+    Args:
+      torch_module: the reference ``torch.nn.Module``.
+      model, params, state: the funcnets port and its weights (the torch module's,
+        e.g. from ``torch_io.load_state_dict`` or ``from_torch``).
+      *inputs: the forward's inputs as torch tensors (float64 ones run funcnets in
+        float64).
+      train: torch's ``model.train()`` (BatchNorm batch statistics). Dropout draws
+        different masks in the two libraries, so compare models with dropout in eval.
+      rtol: relative tolerance, ``max|a - b| / max|b|`` (default 1e-4 in float32,
+        1e-9 in float64); a difference within ``atol`` passes too, and a parameter
+        gradient's within ``rtol / 100`` of the largest parameter gradient (gradients that
+        are zero in exact arithmetic, as a conv bias's before a train-mode BatchNorm, are
+        rounding noise on both sides).
+      key: the funcnets PRNG key (default ``PRNGKey(0)`` in train mode).
+      seed: seeds ``R``.
+
+    Returns:
+      A :class:`LocateReport`: ``report.first_divergence`` is the dotted name of the
+      first submodule whose output is beyond tolerance while its input is within it
+      (the cause, not a layer that only passes an upstream difference on);
+      ``print(report)`` shows the table.
+
+    Example::
+
+        report = locate(torchvision.models.resnet18(), model, params, state, torch.rand(2, 3, 32, 32))
+        print(report)
+        report.first_divergence   # e.g. "layer2.0.bn1"
+    """
+    torch = _torch()
+    float64 = any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in inputs)
+    tol = rtol if rtol is not None else (1e-9 if float64 else 1e-4)
+    reference = copy.deepcopy(torch_module).train(train)
+    t_calls, out_weights, t_grads = _torch_calls(torch, reference, inputs, seed)
+
+    with jax.enable_x64(float64):
+        xs = [jnp.asarray(t.detach().cpu().numpy()) if isinstance(t, torch.Tensor) else t for t in inputs]
+        x = xs[0] if len(xs) == 1 else tuple(xs)
+        if key is None and train:
+            key = jax.random.PRNGKey(0)
+        error = None
+        captured_model = _capturing(model)
+        run, names = _locate_fn(captured_model, train)
+        records: list[Captured] = []
+        ours_grads: dict[str, Any] = {}
+        try:
+            grads, (y, io) = run(params, state, x, key, out_weights)
+            records = [Captured(n, i, o, start) for (n, start), (i, o) in zip(names[_signature(params, state, x, key)], io)]
+            records.append(Captured("", x, y, -1))
+            ours_grads = dict(model.named_parameters(grads))
+        except Exception as e:  # noqa: BLE001 -- reported with the rows reached before it, run op by op
+            error = f"{type(e).__name__}: {e}"
+            with capture() as records:
+                try:
+                    captured_model(params, state, x, train=train, key=key)
+                except Exception:  # noqa: BLE001 -- the same error again
+                    pass
+            records = list(records)
+
+        # match calls by (name, n-th call of that name), each side in the order calls began
+        ours: dict[tuple[str, int], Captured] = {}
+        for c in sorted(records, key=lambda c: c.start):
+            n = sum(1 for k in ours if k[0] == c.name)
+            ours[(c.name, n)] = c
+        # A gradient that is zero in exact arithmetic (a conv bias before a train-mode BatchNorm)
+        # is rounding noise on both sides: measure it against the largest parameter gradient.
+        grad_atol = tol / 100 * max((float(g.abs().max()) for g in t_grads.values() if g.numel()), default=0.0)
+        finish = {}
+        rows = []
+        seen: dict[str, int] = {}
+        for order, (name, start, t_in, t_out, kind) in sorted(enumerate(t_calls), key=lambda e: e[1][1]):
+            n = seen[name] = seen.get(name, -1) + 1
+            c = ours.get((name, n))
+            nan = float("nan")
+            in_abs, in_rel = _compare(c.input, t_in) if c is not None else (nan, nan)
+            out_abs, out_rel = _compare(c.output, t_out) if c is not None else (nan, nan)
+            grads = ()
+            if n == 0 and (c is not None or error is None):
+                sub = reference.get_submodule(name)
+                grads = tuple(
+                    (full, *(_compare(ours_grads[full], t_grads[full]) if full in ours_grads else (nan, nan)))
+                    for full in (f"{name}.{p}" if name else p for p, _ in sub.named_parameters(recurse=False))
+                    if full in t_grads
+                )
+            finish[(name, n)] = order
+            rows.append(LocateRow(name, n, kind, in_abs, in_rel, out_abs, out_rel, grads, tol, atol, grad_atol))
+
+    rows = [r._judged(rows) for r in rows]
+    causes = [r for r in rows if r.verdict == "DIVERGES"]
+    first = min(causes, key=lambda r: finish[(r.name, r.call)]).name if causes else None
+    if first is None:
+        passed = [r for r in rows if r.captured and not r.output_ok]
+        first = min(passed, key=lambda r: finish[(r.name, r.call)]).name if passed else None
+    torch_names = {name for name, *_ in t_calls}
+    unmatched = tuple(dict.fromkeys(c.name for c in records if c.name not in torch_names))
+    return LocateReport(tuple(rows), first, "f64" if float64 else "f32", train, tol, atol, unmatched, error)

@@ -18,10 +18,12 @@ buffers, a ``ModuleList`` of children) so that these names come out as torch's.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -29,7 +31,7 @@ import numpy as np
 from funcnets._typing import Array, Params, PRNGKey, State
 from funcnets.errors import ShapeError
 
-__all__ = ["Module", "Scope", "replace"]
+__all__ = ["Module", "Scope", "replace", "capture", "Captured", "run_child"]
 
 
 class Module:
@@ -191,14 +193,96 @@ class Scope:
         if self._key is not None:
             self._key, sub_key = jax.random.split(self._key)
         try:
-            y, new = module.apply(
+            y, new = run_child(name, x, lambda: module.apply(
                 self.params.get(name, {}), self.old_state.get(name, {}), x, train=self.train, key=sub_key
-            )
+            ))
         except ShapeError as e:
             raise e.at(name) from None
         if new:
             self.state[name] = new
         return y
+
+
+class Captured(NamedTuple):
+    """One child call seen by :func:`capture`.
+
+    ``name`` is the child's dotted path from the model (``"layer1.0.conv1"``, torch's
+    ``named_modules`` name); ``input``/``output`` are what it received and returned, with
+    4-D activations in torch's ``(N, C, H, W)`` layout even where the model runs its trunk
+    in :func:`~funcnets.nn.functional.channels_last`; ``start`` numbers the calls in the
+    order they began (the records themselves are in the order the calls finished, so a
+    container comes after its children).
+    """
+
+    name: str
+    input: Any
+    output: Any
+    start: int
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.records: list[Captured] = []
+        self.path: list[str] = []
+        self.started = 0
+
+
+# None when no capture() is active: Scope then pays one ContextVar read per child, at trace time
+_CAPTURE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("funcnets_capture", default=None)
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[list[Captured]]:
+    """Record every child call made through :class:`Scope` (or :func:`run_child`).
+
+    The funcnets counterpart of torch's forward hooks on every submodule: inside the
+    block each child's ``(dotted name, input, output)`` is appended to the list it yields.
+    Run the model eagerly (not under ``jax.jit``/``jax.grad``, where the records would be
+    tracers). :func:`funcnets.parity.locate` uses it to find where a port diverges.
+
+    Example::
+
+        with capture() as calls:
+            y, _ = model(params, state, x)
+        for c in calls:
+            print(c.name, c.output.shape)
+    """
+    cap = _Capture()
+    token = _CAPTURE.set(cap)
+    try:
+        yield cap.records
+    finally:
+        _CAPTURE.reset(token)
+
+
+def run_child(name: str, x: Any, call: Callable[[], tuple[Any, State]]) -> tuple[Any, State]:
+    """``call()`` (a child's ``apply``, returning ``(y, new_state)``), recorded as the child
+    ``name`` with input ``x`` while :func:`capture` is active.
+
+    :class:`Scope` calls it for every child; a container that runs its children without a
+    Scope calls it itself so that :func:`capture` sees them. ``name`` may be dotted.
+    """
+    cap = _CAPTURE.get()
+    if cap is None:
+        return call()
+    start, cap.started = cap.started, cap.started + 1
+    cap.path.append(name)
+    try:
+        y, new = call()
+        cap.records.append(Captured(".".join(cap.path), _torch_layout(x), _torch_layout(y), start))
+    finally:
+        cap.path.pop()
+    return y, new
+
+
+def _torch_layout(tree: Any) -> Any:
+    """4-D activations of a channels_last/batch_last trunk moved to torch's NCHW."""
+    from funcnets.nn._layout import _LAYOUT  # late: _layout imports the nn package, which imports this
+
+    perm = {"NHWC": (0, 3, 1, 2), "CHWN": (3, 0, 1, 2)}.get(_LAYOUT.get())
+    if perm is None:
+        return tree
+    return jax.tree_util.tree_map(lambda a: a.transpose(perm) if getattr(a, "ndim", 0) == 4 else a, tree)
 
 
 def replace(
