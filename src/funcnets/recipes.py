@@ -45,6 +45,7 @@ from funcnets.train import TrainState, batches, create_train_state, evaluate_met
 
 __all__ = [
     "build_model",
+    "input_shape",
     "make_optimizer",
     "lr_schedule",
     "learning_rate",
@@ -58,6 +59,9 @@ __all__ = [
     "NonFiniteLossError",
     "MODELS",
     "OPTIMIZERS",
+    "ZooParityRow",
+    "zoo_parity",
+    "format_zoo_table",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -76,38 +80,113 @@ class NonFiniteLossError(FuncnetsError):
         self.epoch = epoch
 
 
-def build_model(name: str, weights: str | os.PathLike | None = None, seed: int = 0, num_classes: int = 10):
-    """``(model, params, state)`` for a ``num_classes``-way task: LeNet, or a ResNet whose
-    ``fc`` is replaced by ``Linear(512, num_classes)`` (the tutorial's fine-tuning set-up).
+def _zoo_model(name: str, **kwargs: Any):
+    """``funcnets.models.get_model(name)`` as ``funcnets train`` builds it: GoogLeNet and
+    Inception v3 without their auxiliary heads (train mode would return them, and the
+    fine-tune trains the main head only, as torchvision's loaders with weights do)."""
+    from funcnets.models import get_model, list_models
 
-    ``weights``: a torch ``.pth``/``.safetensors`` file. For a ResNet either torchvision's
-    original (1000 classes; the head is replaced after loading) or one with the
-    ``num_classes`` head already, such as the file ``funcnets train --model resnet18``
-    writes (loaded whole).
+    if name not in list_models():
+        try:
+            get_model(name)  # the close matches
+        except ValueError as e:
+            close = [part for part in str(e).split(". ") if part.startswith("Close matches")]
+            detail = f"{close[0].rstrip('.')}." if close else ""
+            raise FuncnetsError(
+                f"unknown model {name!r}; choose one of {', '.join(MODELS)} or any other name of "
+                f"funcnets.models.list_models() ({len(list_models())} torchvision models). {detail}".rstrip()
+            ) from None
+    return get_model(name, **_TRAIN_KWARGS.get(name, {}), **kwargs)
+
+
+_TRAIN_KWARGS = {"googlenet": {"aux_logits": False}, "inception_v3": {"aux_logits": False}}
+_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
+
+
+def input_shape(name: str) -> tuple[int, int]:
+    """``(side, channels)`` of the images ``funcnets train --model name`` feeds the model.
+
+    LeNet: 32×32 grey. Every zoo model (:func:`funcnets.models.list_models`): 64×64 RGB
+    (the grey digits replicated on three channels), or the architecture's own size where
+    it needs more: its minimum (torchvision's ``meta["min_size"]``: Inception v3 75), or
+    the one size it is built for (ViT's ``image_size`` and MaxViT's ``input_size``: 224).
+    64 is the smallest side at which every zoo model keeps a spatial map of at least 2×2
+    before its pooling (ResNet's /32), and what ResNet-18 was trained at before the zoo.
     """
-    from funcnets import models, nn, torch_io
+    if name == "lenet":
+        return 32, 1
+    model = _zoo_model(name)
+    fixed = getattr(model, "image_size", None) or (getattr(model, "input_size", None) or (None,))[0]
+    return (int(fixed) if fixed else max(64, int(model.min_size))), 3
 
-    if name not in MODELS:
-        raise FuncnetsError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+
+def _new_head(old: Module, num_classes: int) -> Module:
+    from funcnets import nn
+
+    if isinstance(old, nn.Linear):
+        return nn.Linear(old.in_features, num_classes)
+    if isinstance(old, nn.Conv2d):  # SqueezeNet: classifier[1] = nn.Conv2d(512, num_classes, kernel_size=1)
+        return nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+    raise FuncnetsError(f"cannot replace a {type(old).__name__} head")
+
+
+def build_model(name: str, weights: str | os.PathLike | None = None, seed: int = 0, num_classes: int = 10):
+    """``(model, params, state)`` for a ``num_classes``-way task: LeNet, or any model of
+    :func:`funcnets.models.list_models` whose classifier head (the family's
+    :func:`~funcnets.models._registry.head_path`: ``fc``, ``classifier[-1]``,
+    ``heads.head``, ``head``, ...) is replaced by a fresh ``Linear(in_features,
+    num_classes)`` (SqueezeNet: a 1×1 ``Conv2d``): the tutorial's fine-tuning set-up,
+    ``model.fc = nn.Linear(512, 10)``. GoogLeNet and Inception v3 are built without their
+    auxiliary heads.
+
+    ``weights``: a torch ``.pth``/``.safetensors`` file. For a zoo model either
+    torchvision's original (1000 classes; the head is replaced after loading, auxiliary
+    heads dropped) or one with the ``num_classes`` head already, such as the file
+    ``funcnets train --model NAME`` writes (loaded whole). As in torchvision, GoogLeNet and
+    Inception v3 given weights normalise their input as ImageNet's (``transform_input``).
+    """
+    from funcnets import nn, torch_io
+    from funcnets.models import LeNet
+    from funcnets.models._registry import head_path
+
     key = jax.random.PRNGKey(seed)
     if name == "lenet":
-        model = models.LeNet(num_classes=num_classes)
+        model = LeNet(num_classes=num_classes)
         if not weights:
             return (model, *model.init(key))
         return (model, *_load_weights(model, torch_io.load_file(weights, arch=None), weights, name, num_classes))
-    base = getattr(models, name)()
-    head = nn.Linear(512, num_classes)
+    # torchvision's GoogLeNet/Inception builders given weights set transform_input=True
+    base = _zoo_model(name, **({"transform_input": True} if weights and name in _TRAIN_KWARGS else {}))
+    path = head_path(base)
+    head = _new_head(dict(base.named_modules())[path], num_classes)
     if weights:
         tensors = torch_io.load_file(weights, arch=name)
-        fc = tensors.get("fc.weight")
-        if fc is not None and tuple(fc.shape) == (num_classes, 512):  # the head is in the file
-            shapes = jax.eval_shape(base.init, key)
-            model = nn.replace(base, *shapes, "fc", head, key)[0]
+        w = tensors.get(f"{path}.weight")
+        if w is not None and tuple(w.shape) == tuple(jax.eval_shape(head.init, key)[0]["weight"].shape):
+            shapes = jax.eval_shape(base.init, key)  # the head is in the file: load it whole
+            model = nn.replace(base, *shapes, path, head, key)[0]
             return (model, *_load_weights(model, tensors, weights, name, num_classes))
+        if name in _TRAIN_KWARGS:  # torchvision loads the auxiliary heads, then deletes them
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(_AUX_PREFIXES)}
         params, state = _load_weights(base, tensors, weights, name, num_classes)
     else:
         params, state = base.init(key)
-    return nn.replace(base, params, state, "fc", head, jax.random.fold_in(key, 1))
+    model, params, state = nn.replace(base, params, state, path, head, jax.random.fold_in(key, 1))
+    return model, params, _prune_empty(state)
+
+
+def _prune_empty(tree: dict) -> dict:
+    """``tree`` without empty sub-dicts: ``nn.replace`` at a nested path (``classifier.1``)
+    of a head without buffers leaves ``{"classifier": {}}`` in the state, which the model's
+    ``apply`` does not return, and a training scan needs the same structure in and out."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            v = _prune_empty(v)
+            if not v:
+                continue
+        out[k] = v
+    return out
 
 
 def _load_weights(model: Module, tensors: dict, path, name: str, num_classes: int) -> tuple[dict, dict]:
@@ -675,3 +754,96 @@ def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") 
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------ zoo parity
+class ZooParityRow(NamedTuple):
+    """One model of ``funcnets parity --model/--zoo``: float32 eval logits of the funcnets
+    model against torchvision's on the same random weights and input. ``max_rel`` is
+    ``max|ours − torch| / max|torch|``; ``error`` the message if the check itself failed."""
+
+    model: str
+    input: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    tol: float
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.max_rel <= self.tol
+
+
+def zoo_parity(name: str, batch: int = 2, seed: int = 0, tol: float = 1e-4) -> ZooParityRow:
+    """Compare ``funcnets.models.get_model(name)`` with torchvision's model of that name.
+
+    torchvision's ``weights=None`` model (``torch.manual_seed(seed)``, 1000 classes) with
+    its BatchNorm statistics and affine parameters drawn away from 0/1 (else eval mode
+    would test little more than the identity) is loaded strictly into funcnets' model;
+    both run a seeded ``randn(batch, 3, side, side)`` in eval mode, float32, with the side
+    and builder arguments of :func:`funcnets.models._registry.parity_input`. Needs torch
+    and torchvision (imported here, not at module import).
+    """
+    import warnings
+
+    from funcnets import parity, torch_io
+    from funcnets.models import get_model
+    from funcnets.models._registry import parity_input
+
+    torch = parity._torch()
+    import torchvision
+
+    start = time.perf_counter()
+    side, kwargs = parity_input(name)
+    shape = (batch, 3, side, side)
+    model = get_model(name, **kwargs)  # an unknown name fails here, listing close matches
+    try:
+        torch.manual_seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # googlenet's/inception's init_weights notice
+            tm = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in tm.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.running_mean.uniform_(-0.1, 0.1, generator=gen)
+                    m.running_var.uniform_(0.5, 1.5, generator=gen)
+                    if m.affine:
+                        m.weight.uniform_(0.5, 1.5, generator=gen)
+                        m.bias.uniform_(-0.1, 0.1, generator=gen)
+        loaded = torch_io.load_state_dict(model, tm.state_dict())  # strict
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
+        with torch.no_grad():
+            ref = tm(x)
+        ref = (ref[0] if isinstance(ref, tuple) else ref).numpy().astype(np.float64)
+        del tm
+        y, _ = jax.jit(lambda p, s, x: model(p, s, x))(loaded.params, loaded.state, jax.numpy.asarray(x.numpy()))
+        y = np.asarray(y[0] if isinstance(y, tuple) else y, np.float64)
+        if y.shape != ref.shape:
+            raise FuncnetsError(f"logits of shape {y.shape}, torchvision's {ref.shape}")
+        diff = float(np.abs(y - ref).max())
+        rel = diff / (float(np.abs(ref).max()) or 1.0)
+        if not math.isfinite(rel):
+            rel = math.inf
+        return ZooParityRow(name, shape, diff, rel, tol, time.perf_counter() - start)
+    except (FuncnetsError, ValueError, TypeError, KeyError, RuntimeError) as e:  # a row, not the end of --zoo
+        return ZooParityRow(name, shape, math.nan, math.inf, tol, time.perf_counter() - start,
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def format_zoo_table(rows: Sequence[ZooParityRow], markdown: bool = False) -> str:
+    """The rows as an aligned text table, or as a markdown table (model, input, max abs
+    diff, max rel diff, ok)."""
+    def cells(r: ZooParityRow) -> list[str]:
+        ok = "yes" if r.ok else ("error: " + r.error if r.error else "NO")
+        return [r.model, "×".join(map(str, r.input)), f"{r.max_abs:.2e}", f"{r.max_rel:.2e}", ok]
+
+    head = ["model", "input", "max abs diff", "max rel diff", "ok"]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 2 + ["---"]) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in rows]
+        return "\n".join(lines)
+    table = [head, *map(cells, rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)

@@ -26,7 +26,7 @@ from funcnets.errors import ShapeError
 from funcnets.nn.module import Module
 from funcnets.torch_io import flatten, load_file, load_state_dict, unflatten
 
-__all__ = ["list_models", "get_model", "register_model"]
+__all__ = ["list_models", "get_model", "register_model", "head_path", "HEAD_PATHS", "parity_input", "PARITY_INPUTS"]
 
 # torchvision.models.list_models(module=torchvision.models) in torchvision 0.29.1
 _TORCHVISION_CLASSIFICATION = (
@@ -91,10 +91,66 @@ def get_model(name: str, **kwargs: Any) -> Any:
             if close:
                 msg += f" Close matches that exist: {', '.join(close)}."
         missing = [n for n in _TORCHVISION_CLASSIFICATION if n not in _BUILDERS]
-        msg += (f" funcnets.models.list_models() lists the {len(_BUILDERS)} that exist; not implemented yet: "
-                f"{', '.join(missing)}.")
+        msg += f" funcnets.models.list_models() lists the {len(_BUILDERS)} that exist"
+        msg += f"; not implemented yet: {', '.join(missing)}." if missing else "."
         raise ValueError(msg)
     return fn(**kwargs)
+
+
+# The classifier head of each family (the model's class name): the submodule a fine-tune
+# replaces for another number of classes, the tutorial's ``model.fc = nn.Linear(512, 10)``.
+# torchvision's layouts: ``fc``, ``classifier[-1]`` (written with its index), ``heads.head``,
+# ``head``; SqueezeNet's head is a 1×1 convolution. GoogLeNet's and Inception's auxiliary
+# classifiers (train mode only) keep their own heads (``aux1.fc2``, ``AuxLogits.fc``).
+HEAD_PATHS: dict[str, str] = {
+    "AlexNet": "classifier.6", "VGG": "classifier.6", "ResNet": "fc", "RegNet": "fc", "ShuffleNetV2": "fc",
+    "GoogLeNet": "fc", "Inception3": "fc", "DenseNet": "classifier", "SqueezeNet": "classifier.1",
+    "MobileNetV2": "classifier.1", "MobileNetV3": "classifier.3", "MNASNet": "classifier.1",
+    "EfficientNet": "classifier.1", "ConvNeXt": "classifier.2", "VisionTransformer": "heads.head",
+    "SwinTransformer": "head", "MaxVit": "classifier.5", "LeNet": "fc3",
+}
+
+
+def head_path(model: Module) -> str:
+    """The dotted path of ``model``'s classifier head (:data:`HEAD_PATHS`), for
+    :func:`funcnets.nn.replace` and ``optim.select(params, include="<path>.*")``.
+
+    Raises:
+      ValueError: for a model class the table does not know, naming the candidates (its
+        last ``Linear``/``Conv2d``).
+    """
+    path = HEAD_PATHS.get(type(model).__name__)
+    if path is None:
+        last = [n for n, m in model.named_modules() if type(m).__name__ in ("Linear", "Conv2d")][-1:]
+        raise ValueError(f"no known classifier head for {type(model).__name__}; its last Linear/Conv2d is "
+                         f"{last[0] if last else 'none'!r}: pass the path to funcnets.nn.replace yourself.")
+    return path
+
+
+# The input each zoo model's parity check uses (``funcnets parity --model/--zoo``): name
+# prefix -> (side, builder kwargs), the first matching prefix wins. Small but at least
+# torchvision's ``meta["min_size"]``; the sizes of tests/test_zoo*.py's CASES. ViT is
+# built for a small ``image_size`` (its position embedding has one entry per patch), and
+# MaxViT for its smallest ``input_size`` (221 is its min_size; 223 keeps every grid the
+# same as 224's).
+PARITY_INPUTS: tuple[tuple[str, tuple[int, dict]], ...] = (
+    ("alexnet", (63, {})), ("vgg", (32, {})), ("squeezenet1_0", (21, {})), ("squeezenet1_1", (17, {})),
+    ("densenet", (29, {})), ("googlenet", (15, {})), ("inception_v3", (75, {})),
+    ("resne", (32, {})), ("wide_resnet", (32, {})), ("regnet", (32, {})),
+    ("mobilenet", (33, {})), ("mnasnet", (33, {})), ("shufflenet", (33, {})),
+    ("efficientnet_b", (32, {})), ("efficientnet_v2", (33, {})), ("convnext", (32, {})), ("swin", (36, {})),
+    ("vit_h_14", (28, {"image_size": 28})), ("vit", (32, {"image_size": 32})),
+    ("maxvit", (223, {"input_size": (223, 223)})),
+)
+
+
+def parity_input(name: str) -> tuple[int, dict]:
+    """``(side, kwargs)``: the square input side and builder kwargs of :data:`PARITY_INPUTS`
+    for the zoo model ``name`` (a name of :func:`list_models`)."""
+    for prefix, value in PARITY_INPUTS:
+        if name.startswith(prefix):
+            return value[0], dict(value[1])
+    raise ValueError(f"no parity input size for {name!r}; add it to funcnets.models._registry.PARITY_INPUTS")
 
 
 def _load_families() -> None:
