@@ -360,6 +360,16 @@ def test_forward_mode_and_numerical_gradients_with_lengths(x64):
     jax.test_util.check_grads(f, (params, x), order=1, modes=("fwd", "rev"))
 
 
+def test_second_order_through_the_recurrence(x64):
+    """The recurrence's custom JVP (weight tangents as one GEMM outside the loop) is itself
+    differentiable: second derivatives in both modes agree with finite differences."""
+    layer = nn.GRU(IN, HID, bidirectional=True)
+    params, _ = layer.init(jax.random.key(3))
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((L, N, IN)))
+    lengths = jnp.array([3, 5, 1])
+    f = jax.jit(lambda p, x: jnp.sum(jnp.sin(layer.forward(p, x, lengths=lengths)[0])))
+    jax.test_util.check_grads(f, (params, x), order=2, modes=("fwd", "rev"))
+
 def test_layout_contexts_do_not_change_sequences(x64):
     """The layout contexts reinterpret 4-D image activations only; a sequence layer inside
     channels_last()/batch_last() gives the same answer as outside."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -67,21 +68,57 @@ def _update(mode: str, gi: Array, gh: Array, h: Array, c: Array | None) -> tuple
     ``b_hh`` (``b_hn`` is inside the reset product). Returns ``(h', c')`` before the LSTM
     projection (``c'`` is None except for LSTM).
     """
+    h_new, c_new, _ = _update_res(mode, gi, gh, h, c)
+    return h_new, c_new
+
+
+def _update_res(mode: str, gi: Array, gh: Array, h: Array, c: Array | None):
+    """:func:`_update` and the coefficients its tangent (:func:`_update_lin`) multiplies
+    (the derivatives JAX's rules give: ``σ' = σ(1-σ)``, ``tanh' = 1 - tanh²``). They are
+    final products, so the tangent loop computes nothing from primal values alone and
+    JAX's reverse mode keeps one forward loop and one backward loop."""
     if mode == "RNN_TANH":
-        return jnp.tanh(gi + gh), None
+        h_new = jnp.tanh(gi + gh)
+        return h_new, None, (1 - h_new * h_new,)
     if mode == "RNN_RELU":
-        return jax.nn.relu(gi + gh), None
+        h_new = jax.nn.relu(gi + gh)
+        return h_new, None, ((h_new > 0).astype(h_new.dtype),)
     if mode == "LSTM":
         i, f, g, o = jnp.split(gi + gh, 4, axis=-1)
-        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c_new), c_new
+        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        c_new = f * c + i * g
+        tc = jnp.tanh(c_new)
+        # d(gates) -> dc' = dot(k_c, d(i, f, g)) + f dc;  dh' = k_o do + k_h dc'
+        k_c = jnp.concatenate([i * (1 - i) * g, f * (1 - f) * c, i * (1 - g * g)], axis=-1)
+        return o * tc, c_new, (k_c, f, o * (1 - o) * tc, o * (1 - tc * tc))
     # GRU
     i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(i_r + h_r)
     z = jax.nn.sigmoid(i_z + h_z)
     n = jnp.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h, None
+    dn = 1 - n * n
+    return (1 - z) * n + z * h, None, (r * (1 - r) * h_n * dn, z * (1 - z) * (h - n), dn, r * dn, 1 - z, z)
+
+
+def _update_lin(mode: str, k: tuple, dgi: Array, dgh: Array, dh: Array, dc: Array | None):
+    """The tangent ``(dh', dc')`` of :func:`_update` at the point whose coefficients are ``k``."""
+    if mode in ("RNN_TANH", "RNN_RELU"):
+        return k[0] * (dgi + dgh), None
+    if mode == "LSTM":
+        k_c, f, k_o, k_h = k
+        H = f.shape[-1]
+        da = dgi + dgh
+        t = k_c * da[..., : 3 * H]
+        dc_new = t[..., :H] + t[..., H : 2 * H] + t[..., 2 * H :] + f * dc
+        return k_o * da[..., 3 * H :] + k_h * dc_new, dc_new
+    k_r, k_z, k_n, k_rn, one_z, z = k
+    H = z.shape[-1]
+    dr = dgi[..., :H] + dgh[..., :H]
+    dz = dgi[..., H : 2 * H] + dgh[..., H : 2 * H]
+    # dn = (1 - n²)(di_n + r(1-r) dr h_n + r dh_n);  dh' = (h - n) z(1-z) dz + (1 - z) dn + z dh
+    dn = k_r * dr + k_n * dgi[..., 2 * H :] + k_rn * dgh[..., 2 * H :]
+    return k_z * dz + one_z * dn + z * dh, None
 
 
 def _bmm(h: Array, w: Array) -> Array:
@@ -125,30 +162,92 @@ def _layer(
         if D == 2:
             m = jnp.concatenate([m, m[::-1]], axis=1)
 
+    ex = {"b_hh": b_hh, "c0": c0, "w_hr": w_hr, "m": m if mask is not None else None}
+    ys, h_n, c_n = _recurrence(mode, gi, w_hh, h0, {k: v for k, v in ex.items() if v is not None})
+    if D == 2:
+        out = jnp.concatenate([ys[:, 0], ys[::-1, 1]], axis=-1)
+    else:
+        out = ys[:, 0]
+    return out, h_n, c_n
+
+
+def _scan(mode: str, gi: Array, w_hh: Array, h0: Array, ex: dict, residuals: bool):
+    """The time loop: ``gi: (L, D, N, G)``, ``w_hh: (D, G, H_out)``, ``h0: (D, N, H_out)``;
+    ``ex`` holds what the layer has of ``b_hh`` (GRU), ``c0`` (LSTM), ``w_hr``
+    (projection) and ``m: (L, D, N, 1)`` (lengths). Returns ``ys, h_n, c_n`` and, with
+    ``residuals``, the per-step ``h_{t-1}``, :func:`_update_res`'s values and the
+    pre-projection ``h`` that :func:`_recurrence_jvp` linearises around."""
+    b_hh, w_hr, m = ex.get("b_hh"), ex.get("w_hr"), ex.get("m")
+
     def step(carry, inp):
         h, c = carry
         g_t = inp[0]
         gh = _bmm(h, w_hh)
         if b_hh is not None:
             gh = gh + b_hh[:, None, :]
-        h_new, c_new = _update(mode, g_t, gh, h, c)
-        if w_hr is not None:
-            h_new = _bmm(h_new, w_hr)
-        if mask is None:
-            return (h_new, c_new), h_new
+        h_raw, c_new, coef = _update_res(mode, g_t, gh, h, c)
+        h_new = _bmm(h_raw, w_hr) if w_hr is not None else h_raw
+        res = (h, coef, h_raw if w_hr is not None else None) if residuals else None
+        if m is None:
+            return (h_new, c_new), (h_new, res)
         m_t = inp[1]
         h_new = jnp.where(m_t, h_new, h)
         if c is not None:
             c_new = jnp.where(m_t, c_new, c)
-        return (h_new, c_new), jnp.where(m_t, h_new, 0)
+        return (h_new, c_new), (jnp.where(m_t, h_new, 0), res)
 
-    xs = (gi,) if mask is None else (gi, m)
-    (h_n, c_n), ys = jax.lax.scan(step, (h0, c0), xs, unroll=_UNROLL)  # ys: (L, D, N, H_out)
-    if D == 2:
-        out = jnp.concatenate([ys[:, 0], ys[::-1, 1]], axis=-1)
-    else:
-        out = ys[:, 0]
-    return out, h_n, c_n
+    xs = (gi,) if m is None else (gi, m)
+    (h_n, c_n), (ys, res) = jax.lax.scan(step, (h0, ex.get("c0")), xs, unroll=_UNROLL)
+    return (ys, h_n, c_n), res
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _recurrence(mode: str, gi: Array, w_hh: Array, h0: Array, ex: dict):
+    """:func:`_scan`'s outputs ``(ys: (L, D, N, H_out), h_n, c_n)``.
+
+    Differentiated through :func:`_recurrence_jvp`: the tangent of ``h_{t-1} W_hh^T``
+    with respect to the weights, ``h_{t-1} dW_hh^T``, is one GEMM over all steps before
+    the tangent loop (likewise ``b_hh`` and ``W_hr``), so the loop is linear in the carried
+    ``(dh, dc)`` only, and its transpose (reverse mode) computes the weight gradients as
+    one GEMM after the backward loop, instead of a small GEMM plus a full-weight add per
+    step in the loop, as JAX's scan transpose does for a loop-invariant input (oneDNN and
+    cuDNN do the same). Forward mode, vmap and higher derivatives keep working.
+    """
+    return _scan(mode, gi, w_hh, h0, ex, residuals=False)[0]
+
+
+@_recurrence.defjvp
+def _recurrence_jvp(mode, primals, tangents):
+    gi, w_hh, h0, ex = primals
+    dgi, dw_hh, dh0, dex = tangents
+    out, (h_prev, coef, h_raw) = _scan(mode, gi, w_hh, h0, ex, residuals=True)
+    w_hr, m = ex.get("w_hr"), ex.get("m")
+    # the weights' tangent contributions of every step at once: (L, D, N, G) and (L, D, N, H_out)
+    dgh_w = jnp.einsum("ldnk,dgk->ldng", h_prev, dw_hh)
+    if "b_hh" in ex:
+        dgh_w = dgh_w + dex["b_hh"][None, :, None, :]
+    xs = [coef, dgi, dgh_w]
+    if w_hr is not None:
+        xs.append(jnp.einsum("ldnk,dgk->ldng", h_raw, dex["w_hr"]))
+    if m is not None:
+        xs.append(m)
+
+    def tstep(carry, inp):
+        dh, dc = carry
+        coef_t, dgi_t, dghw_t = inp[:3]
+        dh_new, dc_new = _update_lin(mode, coef_t, dgi_t, _bmm(dh, w_hh) + dghw_t, dh, dc)
+        if w_hr is not None:
+            dh_new = _bmm(dh_new, w_hr) + inp[3]
+        if m is None:
+            return (dh_new, dc_new), dh_new
+        m_t = inp[-1]
+        dh_new = jnp.where(m_t, dh_new, dh)
+        if dc is not None:
+            dc_new = jnp.where(m_t, dc_new, dc)
+        return (dh_new, dc_new), jnp.where(m_t, dh_new, 0)
+
+    (dh_n, dc_n), dys = jax.lax.scan(tstep, (dh0, dex.get("c0")), tuple(xs), unroll=_UNROLL)
+    return out, (dys, dh_n, dc_n)
 
 
 # ------------------------------------------------------------------------------ layers
