@@ -46,6 +46,7 @@ import optax
 from jax import lax
 
 from funcnets._typing import Array, Params, PRNGKey, State
+from funcnets.aot import CachedJit
 from funcnets.losses import cross_entropy
 from funcnets.nn._conv import conv_lowering
 from funcnets.nn._onednn import reverse_mode_only
@@ -217,11 +218,21 @@ def make_train_step(
     ``precision``: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision with
     float32 master weights; ``"fp16"`` needs ``GradScaler().wrap(optimizer)``, see the
     module docstring).
+
+    A new process can load the compiled step instead of tracing it: with the persistent
+    compilation cache on (:func:`funcnets.config.enable_compilation_cache`), the compiled
+    executable is saved under a key of everything that changes the program and loaded
+    by the next process with the same key (:mod:`funcnets.aot`; ``FUNCNETS_AOT_CACHE=0``
+    turns it off). A loss function or optimizer holding your own functions or lambdas
+    cannot be keyed soundly; such a step is traced as usual.
     """
     step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm, precision)
+    # everything the traced step depends on besides its arguments: the AOT cache's key
+    closure = ("make_train_step", loss_fn, optimizer, trainable, donate, batch_norm, accumulate_steps,
+               grad_norm, precision)
     if not donate or jax.default_backend() != "cpu":
-        return jax.jit(step, donate_argnums=(0,) if donate else ())
-    return _KeepTrainableParams(step, trainable)
+        return CachedJit(jax.jit(step, donate_argnums=(0,) if donate else ()), closure)
+    return _KeepTrainableParams(step, trainable, closure)
 
 
 class _KeepTrainableParams:
@@ -236,10 +247,11 @@ class _KeepTrainableParams:
     they are copied to the output (+3.5 ms in the frozen-trunk step).
     """
 
-    def __init__(self, step, trainable: frozenset[str] | None):
+    def __init__(self, step, trainable: frozenset[str] | None, closure=None):
         self._trainable = trainable
-        self._jitted = jax.jit(self._step, donate_argnums=(1,))
         self._inner = step
+        # jitted, through the AOT cache (funcnets.aot) when it is on
+        self._jitted = CachedJit(jax.jit(self._step, donate_argnums=(1,)), ("keep-trainable", closure))
 
     def _step(self, train_p, ts, batch):
         # ts.params holds only the frozen parameters here
