@@ -134,7 +134,9 @@ def test_from_torch_model(x64):
     model, params, state = from_torch(tm, x)
     with capture() as calls:
         model(params, state, jax.numpy.asarray(x.numpy()))
-    assert calls == []  # the converted graph runs its layers itself; locate makes them visible
+    # the converted graph reports each layer call under its torch name (the block's twice)
+    names = [c.name for c in sorted(calls, key=lambda c: c.start)]
+    assert names[0] == "stem" and names.count("block.conv2") == 2 and names[-1] == "head", names
     for train in (False, True):
         report = locate(tm, model, params, state, x, train=train)
         assert report.first_divergence is None, str(report)

@@ -20,7 +20,7 @@ from funcnets import losses, optim, torch_io, train
 from funcnets.autograd import backward, my_relu, relu
 from funcnets.errors import FuncnetsError
 from funcnets.models import LeNet, resnet18, two_layer
-from funcnets.nn.module import Captured, Module, capture, run_child
+from funcnets.nn.module import Captured, Module, capture
 
 __all__ = ["Row", "run", "format_table", "torch_lenet", "torch_my_relu", "locate", "LocateReport", "LocateRow"]
 
@@ -390,31 +390,6 @@ def _compare(ours: Any, theirs: Any) -> tuple[float, float]:
     return abs_err, abs_err / max(scale, 1e-300) if abs_err else 0.0
 
 
-def _capturing(model: Module) -> Module:
-    """``from_torch``'s graph runs its layers without a Scope: a copy that reports each call."""
-    from funcnets.convert.fx import TorchGraph
-
-    if not isinstance(model, TorchGraph) or getattr(model, "_locate_capturing", False):
-        return model
-    cls = _capturing_class(type(model))
-    return cls(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.init})
-
-
-@functools.lru_cache(maxsize=None)
-def _capturing_class(base: type) -> type:
-    # one class per graph class, so equal models stay equal (and hit _locate_fn's cache)
-    @dataclasses.dataclass(frozen=True, repr=False)
-    class _Capturing(base):
-        _locate_capturing = True
-
-        def _call_module(self, params, state, node, args, kwargs, train, key):
-            x = args[0] if len(args) == 1 and not kwargs else tuple(args) + tuple(kwargs.values())
-            parent = super()._call_module
-            return run_child(node.target, x, lambda: parent(params, state, node, args, kwargs, train, key))
-
-    return _Capturing
-
-
 def _torch_calls(torch, module, inputs, weights_seed: int):
     """Run ``module`` with hooks on every submodule; returns its calls, output and parameter grads."""
     calls: list[tuple[str, int, Any, Any, str]] = []  # (name, start, input, output, class), in finish order
@@ -542,8 +517,7 @@ def locate(
         if key is None and train:
             key = jax.random.PRNGKey(0)
         error = None
-        captured_model = _capturing(model)
-        run, names = _locate_fn(captured_model, train)
+        run, names = _locate_fn(model, train)
         records: list[Captured] = []
         ours_grads: dict[str, Any] = {}
         try:
@@ -555,7 +529,7 @@ def locate(
             error = f"{type(e).__name__}: {e}"
             with capture() as records:
                 try:
-                    captured_model(params, state, x, train=train, key=key)
+                    model(params, state, x, train=train, key=key)
                 except Exception:  # noqa: BLE001 -- the same error again
                     pass
             records = list(records)

@@ -32,7 +32,7 @@ import numpy as np
 from funcnets.convert import modules as _modules
 from funcnets.convert import ops as _ops
 from funcnets.errors import FuncnetsError
-from funcnets.nn.module import Module
+from funcnets.nn.module import Module, run_child
 
 __all__ = ["from_torch", "UnsupportedOperationError", "TorchGraph", "TorchModule"]
 
@@ -250,7 +250,11 @@ class TorchGraph(TorchModule):
                 x = tuple(x[n] for n in node.arg_names if n in x)
         else:
             x = args[0] if len(args) == 1 else tuple(args)
-        y, new = module.apply(_get(params, path), _get(state, path), x, train=train, key=key)
+        # run_child: funcnets.nn.module.capture() (parity.locate) sees each layer call by its torch name,
+        # its inputs in the order torch's forward hooks see them (args, then keyword values)
+        seen = args[0] if len(args) == 1 and not kwargs else tuple(args) + tuple(kwargs.values())
+        y, new = run_child(path, seen, lambda: module.apply(_get(params, path), _get(state, path), x, train=train,
+                                                            key=key))
         if new:
             state = _set(state, path, new)
         return y, state
