@@ -10,7 +10,7 @@ resumable, parallel batch pipeline on grain.
 - :mod:`funcnets.data.cifar`: :class:`CIFAR10`, :class:`CIFAR100` from the python-format
   files, parsed without unpickling arbitrary objects.
 - :mod:`funcnets.data.transforms`: torchvision.transforms' names, arguments and results.
-- :mod:`funcnets.data.loader`: :func:`loader`, batches ``(N, C, H, W)`` float32 + labels.
+- :mod:`funcnets.data.pipeline`: :func:`loader`, batches ``(N, C, H, W)`` float32 + labels.
 
 Example::
 
@@ -32,7 +32,7 @@ from funcnets.data.digits import (
 from funcnets.data.folder import (
     IMG_EXTENSIONS, ImageFolder, ImageList, Subset, default_loader, train_val_split, verify_images,
 )
-from funcnets.data.loader import Loader, loader
+from funcnets.data.pipeline import Loader, loader
 
 __all__ = [
     # arrays in memory (digits.py)

@@ -19,8 +19,11 @@ epoch; the last partial batch of every epoch kept or dropped) -> ``mp_prefetch``
 in order, so the batches are the same for every ``num_workers``.
 
 Workers are started with ``spawn`` (grain's choice), so the source and the transform
-must be picklable (the classes of this package are) and each worker imports funcnets
-once at start-up.
+must be picklable (the classes of this package are), each worker imports funcnets once
+at start-up (seconds), and a script that uses ``num_workers > 0`` must keep its top-level
+code under ``if __name__ == "__main__":`` (the workers import the main module), as with
+torch's DataLoader under spawn. Close an unfinished iterator (``it.close()``) to stop its
+workers at once rather than at garbage collection.
 """
 
 from __future__ import annotations
