@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from funcnets._typing import Array, Params, PRNGKey, State
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 
 __all__ = ["Module", "Scope", "replace", "capture", "Captured", "run_child"]
@@ -70,6 +71,9 @@ class Module:
 
     # --- derived -----------------------------------------------------------------
     def __call__(self, params, state, x, *, train=False, key=None):
+        # float64 NumPy inputs with float64 off would silently run in float32 (only concrete
+        # NumPy arrays are looked at: under jit they are tracers, checked by the caller)
+        warn_if_downcast(x, params, where=f"{type(self).__name__}.__call__")
         return self.apply(params, state if state is not None else {}, x, train=train, key=key)
 
     def init(self, key: PRNGKey) -> tuple[dict, dict]:
