@@ -85,7 +85,7 @@ def _resume(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnets", description="PyTorch's training story as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,parity,bench,port}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,parity,bench,port,warmup}")
 
     demo = sub.add_parser("demo", help="the tutorial end to end on real bundled data (~1 minute)")
     demo.add_argument("--out", default="runs/demo", help="output directory for plots and weights (default: runs/demo)")
@@ -189,6 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", help="run only workloads whose name contains one of these")
     bench.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     bench.add_argument("--repeats", type=_number(int, 1, 1000), default=15, help="1..1000 (default: 15)")
+    warm = sub.add_parser(
+        "warmup", help="compile a train step into the AOT cache, so a new process starts it in a fraction of a second",
+        description="Compile the train step of --model (cross-entropy, the optimizer given) for one batch shape and "
+                    "save it in the AOT cache (funcnets.aot): a later process that builds the same step (same model, "
+                    "optimizer settings, batch shape, dtype, versions) loads it without tracing or compiling.",
+    )
+    warm.add_argument("--model", default="resnet18", help="lenet or a name of funcnets.models.list_models() "
+                      "(default: resnet18)")
+    warm.add_argument("--batch", type=_number(int, 1, 1 << 20), default=32, help="batch size (default: 32)")
+    warm.add_argument("--size", type=_number(int, 1, 4096), default=64,
+                      help="image side for zoo models, 3 channels (default: 64; LeNet is 1x32x32)")
+    warm.add_argument("--classes", type=_number(int, 1, 1 << 20), default=10, help="classes (default: 10)")
+    warm.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd", help="default: sgd")
+    warm.add_argument("--lr", type=_number(float, 0, 1e6, lo_open=True), default=0.01, help="default: 0.01")
+    warm.add_argument("--momentum", type=_number(float, 0, 1), default=0.9, help="SGD momentum (default: 0.9)")
+    warm.add_argument("--weight-decay", type=_number(float, 0, 1e6), default=0.0, help="default: 0")
+    warm.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="default: fp32")
     return parser
 
 
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_train(args, status)
             if args.command == "port":
                 return _cmd_port(args)
-            return {"demo": cmd_demo, "parity": cmd_parity, "bench": cmd_bench}[args.command](args)
+            return {"demo": cmd_demo, "parity": cmd_parity, "bench": cmd_bench, "warmup": cmd_warmup}[args.command](args)
         except (FuncnetsError, OSError, ValueError, TypeError, KeyError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             print(f"funcnets {args.command}: error: {message}", file=sys.stderr)
@@ -705,6 +722,54 @@ def _cmd_port(args) -> int:
     print(f"parity against torch (eval, input {shape}): max difference {diff:.3e} "
           f"(relative {diff / scale:.3e}, tolerance {tol:g})")
     return 0 if diff / scale <= tol else 1
+
+
+# --------------------------------------------------------------------------- warmup
+def cmd_warmup(args) -> int:
+    """Fill the AOT cache with one train step: the step ``benchmark.first_step_times``
+    and a script building ``make_train_step(supervised_loss(model), optimizer)`` use."""
+    import jax
+    import jax.numpy as jnp
+
+    from funcnets import aot, optim, train
+    from funcnets.models import LeNet, get_model, list_models
+
+    where = aot.cache_dir()
+    if where is None:
+        raise FuncnetsError("the AOT cache is off (FUNCNETS_AOT_CACHE=0, FUNCNETS_COMPILATION_CACHE=0, or its "
+                            "directory is not writable): nothing to warm up. Unset them, or set "
+                            "FUNCNETS_AOT_CACHE=/some/dir.")
+    if args.model == "lenet":
+        model, shape = LeNet(num_classes=args.classes), (1, 32, 32)
+    elif args.model in list_models():
+        model, shape = get_model(args.model, num_classes=args.classes), (3, args.size, args.size)
+    else:
+        raise FuncnetsError(f"--model must be lenet or a name of funcnets.models.list_models(), got {args.model!r}")
+    if args.optimizer == "sgd":
+        opt = optim.sgd(args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    else:
+        opt = getattr(optim, args.optimizer)(args.lr, weight_decay=args.weight_decay)
+    params, state = model.init(jax.random.PRNGKey(0))
+    ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(0))
+    x, y = jnp.zeros((args.batch, *shape)), jnp.zeros((args.batch,), jnp.int32)
+    step = train.make_train_step(train.supervised_loss(model), opt,
+                                 precision=None if args.precision == "fp32" else args.precision)
+    before = dict(aot.stats)
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(ts, (x, y)))
+    seconds = time.perf_counter() - t0
+    what = f"{args.model} train step (batch {args.batch}, {'x'.join(map(str, shape))}, {args.optimizer}, {args.precision})"
+    if aot.stats["unkeyable"] > before["unkeyable"]:
+        raise FuncnetsError(f"the {what} cannot be keyed for the AOT cache (see the funcnets.aot debug log)")
+    t = aot.last_timings
+    if aot.stats["loaded"] > before["loaded"]:
+        print(f"{what}: already in the AOT cache ({where}); loaded in {t.get('load_s', 0):.2f} s")
+    elif aot.stats["saved"] > before["saved"]:
+        print(f"{what}: compiled and saved to {where} in {seconds:.1f} s (trace {t['trace_s']:.2f} s, lower "
+              f"{t['lower_s']:.2f} s, compile {t['compile_s']:.2f} s, save {t.get('save_s', 0):.2f} s)")
+    else:
+        raise FuncnetsError(f"the {what} was compiled but could not be saved to {where} (see the warnings above)")
+    return 0
 
 
 # --------------------------------------------------------------------------- bench
