@@ -76,6 +76,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax._src import config as _jax_config  # trace_context: what jit's own cache keys on
 
 __all__ = [
     "AOTCacheWarning",
@@ -371,9 +372,7 @@ def _environment() -> dict[str, Any]:
 
 
 def _trace_context() -> tuple:
-    from jax._src import config as jax_config
-
-    return jax_config.trace_context()
+    return _jax_config.trace_context()
 
 
 def _funcnets_context() -> tuple:
@@ -384,10 +383,8 @@ def _funcnets_context() -> tuple:
 
 
 def _keyable_trace_context() -> list:
-    from jax._src import config as jax_config
-
     out = []
-    for name, val in zip(jax_config.trace_context_names(), jax_config.trace_context()):
+    for name, val in zip(_jax_config.trace_context_names(), _jax_config.trace_context()):
         text = repr(val)
         if " at 0x" in text:
             if type(val).__name__ == "AxisEnv" and not getattr(val, "axis_sizes", None) and not getattr(val, "spmd_axis_names", None):

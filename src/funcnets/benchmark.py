@@ -164,44 +164,94 @@ def two_layer_fns(torch_compile: bool = False) -> dict[str, Callable]:
 
 
 _FIRST_STEP = textwrap.dedent("""
-    import time
+    import json, time
+    t0 = time.perf_counter()
     {setup}
+    extra = {{}}
     t1 = time.perf_counter()
     {step}
-    print(time.perf_counter() - t1)
+    t2 = time.perf_counter()
+    print(json.dumps({{"setup_s": t1 - t0, "first_step_s": t2 - t1, **extra}}))
 """)
 
+# JAX's own events for the phases of a jit's first call (it records them on every path)
+_PHASE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+    "/jax/core/compile/backend_compile_duration": "compile_s",  # a persistent-cache hit: its read
+}
 
-def _first_step_seconds(setup: str, step: str, env: dict[str, str]) -> float:
+
+def _first_step_seconds(setup: str, step: str, env: dict[str, str]) -> dict[str, float]:
     code = _FIRST_STEP.format(setup=setup.strip(), step=step.strip())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def first_step_times() -> dict[str, float]:
-    """Seconds for the first ResNet-18 (batch 8, 64×64) train step in a new process:
-    funcnets with an empty and with a warm persistent compilation cache, and torch."""
+_PHASES = ("trace_s", "lower_s", "compile_s", "load_s", "save_s", "run_s")
+
+
+def first_step_times(repeats: int = 3, batch: int = 8, size: int = 64) -> dict[str, Any]:
+    """Seconds to the end of the first ResNet-18 train step (batch 8, 3×64×64, SGD with
+    momentum) in a new process, after imports, model init and the train state (the
+    ``setup_s`` figure): funcnets with empty caches (``cold``), with JAX's persistent
+    compilation cache warm and the AOT cache off (``warm``: trace, lower, read the
+    compiled program), with the AOT cache warm (``aot``: load the serialised step, no
+    tracing; what ``funcnets warmup`` prepares), and torch eager.
+
+    Each of ``repeats`` rounds runs the four in fresh processes on fresh cache
+    directories; the figures are medians over the rounds (the machine is shared, single
+    runs vary). ``phases[mode]`` splits funcnets' figures: ``trace_s``, ``lower_s``,
+    ``compile_s`` (JAX's monitoring events; a cache hit's read for ``warm``),
+    ``load_s``/``save_s`` (the AOT cache's read, or its serialise-and-write after a
+    compile), and ``run_s``: the rest — the first execution, the cache key, dispatch.
+    """
     setup = (
-        "import jax, jax.numpy as jnp\n"
-        "from funcnets import config, nn, optim, train\nfrom funcnets.models import resnet18\n"
+        "import jax, jax.numpy as jnp, jax.monitoring\n"
+        "from funcnets import aot, config, nn, optim, train\nfrom funcnets.models import resnet18\n"
         "config.enable_compilation_cache()\n"
+        f"phases = {{}}; names = {_PHASE_EVENTS!r}\n"
+        "jax.monitoring.register_event_duration_secs_listener(\n"
+        "    lambda e, s, **kw: phases.__setitem__(names[e], phases.get(names[e], 0.0) + s) if e in names else None)\n"
         "model = resnet18(10); params, state = model.init(jax.random.PRNGKey(0))\n"
         "opt = optim.sgd(1e-2, momentum=0.9)\n"
         "ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(0))\n"
-        "x = jnp.zeros((8, 3, 64, 64)); y = jnp.zeros((8,), jnp.int32); jax.block_until_ready((ts, x))"
+        f"x = jnp.zeros(({batch}, 3, {size}, {size})); y = jnp.zeros(({batch},), jnp.int32); jax.block_until_ready((ts, x))"
     )
-    step = ("out = train.make_train_step(train.supervised_loss(model), opt)(ts, (x, y)); jax.block_until_ready(out)")
+    step = (
+        "phases.clear()\n"
+        "out = train.make_train_step(train.supervised_loss(model), opt)(ts, (x, y)); jax.block_until_ready(out)\n"
+        "extra = {**phases, **{k: v for k, v in aot.last_timings.items() if k in ('load_s', 'save_s')}}"
+    )
     torch_setup = (
         "import torch, torchvision\nm = torchvision.models.resnet18(num_classes=10)\n"
         "opt = torch.optim.SGD(m.parameters(), lr=1e-2, momentum=0.9)\n"
-        "x = torch.zeros(8, 3, 64, 64); y = torch.zeros(8, dtype=torch.long)"
+        f"x = torch.zeros({batch}, 3, {size}, {size}); y = torch.zeros({batch}, dtype=torch.long)"
     )
     torch_step = "opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()"
-    with tempfile.TemporaryDirectory() as cache:
-        env = {"FUNCNETS_COMPILATION_CACHE": cache}
-        cold = _first_step_seconds(setup, step, env)
-        warm = _first_step_seconds(setup, step, env)
-    return {"funcnets_cold": cold, "funcnets_warm": warm, "torch": _first_step_seconds(torch_setup, torch_step, {})}
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": [], "aot": [], "torch": []}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {"FUNCNETS_COMPILATION_CACHE": cache, "FUNCNETS_AOT_CACHE": ""}
+            runs["cold"].append(_first_step_seconds(setup, step, env))  # fills both caches
+            runs["warm"].append(_first_step_seconds(setup, step, {**env, "FUNCNETS_AOT_CACHE": "0"}))
+            runs["aot"].append(_first_step_seconds(setup, step, env))
+        runs["torch"].append(_first_step_seconds(torch_setup, torch_step, {}))
+    for r in runs["cold"] + runs["warm"] + runs["aot"]:
+        r["run_s"] = r["first_step_s"] - sum(r.get(k, 0.0) for k in _PHASES[:-1])
+
+    def median(mode: str, k: str) -> float:
+        return float(np.median([r.get(k, 0.0) for r in runs[mode]]))
+
+    return {
+        "funcnets_cold": median("cold", "first_step_s"),
+        "funcnets_warm": median("warm", "first_step_s"),
+        "funcnets_aot": median("aot", "first_step_s"),
+        "torch": median("torch", "first_step_s"),
+        "setup_s": {m: median(m, "setup_s") for m in runs},
+        "phases": {m: {k: median(m, k) for k in _PHASES} for m in ("cold", "warm", "aot")},
+        "repeats": repeats,
+    }
 
 
 # ----------------------------------------------------------------------------- suite
@@ -237,6 +287,9 @@ def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int 
         t = first_step_times()
         results.append(Result("ResNet-18 first step, new process (compile), cold cache", t["torch"] * 1e3, t["funcnets_cold"] * 1e3))
         results.append(Result("ResNet-18 first step, new process, warm compilation cache", t["torch"] * 1e3, t["funcnets_warm"] * 1e3))
+        results.append(Result("ResNet-18 first step, new process, AOT cache warm (funcnets warmup)", t["torch"] * 1e3, t["funcnets_aot"] * 1e3))
+        for mode, phases in t["phases"].items():
+            log(f"  first step, {mode}: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in phases.items()))
     return results
 
 
