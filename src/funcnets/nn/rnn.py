@@ -73,32 +73,49 @@ def _update(mode: str, gi: Array, gh: Array, h: Array, c: Array | None) -> tuple
 
 
 def _update_res(mode: str, gi: Array, gh: Array, h: Array, c: Array | None):
-    """:func:`_update` and the coefficients its tangent (:func:`_update_lin`) multiplies
-    (the derivatives JAX's rules give: ``σ' = σ(1-σ)``, ``tanh' = 1 - tanh²``). They are
-    final products, so the tangent loop computes nothing from primal values alone and
-    JAX's reverse mode keeps one forward loop and one backward loop."""
+    """:func:`_update` and, as one array, the values :func:`_coefficients` needs: the
+    activated gates (and for LSTM ``c'``). One array per step keeps the forward loop's
+    saved outputs, and so its fusions, few."""
     if mode == "RNN_TANH":
         h_new = jnp.tanh(gi + gh)
-        return h_new, None, (1 - h_new * h_new,)
+        return h_new, None, h_new
     if mode == "RNN_RELU":
         h_new = jax.nn.relu(gi + gh)
-        return h_new, None, ((h_new > 0).astype(h_new.dtype),)
+        return h_new, None, h_new
     if mode == "LSTM":
         i, f, g, o = jnp.split(gi + gh, 4, axis=-1)
         i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
         c_new = f * c + i * g
-        tc = jnp.tanh(c_new)
-        # d(gates) -> dc' = dot(k_c, d(i, f, g)) + f dc;  dh' = k_o do + k_h dc'
-        k_c = jnp.concatenate([i * (1 - i) * g, f * (1 - f) * c, i * (1 - g * g)], axis=-1)
-        return o * tc, c_new, (k_c, f, o * (1 - o) * tc, o * (1 - tc * tc))
+        return o * jnp.tanh(c_new), c_new, jnp.concatenate([i, f, g, o, c_new], axis=-1)
     # GRU
     i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(i_r + h_r)
     z = jax.nn.sigmoid(i_z + h_z)
     n = jnp.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h, None, jnp.concatenate([r, z, n, h_n], axis=-1)
+
+
+def _coefficients(mode: str, pre: Array, h: Array, c: Array | None) -> tuple[tuple, Array | None]:
+    """From :func:`_update_res`'s ``pre`` and the state ``h``, ``c`` before the step (any
+    leading axes: all steps at once, outside the loops), the coefficients
+    :func:`_update_lin` multiplies (the derivatives JAX's rules give: ``σ' = σ(1-σ)``,
+    ``tanh' = 1 - tanh²``), and the LSTM's output before its projection. Final products,
+    so the tangent loop does no primal-only work and JAX's reverse mode keeps one
+    forward and one backward loop."""
+    if mode == "RNN_TANH":
+        return (1 - pre * pre,), None
+    if mode == "RNN_RELU":
+        return ((pre > 0).astype(pre.dtype),), None
+    if mode == "LSTM":
+        i, f, g, o, c_new = jnp.split(pre, 5, axis=-1)
+        tc = jnp.tanh(c_new)
+        # d(gates) -> dc' = sum(k_c * d(i, f, g)) + f dc;  dh' = k_o do + k_h dc'
+        k_c = jnp.concatenate([i * (1 - i) * g, f * (1 - f) * c, i * (1 - g * g)], axis=-1)
+        return (k_c, f, o * (1 - o) * tc, o * (1 - tc * tc)), o * tc
+    r, z, n, h_n = jnp.split(pre, 4, axis=-1)
     dn = 1 - n * n
-    return (1 - z) * n + z * h, None, (r * (1 - r) * h_n * dn, z * (1 - z) * (h - n), dn, r * dn, 1 - z, z)
+    return (r * (1 - r) * h_n * dn, z * (1 - z) * (h - n), dn, r * dn, 1 - z, z), None
 
 
 def _update_lin(mode: str, k: tuple, dgi: Array, dgh: Array, dh: Array, dc: Array | None):
@@ -175,8 +192,8 @@ def _scan(mode: str, gi: Array, w_hh: Array, h0: Array, ex: dict, residuals: boo
     """The time loop: ``gi: (L, D, N, G)``, ``w_hh: (D, G, H_out)``, ``h0: (D, N, H_out)``;
     ``ex`` holds what the layer has of ``b_hh`` (GRU), ``c0`` (LSTM), ``w_hr``
     (projection) and ``m: (L, D, N, 1)`` (lengths). Returns ``ys, h_n, c_n`` and, with
-    ``residuals``, the per-step ``h_{t-1}``, :func:`_update_res`'s values and the
-    pre-projection ``h`` that :func:`_recurrence_jvp` linearises around."""
+    ``residuals``, the per-step values :func:`_recurrence_jvp` linearises around:
+    :func:`_update_res`'s ``pre`` and, with lengths, the carried ``h`` and ``c``."""
     b_hh, w_hr, m = ex.get("b_hh"), ex.get("w_hr"), ex.get("m")
 
     def step(carry, inp):
@@ -185,16 +202,15 @@ def _scan(mode: str, gi: Array, w_hh: Array, h0: Array, ex: dict, residuals: boo
         gh = _bmm(h, w_hh)
         if b_hh is not None:
             gh = gh + b_hh[:, None, :]
-        h_raw, c_new, coef = _update_res(mode, g_t, gh, h, c)
+        h_raw, c_new, pre = _update_res(mode, g_t, gh, h, c)
         h_new = _bmm(h_raw, w_hr) if w_hr is not None else h_raw
-        res = (h, coef, h_raw if w_hr is not None else None) if residuals else None
-        if m is None:
-            return (h_new, c_new), (h_new, res)
+        if m is None:  # the states before each step are the outputs (and pre's c') shifted
+            return (h_new, c_new), (h_new, (pre,) if residuals else None)
         m_t = inp[1]
         h_new = jnp.where(m_t, h_new, h)
         if c is not None:
             c_new = jnp.where(m_t, c_new, c)
-        return (h_new, c_new), (jnp.where(m_t, h_new, 0), res)
+        return (h_new, c_new), (jnp.where(m_t, h_new, 0), (pre, h_new, c_new) if residuals else None)
 
     xs = (gi,) if m is None else (gi, m)
     (h_n, c_n), (ys, res) = jax.lax.scan(step, (h0, ex.get("c0")), xs, unroll=_UNROLL)
@@ -220,8 +236,16 @@ def _recurrence(mode: str, gi: Array, w_hh: Array, h0: Array, ex: dict):
 def _recurrence_jvp(mode, primals, tangents):
     gi, w_hh, h0, ex = primals
     dgi, dw_hh, dh0, dex = tangents
-    out, (h_prev, coef, h_raw) = _scan(mode, gi, w_hh, h0, ex, residuals=True)
+    out, res = _scan(mode, gi, w_hh, h0, ex, residuals=True)
     w_hr, m = ex.get("w_hr"), ex.get("m")
+    pre = res[0]
+    if m is None:
+        hs, cs = out[0], (jnp.split(pre, 5, axis=-1)[4] if mode == "LSTM" else None)
+    else:
+        hs, cs = res[1], res[2]
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    c_prev = jnp.concatenate([ex["c0"][None], cs[:-1]]) if mode == "LSTM" else None
+    coef, h_raw = _coefficients(mode, pre, h_prev, c_prev)
     # the weights' tangent contributions of every step at once: (L, D, N, G) and (L, D, N, H_out)
     dgh_w = jnp.einsum("ldnk,dgk->ldng", h_prev, dw_hh)
     if "b_hh" in ex:
