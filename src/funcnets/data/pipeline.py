@@ -97,7 +97,9 @@ class Loader:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack)
         self.batches_per_epoch = len(ds)
         ds = ds.repeat(num_epochs)
-        it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0 if num_workers else 1, prefetch_buffer_size=prefetch))
+        # one reading thread per process (in each worker, or here): it prepares the next batch
+        # while the current one is handed over; grain keeps the order whatever the thread count
+        it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=max(prefetch, 1)))
         if num_workers:
             from absl import flags
 
