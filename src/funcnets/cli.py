@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from funcnets import folder_train
 from funcnets.errors import FuncnetsError
 from funcnets.recipes import MODELS
 
@@ -85,7 +86,8 @@ def _resume(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnets", description="PyTorch's training story as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,parity,bench,port,warmup}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{demo,train,evaluate,predict,export,parity,bench,port,warmup}")
 
     demo = sub.add_parser("demo", help="the tutorial end to end on real bundled data (~1 minute)")
     demo.add_argument("--out", default="runs/demo", help="output directory for plots and weights (default: runs/demo)")
@@ -100,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{', '.join(MODELS[1:])}, mobilenet_v3_small, vit_b_16; default: {d['model']}): the zoo "
                     "model's classifier head is replaced for the data's classes (fine-tune it alone with "
                     "--trainable, e.g. 'fc.*'); images: 64×64 RGB or the model's minimum size if larger")
-    tr.add_argument("--data", help="'digits' (bundled, the default) or a directory of MNIST IDX files")
+    tr.add_argument("--data", help="'digits' (bundled, the default), a directory of MNIST IDX files, or your "
+                    "images: an ImageFolder (photos/<class>/<image>) or a .csv/.json list of path,label "
+                    "(see funcnets.folder_train)")
     tr.add_argument("--epochs", type=_number(int, 1, 100_000), help=f"1..100000 (default: {d['epochs']}); "
                     "with --resume a larger number extends the run (cosine: a new cycle for the added epochs; "
                     "step/multistep/exponential/plateau continue; onecycle cannot be extended)")
@@ -150,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="runs/train", help="output directory (plot, history, final weights)")
     tr.add_argument("--devices", default="1", help="'1' (default) or 'all': data-parallel over every local device")
     tr.add_argument("--no-progress", action="store_true")
+    folder_train.add_train_options(tr)  # --val-data, --val-fraction, --image-size, --workers: image files
+    folder_train.add_parsers(sub)  # evaluate, predict, export
 
     par = sub.add_parser("parity", help="compare against the installed PyTorch and print the differences")
     par.add_argument("--quick", action="store_true", help="skip the float64 ResNet-18 checks")
@@ -224,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_train(args, status)
             if args.command == "port":
                 return _cmd_port(args)
+            if args.command in ("evaluate", "predict", "export"):
+                return getattr(folder_train, f"cmd_{args.command}")(args)
             return {"demo": cmd_demo, "parity": cmd_parity, "bench": cmd_bench, "warmup": cmd_warmup}[args.command](args)
         except (FuncnetsError, OSError, ValueError, TypeError, KeyError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
@@ -400,6 +408,8 @@ def _checkpoint_dir_and_choice(args) -> tuple[Path | None, int | Path | bool | N
 def cmd_train(args, status: dict) -> int:
     from funcnets import checkpoint, recipes
 
+    if folder_train.wants_folder(args):  # --data names image files (an ImageFolder or a .csv/.json list)
+        return folder_train.cmd_train_folder(args, status)
     if args.devices not in ("1", "all"):
         raise FuncnetsError(f"--devices must be '1' or 'all', got {args.devices!r}.")
     ckdir, which = _checkpoint_dir_and_choice(args)
@@ -524,7 +534,7 @@ def cmd_parity(args) -> int:
 
     if args.locate:
         return _cmd_locate(args)
-    if args.zoo or args.model:
+    if args.zoo or args.model or args.only or args.markdown:
         return _cmd_zoo_parity(args)
     rows = parity.run(quick=args.quick)
     print(parity.format_table(rows))
@@ -541,13 +551,14 @@ def _cmd_zoo_parity(args) -> int:
     import jax
 
     from funcnets import recipes
-    from funcnets._io import atomic_write_bytes
     from funcnets.models import get_model, list_models
 
     if args.zoo and args.model:
         raise FuncnetsError("give --model NAME (one model) or --zoo (every model, --only to choose), not both")
     if args.only and not args.zoo:
         raise FuncnetsError("--only chooses models of --zoo; for one model pass --model NAME")
+    if not (args.zoo or args.model):
+        raise FuncnetsError("--markdown writes the table of --model NAME or --zoo; pass one of them")
     if args.model:
         names = [args.model.lower()]
     elif args.only:
@@ -557,6 +568,8 @@ def _cmd_zoo_parity(args) -> int:
     for n in names:
         if n not in list_models():
             get_model(n)  # raises, listing close matches
+    command = "funcnets parity " + (f"--model {names[0]}" if args.model else "--zoo" + (
+        f" --only {','.join(names)}" if args.only else "")) + (f" --markdown {args.markdown}" if args.markdown else "")
     rows, start = [], time.perf_counter()
     for i, n in enumerate(names, 1):
         row = recipes.zoo_parity(n)
@@ -565,29 +578,40 @@ def _cmd_zoo_parity(args) -> int:
         if len(names) > 1:
             print(f"[{i}/{len(names)}] {n}: max rel diff {row.max_rel:.2e} "
                   f"{'ok' if row.ok else 'FAILED ' + (row.error or '')} ({row.seconds:.0f} s)", flush=True)
-    seconds = time.perf_counter() - start
-    print(recipes.format_zoo_table(rows))
+        if args.markdown:  # after every model: a long --zoo run interrupted keeps what it measured
+            _write_zoo_markdown(args.markdown, command, rows, len(names), time.perf_counter() - start)
     failed = [r for r in rows if not r.ok]
-    summary = (f"{len(rows) - len(failed)} of {len(rows)} models within {rows[0].tol:g} (float32 eval logits, "
-               f"relative to the largest torchvision logit) in {seconds:.0f} s")
-    print(f"\n{summary}")
+    print(recipes.format_zoo_table(rows))
+    print(f"\n{_zoo_summary(rows, len(names), time.perf_counter() - start)}")
     if args.markdown:
-        import torch
-        import torchvision
-
-        command = "funcnets parity " + (f"--model {names[0]}" if args.model else "--zoo" + (
-            f" --only {','.join(names)}" if args.only else "")) + f" --markdown {args.markdown}"
-        text = (f"# Zoo parity: funcnets vs torchvision\n\nGenerated by `{command}` (funcnets "
-                f"{_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, jax "
-                f"{jax.__version__}, CPU). Each row: torchvision's `weights=None` model (seed 0, BatchNorm "
-                f"statistics and affine parameters randomised away from 0/1) loaded strictly into "
-                f"`funcnets.models.get_model(name)`; a seeded random input (batch × channels × height × width) "
-                f"through both in eval mode, float32; the largest absolute difference of the logits and that "
-                f"difference relative to the largest torchvision logit (ok: ≤ {rows[0].tol:g}).\n\n"
-                + recipes.format_zoo_table(rows, markdown=True) + f"\n\n{summary}.\n")
-        atomic_write_bytes(args.markdown, text.encode())
         print(f"wrote {args.markdown}")
     return 1 if failed else 0
+
+
+def _zoo_summary(rows, total: int, seconds: float) -> str:
+    failed = sum(not r.ok for r in rows)
+    done = "" if len(rows) == total else f" (stopped after {len(rows)} of the {total} models)"
+    return (f"{len(rows) - failed} of {len(rows)} models within {rows[0].tol:g} (float32 eval logits, relative "
+            f"to the largest torchvision logit) in {seconds:.0f} s{done}")
+
+
+def _write_zoo_markdown(path: str, command: str, rows, total: int, seconds: float) -> None:
+    import jax
+    import torch
+    import torchvision
+
+    from funcnets import recipes
+    from funcnets._io import atomic_write_bytes
+
+    text = (f"# Zoo parity: funcnets vs torchvision\n\nGenerated by `{command}` (funcnets {_version()}, torch "
+            f"{torch.__version__}, torchvision {torchvision.__version__}, jax {jax.__version__}, CPU). Each row: "
+            f"torchvision's `weights=None` model (seed 0, BatchNorm statistics and affine parameters randomised "
+            f"away from 0/1) loaded strictly into `funcnets.models.get_model(name)`; a seeded random input "
+            f"(batch × channels × height × width) through both in eval mode, float32; the largest absolute "
+            f"difference of the logits and that difference relative to the largest torchvision logit "
+            f"(ok: ≤ {rows[0].tol:g}).\n\n" + recipes.format_zoo_table(rows, markdown=True)
+            + f"\n\n{_zoo_summary(rows, total, seconds)}.\n")
+    atomic_write_bytes(path, text.encode())
 
 
 def _version() -> str:
