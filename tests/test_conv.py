@@ -9,6 +9,7 @@ gradients: float64 within 1e-10, float32 within 1e-5 (values) and 1e-4 (gradient
 relative to the largest reference value.
 """
 
+import contextlib
 import math
 from functools import partial
 
@@ -174,20 +175,26 @@ def test_functional_forms_match_torch(x64, n):
 
 
 # ------------------------------------------------------------------ lowerings
-@pytest.mark.parametrize("lowering", ["auto", "xla"])
+@pytest.mark.parametrize("lowering", ["auto", "train", "xla"])
 @pytest.mark.parametrize("stride,dilation,multiplier", [(1, 1, 1), (2, 1, 2), (1, 2, 1)])
 def test_depthwise_lowerings_match_torch(x64, lowering, stride, dilation, multiplier):
-    """Depthwise Conv2d: the shifted multiply-adds (auto on CPU) and XLA's grouped
-    convolution both equal torch, values and gradients, under jit."""
+    """Depthwise Conv2d: the shifted multiply-adds (auto on CPU; "train": inside a train
+    step's reverse_mode_only, with the one-pass weight gradient) and XLA's grouped
+    convolution all equal torch, values and gradients, under jit."""
     rng = np.random.default_rng(stride + 3 * dilation)
     layer = nn.Conv2d(3, 3 * multiplier, 3, stride=stride, padding=1, dilation=dilation, groups=3)
     shape = (2, 3, 7, 8)
     assert _conv.use_depthwise(shape, (3 * multiplier, 1, 3, 3), 3) == (jax.default_backend() == "cpu")
-    with nn.conv_lowering(lowering):
+    train = _onednn.reverse_mode_only() if lowering == "train" else contextlib.nullcontext()
+    with nn.conv_lowering("auto" if lowering == "train" else lowering), train:
         _compare(layer, torch.nn.Conv2d(3, 3 * multiplier, 3, stride=stride, padding=1, dilation=dilation, groups=3),
                  rng.standard_normal(shape), rng, np.float64)
         hlo = jax.jit(lambda x, w: layer({"weight": w}, {}, x)[0]).lower(jnp.zeros(shape), jnp.zeros((3 * multiplier, 1, 3, 3))).as_text()
+        jaxpr = str(jax.make_jaxpr(jax.grad(lambda w: layer({"weight": w}, {}, jnp.ones(shape))[0].sum()))(
+            jnp.ones((3 * multiplier, 1, 3, 3))))
     assert ("feature_group_count = 3" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
+    # the train step's weight gradient is one variadic reduction over the 9 taps
+    assert ("reduce[" in jaxpr) == (lowering == "train" and jax.default_backend() == "cpu")
 
 
 @pytest.mark.parametrize("lowering", ["auto", "xla"])
