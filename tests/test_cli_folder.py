@@ -183,6 +183,10 @@ def test_bad_input(photos, capsys, tmp_path):
     assert code == 1 and str(bad) in err and "truncated" in err
     info = checkpoint.find_checkpoint(tmp_path / "ck")
     assert info.epoch == 1 and (tmp_path / "run" / "best.safetensors").exists()
+    bad.unlink()  # the fix: the run continues from epoch 1, saying the images changed
+    code, out, err = _run(capsys, "train", "--checkpoint-dir", tmp_path / "ck", "--resume", "--epochs", 2,
+                          "--out", tmp_path / "run", "--no-progress")
+    assert code == 0 and "images in --data changed" in err and "epoch 2/2" in out and "epoch 1/2" not in out
 
     # predict: a missing image, weights of another model
     code, _, err = _run(capsys, "predict", "--model", "resnet18", "--weights", tmp_path / "run" / "best.safetensors",

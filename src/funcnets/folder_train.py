@@ -24,17 +24,19 @@ would (same parameters, bit for bit, on the same machine).
 Bad images: an unreadable or truncated image stops the run with a message naming the
 file (a silent skip would change what the model trains on without anyone deciding it).
 Every finished epoch is already checkpointed, so nothing finished is lost: fix or delete
-the file, and ``--resume`` (a deleted file changes the data set's sample list, which
-changes the batches; the resumed run then warns and continues with the new list).
+the file, and ``--resume`` (a deleted file changes the training samples, so the remaining
+batches differ from an uninterrupted run's: the resumed run says so and continues).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -154,8 +156,15 @@ def _softmax(logits):
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
+@partial(jax.jit, static_argnames=("model",))
+def _eval_logits(model, params, state, x):
+    return model.apply(params, state, x, train=False)[0]
+
+
 def _logits_fn(model):
-    return jax.jit(lambda params, state, x: model.apply(params, state, x, train=False)[0])
+    """Eval-mode logits; one compiled program per (model, shapes) for the whole process
+    (every epoch's validation and the commands after it share it)."""
+    return lambda params, state, x: _eval_logits(model, params, state, x)
 
 
 def _all_logits(model, params, state, source, size: int, batch_size: int, workers: int, progress: bool,
@@ -471,7 +480,11 @@ def cmd_train_folder(args, status: dict) -> int:
     trainable = optim.select(params, include=s["trainable"]) if s["trainable"] else None
     ts = create_train_state(params, state, opt, jax.random.PRNGKey(s["seed"]), trainable)
     history, loader_state, start = [], None, 0
+    samples = hashlib.sha256(json.dumps([[str(p), int(c)] for p, c in train_src.samples]).encode()).hexdigest()
     if info is not None:
+        if info.run.get("samples") not in (None, samples):
+            cli._warn(f"the training images in --data changed since {info.path} was saved (files added, removed or "
+                      f"renamed): the remaining batches follow the new list, not the ones the run would have seen.")
         ts = checkpoint.load_checkpoint(info.path, like=ts)
         history, loader_state, start = info.history, info.run.get("loader"), int(info.epoch or 0)
         if int(ts.step) != start * steps:
@@ -530,7 +543,7 @@ def cmd_train_folder(args, status: dict) -> int:
                 if ckdir is not None:
                     checkpoint.save_checkpoint(ckdir, ts, run={
                         "epoch": e + 1, "epochs": epochs, "history": history, "settings": s,
-                        "loader": it.get_state(), "best_val_accuracy": best})
+                        "loader": it.get_state(), "best_val_accuracy": best, "samples": samples})
             print(f"epoch {e + 1}/{epochs}: loss {row['loss']:.4f}, train accuracy {row['train_accuracy']:.2%}"
                   + (f", validation accuracy {row['val_accuracy']:.2%}" + (" (best so far)" if improved else "")
                      if "val_accuracy" in row else "") + f" ({row['seconds']:.1f} s)", flush=True)
