@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnets import aot, nn, optim, train
+from funcnets import aot, nn, optim, recipes, train
 from funcnets.losses import cross_entropy
 
 def build(width: int = 16, lr: float = 0.1, batch: int = 3):
@@ -69,7 +69,7 @@ def _entries(d):
     return sorted(p.name for p in (d).iterdir() if p.suffix == ".step")
 
 
-def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path):
+def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path, monkeypatch):
     cache = tmp_path / "jax"
     first = _child(str(cache), str(tmp_path / "a.npz"))
     assert first["stats"]["traced"] == 1 and first["stats"]["saved"] == 1 and first["traced_during_steps"] >= 1
@@ -78,7 +78,8 @@ def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path):
     # loaded from the AOT cache: nothing traced (JAX's own trace event never fired)
     assert second["stats"]["loaded"] == 1 and second["stats"]["traced"] == 0, second
     assert second["traced_during_steps"] == 0, second
-    # the plain jitted step in this process (the cache is off here): the same bits
+    # the plain jitted step in this process (the cache off): the same bits
+    monkeypatch.setenv("FUNCNETS_AOT_CACHE", "0")
     step, ts, batch = build()
     ref = two_steps(step, ts, batch)
     assert aot.cache_dir() is None and step._jitted._off
@@ -133,6 +134,9 @@ def test_fingerprint_is_sound_for_closures():
     assert fp(train.supervised_loss(model)) != fp(train.supervised_loss(nn.Sequential(nn.Linear(8, 17), nn.ReLU())))
     smooth = partial(cross_entropy, label_smoothing=0.1)
     assert fp(train.supervised_loss(model, smooth)) != fp(train.supervised_loss(model))
+    cosine = partial(recipes.lr_schedule, 0.1, "cosine")
+    assert fp(optim.sgd(cosine(100))) == fp(optim.sgd(cosine(100))) != fp(optim.sgd(cosine(200)))
+    assert fp(optim.GradScaler().wrap(optim.sgd(0.1))) != fp(optim.sgd(0.1))
     assert fp(jnp.arange(3.0)) != fp(jnp.arange(3.0) + 1)
     assert fp(np.float32(1)) != fp(np.float64(1)) and fp(1.0) != fp(1)
     # your own code can change under the same name: never keyed
