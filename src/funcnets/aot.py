@@ -579,3 +579,9 @@ class CachedJit:
     def trace(self, *args):
         """``jax.jit(...).trace`` for these arguments."""
         return self._jitted.trace(*args)
+
+    def __getattr__(self, name: str):
+        # the rest of the jitted function's API (eval_shape, clear_cache, ...)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._jitted, name)
