@@ -780,7 +780,8 @@ def zoo_parity(name: str, batch: int = 2, seed: int = 0, tol: float = 1e-4) -> Z
 
     torchvision's ``weights=None`` model (``torch.manual_seed(seed)``, 1000 classes) with
     its BatchNorm statistics and affine parameters drawn away from 0/1 (else eval mode
-    would test little more than the identity) is loaded strictly into funcnets' model;
+    would test little more than the identity) and a zero-initialised head (ViT's) drawn
+    from U(±0.05) (else both logits are 0) is loaded strictly into funcnets' model;
     both run a seeded ``randn(batch, 3, side, side)`` in eval mode, float32, with the side
     and builder arguments of :func:`funcnets.models._registry.parity_input`. Needs torch
     and torchvision (imported here, not at module import).
@@ -789,7 +790,7 @@ def zoo_parity(name: str, batch: int = 2, seed: int = 0, tol: float = 1e-4) -> Z
 
     from funcnets import parity, torch_io
     from funcnets.models import get_model
-    from funcnets.models._registry import parity_input
+    from funcnets.models._registry import head_path, parity_input
 
     torch = parity._torch()
     import torchvision
@@ -812,6 +813,12 @@ def zoo_parity(name: str, batch: int = 2, seed: int = 0, tol: float = 1e-4) -> Z
                     if m.affine:
                         m.weight.uniform_(0.5, 1.5, generator=gen)
                         m.bias.uniform_(-0.1, 0.1, generator=gen)
+            # a head torchvision initialises to zeros (ViT's heads.head) would give zero
+            # logits on both sides, a vacuous comparison: draw it like a Linear's default
+            head = tm.get_submodule(head_path(model))
+            for p in head.parameters():
+                if not p.any():
+                    p.uniform_(-0.05, 0.05, generator=gen)
         loaded = torch_io.load_state_dict(model, tm.state_dict())  # strict
         x = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
         with torch.no_grad():
