@@ -26,7 +26,7 @@ from funcnets import optim, train
 from funcnets.models import LeNet, two_layer
 from funcnets.timing import interleaved
 
-__all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "machine"]
+__all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "zoo_step_fns", "machine"]
 
 
 class Result(NamedTuple):
@@ -108,6 +108,41 @@ def resnet_step_fns(batch: int, size: int = 64, frozen: bool = False, torch_comp
         tm.fc = torch.nn.Linear(512, 10)
         fns[name] = _torch_step(torch, tm, [p for p in tm.parameters() if p.requires_grad],
                                 torch.from_numpy(x), torch.from_numpy(y).long(), compile_)
+    return fns
+
+
+def zoo_step_fns(name: str, batch: int = 8, size: int = 64, torch_compile: bool = False,
+                 **kwargs: Any) -> dict[str, Callable]:
+    """One SGD(momentum) train step of the zoo model ``name`` (a name of
+    :func:`funcnets.models.list_models`) with a 10-class head, ``(batch, 3, size, size)``
+    inputs, train mode (dropout, stochastic depth), in funcnets and in torch on the same
+    weights: torchvision's ``get_model(name, num_classes=10, **kwargs)`` initialises them
+    (seed 0) and funcnets loads its ``state_dict``. ``kwargs``: builder arguments for both
+    (e.g. ``image_size=64`` for ViT)."""
+    import torch
+    import torchvision
+
+    from funcnets import torch_io
+    from funcnets.models import get_model
+
+    torch.manual_seed(0)
+    tm = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
+    model = get_model(name, num_classes=10, **kwargs)
+    loaded = torch_io.load_state_dict(model, tm.state_dict())
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 3, size, size), np.float32)
+    y = (np.arange(batch) % 10).astype(np.int32)
+    opt = optim.sgd(1e-2, momentum=0.9)
+    step = train.make_train_step(train.supervised_loss(model), opt)
+    ts = train.create_train_state(loaded.params, loaded.state, opt, jax.random.PRNGKey(0))
+    fns = {"funcnets": _threaded(step, ts, (jnp.asarray(x), jnp.asarray(y)))}
+    state_dict = tm.state_dict()
+    for variant, compile_ in [("torch", False)] + ([("torch.compile", True)] if torch_compile else []):
+        m = torchvision.models.get_model(name, weights=None, num_classes=10, **kwargs)
+        m.load_state_dict(state_dict)
+        m.train()
+        fns[variant] = _torch_step(torch, m, list(m.parameters()), torch.from_numpy(x), torch.from_numpy(y).long(),
+                                   compile_)
     return fns
 
 
@@ -262,6 +297,13 @@ WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict]] = {
     "ResNet-18 train step, batch 8, 3x64x64": (resnet_step_fns, {"batch": 8}),
     "ResNet-18 train step, batch 32, 3x64x64": (resnet_step_fns, {"batch": 32}),
     "ResNet-18 frozen-trunk step, batch 8": (resnet_step_fns, {"batch": 8, "frozen": True}),
+    # the zoo (issue 24): batch 8 at 3x64x64 fits a 2-core machine; ViT-B/16 is built for
+    # image_size 64 (16 patches + the class token); the same for both libraries
+    "ResNet-50 train step, batch 8, 3x64x64": (zoo_step_fns, {"name": "resnet50"}),
+    "MobileNetV2 train step, batch 8, 3x64x64": (zoo_step_fns, {"name": "mobilenet_v2"}),
+    "EfficientNet-B0 train step, batch 8, 3x64x64": (zoo_step_fns, {"name": "efficientnet_b0"}),
+    "ConvNeXt-T train step, batch 8, 3x64x64": (zoo_step_fns, {"name": "convnext_tiny"}),
+    "ViT-B/16 train step, batch 8, 3x64x64 (image_size 64)": (zoo_step_fns, {"name": "vit_b_16", "image_size": 64}),
 }
 
 
