@@ -5,7 +5,7 @@ Trains on scikit-learn's real handwritten digits (upsampled to 3×64×64), repor
 held-out accuracy, and times the frozen-trunk step against the full step, side by side
 with PyTorch when it is installed.
 
-    python examples/finetune_resnet18.py [--weights resnet18.pth] [--epochs 4]
+    python examples/finetune_resnet18.py [--weights resnet18.pth] [--epochs 4] [--image-size 64]
 
 Without ``--weights`` the trunk keeps torchvision's random initialisation (no download
 happens anywhere); a local torchvision ``.pth``/``.safetensors`` file gives real
@@ -29,14 +29,16 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]  # Image
 STD = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
 
 
-def finetune(weights: str | None = None, epochs: int = 4, batch_size: int = 32, seed: int = 0, lr: float = 1e-2):
-    """Train only the new head; returns (model, train_state, held-out accuracy)."""
+def finetune(weights: str | None = None, epochs: int = 4, batch_size: int = 32, seed: int = 0, lr: float = 1e-2,
+             image_size: int = 64):
+    """Train only the new head on 3×image_size×image_size digits; returns (model,
+    train_state, held-out accuracy)."""
     key = jax.random.PRNGKey(seed)
     if not weights:
         print("note: no --weights given, so the trunk is torchvision-style random init "
               "(pass a local resnet18 .pth/.safetensors for pretrained features)")
     model, params, state = recipes.build_model("resnet18", weights, seed)  # model.fc = nn.Linear(512, 10)
-    data = load_digits(size=64, channels=3, seed=seed)
+    data = load_digits(size=image_size, channels=3, seed=seed)
     x_train, x_test = (data.x_train - MEAN) / STD, (data.x_test - MEAN) / STD
     trainable = optim.select(params, include="fc")  # requires_grad=False for everything else
     opt = optim.sgd(lr, momentum=0.9)
@@ -70,10 +72,12 @@ def main() -> None:
     parser.add_argument("--weights", help="local torchvision resnet18 .pth or .safetensors")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=64, choices=range(32, 225), metavar="32..224",
+                        help="side of the upsampled digits (default 64; ResNet-18 needs at least 32)")
     parser.add_argument("--no-timing", action="store_true", help="skip the freezing speed comparison (needs torch)")
     args = parser.parse_args()
     enable_compilation_cache()
-    finetune(args.weights, args.epochs, args.batch_size)
+    finetune(args.weights, args.epochs, args.batch_size, image_size=args.image_size)
     if not args.no_timing:
         time_freezing()
 

@@ -339,7 +339,7 @@ def test_parity_command(tmp_path, capsys):
 
 
 def test_bench_command_writes_json(tmp_path, capsys):
-    code, out, _ = _run(capsys, "bench", "--only", "two-layer", "--repeats", "2", "--no-compile",
+    code, out, _ = _run(capsys, "bench", "--only", "two-layer", "--repeats", "1", "--no-compile",
                         "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
     assert code == 0
     data = json.loads((tmp_path / "b.json").read_text())
