@@ -316,14 +316,14 @@ def _replace_module(model: Module, parts: list[str], new: Module) -> Module:
 
 
 def _set(tree: State, path: str, value: dict) -> dict:
-    parts = path.split(".")
+    """``tree`` with ``value`` at dotted ``path``; an empty ``value`` removes the entry, and
+    parents left empty by that go too (a layer without buffers has no state entry, and
+    neither do its containers)."""
+    head, _, rest = path.partition(".")
     out = dict(tree)
-    node = out
-    for p in parts[:-1]:
-        node[p] = dict(node.get(p, {}))
-        node = node[p]
-    if value:
-        node[parts[-1]] = value
+    sub = _set(out.get(head, {}), rest, value) if rest else value
+    if sub:
+        out[head] = sub
     else:
-        node.pop(parts[-1], None)
+        out.pop(head, None)
     return out
