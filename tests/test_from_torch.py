@@ -350,6 +350,11 @@ def test_refuses_custom_autograd_function():
     with pytest.raises(UnsupportedOperationError) as e:
         from_torch(CustomFunction())
     assert "_Square" in str(e.value) and "custom autograd Function" in str(e.value)
+    # tracing patches Function.apply for the trace only: custom Functions work after it
+    # (putting back the bound method instead of the classmethod broke every one of them)
+    x = torch.randn(3, requires_grad=True)
+    _Square.apply(x).sum().backward()
+    torch.testing.assert_close(x.grad, 2 * x.detach())
 
 
 def test_leaf_modules_factory_converts_what_fx_cannot(x64):

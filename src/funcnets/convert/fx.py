@@ -309,7 +309,12 @@ def _trace(module, concrete_args, leaves, training: bool):
 
     modes = {m: m.training for m in module.modules()}
     module.train(training)
-    original_apply = torch.autograd.Function.apply
+    Function = torch.autograd.Function
+    # the classmethod object itself, not `Function.apply` (a method bound to Function):
+    # putting a bound method back would make every custom Function run Function.forward
+    had_own = "apply" in vars(Function)
+    descriptor = inspect.getattr_static(Function, "apply")
+    original_apply = Function.apply
     tracer = _make_tracer(leaves)
 
     def apply(cls, *args, **kwargs):
@@ -319,13 +324,16 @@ def _trace(module, concrete_args, leaves, training: bool):
             return tracer.create_proxy("call_function", cls.apply, args, kwargs)
         return original_apply.__func__(cls, *args, **kwargs)
 
-    torch.autograd.Function.apply = classmethod(apply)
+    Function.apply = classmethod(apply)
     try:
         graph = tracer.trace(module, concrete_args)
     except tfx.proxy.TraceError as e:
         raise UnsupportedOperationError([(f"data-dependent control flow ({e})", _frame_of(e))]) from None
     finally:
-        torch.autograd.Function.apply = original_apply
+        if had_own:
+            Function.apply = descriptor
+        else:
+            del Function.apply
         for m, mode in modes.items():
             m.training = mode
     return graph
