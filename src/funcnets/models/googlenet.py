@@ -43,13 +43,14 @@ class GoogLeNetOutputs(NamedTuple):
 
 @dataclass(frozen=True, repr=False)
 class BasicConv2d(Module):
-    """``relu(bn(conv(x)))``; conv without bias, BatchNorm eps=0.001."""
+    """``relu(bn(conv(x)))``; conv without bias, BatchNorm eps=0.001 (GoogLeNet's and
+    Inception v3's, which imports it)."""
 
     in_channels: int
     out_channels: int
-    kernel_size: int = 1
-    stride: int = 1
-    padding: int = 0
+    kernel_size: int | tuple[int, int] = 1
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
     conv: Conv2d = field(init=False)
     bn: BatchNorm2d = field(init=False)
 

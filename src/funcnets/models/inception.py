@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from funcnets._typing import Array
 from funcnets.models._registry import check_input, constant, register_model, reinit, trunc_normal
+from funcnets.models.googlenet import BasicConv2d
 from funcnets.nn import functional as F
 from funcnets.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d
 from funcnets.nn.module import Module, Scope
@@ -53,28 +54,6 @@ class InceptionOutputs(NamedTuple):
 
     logits: Array
     aux_logits: Optional[Array]
-
-
-@dataclass(frozen=True, repr=False)
-class BasicConv2d(Module):
-    """``relu(bn(conv(x)))``; conv without bias, BatchNorm eps=0.001."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: IntOr2 = 1
-    stride: IntOr2 = 1
-    padding: IntOr2 = 0
-    conv: Conv2d = field(init=False)
-    bn: BatchNorm2d = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "conv", Conv2d(self.in_channels, self.out_channels, self.kernel_size,
-                                                stride=self.stride, padding=self.padding, bias=False))
-        object.__setattr__(self, "bn", BatchNorm2d(self.out_channels, eps=0.001))
-
-    def apply(self, params, state, x, *, train=False, key=None):
-        s = Scope(params, state, train, key)
-        return F.relu(s("bn", self.bn, s("conv", self.conv, x))), s.state
 
 
 class _Branches(Module):
