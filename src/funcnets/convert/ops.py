@@ -802,19 +802,11 @@ def assert_(condition, message=""):
 
 @op("torchvision.ops.stochastic_depth.stochastic_depth", "torchvision.ops.stochastic_depth", keyed=True)
 def stochastic_depth(input, p, mode, training=True, *, _rng=None):
-    """torchvision's row/batch drop of residual branches, scaled by 1/(1 - p) when kept."""
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
-    if mode not in ("batch", "row"):
-        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
-    if not training or p == 0.0:
-        return input
-    if _rng is None:
-        raise ValueError("stochastic_depth in training draws random numbers: pass key= to apply")
-    survival = 1.0 - p
-    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
-    noise = jax.random.bernoulli(_rng, survival, tuple(size)).astype(input.dtype)
-    return input * (noise / survival if survival > 0.0 else noise)
+    """torchvision's row/batch drop of residual branches, scaled by 1/(1 - p) when kept
+    (``funcnets.models._ops.stochastic_depth``, which the zoo models use)."""
+    from funcnets.models._ops import stochastic_depth as _stochastic_depth  # late: models import nn
+
+    return _stochastic_depth(input, p, mode, training, _rng)
 
 
 @op("torchvision.models.swin_transformer._patch_merging_pad")
