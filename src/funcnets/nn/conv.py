@@ -355,7 +355,19 @@ class _Conv(_ConvNd):
 class Conv1d(_Conv):
     """1-D convolution (``torch.nn.Conv1d``): ``(N, C_in, L) -> (N, C_out, L_out)`` (or
     unbatched ``(C_in, L)``), weight ``(C_out, C_in/groups, k)``,
-    ``L_out = (L + 2p - d·(k - 1) - 1) // s + 1``."""
+    ``L_out = (L + 2p - d·(k - 1) - 1) // s + 1``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Conv1d(4, 6, kernel_size=3, stride=2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].shape, params["bias"].shape
+        ((6, 4, 3), (6,))
+        >>> y, state = m.apply(params, state, jnp.ones((2, 4, 11)))
+        >>> y.shape  # L_out = (11 - 3) // 2 + 1
+        (2, 6, 5)
+    """
 
     in_channels: int
     out_channels: int
@@ -373,7 +385,19 @@ class Conv1d(_Conv):
 class Conv2d(_Conv):
     """2-D convolution (``torch.nn.Conv2d``): ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)``
     (or unbatched ``(C_in, H, W)``; follows :func:`channels_last`/:func:`batch_last`), weight
-    ``(C_out, C_in/groups, kH, kW)``, ``H_out = (H + 2p - d·(k - 1) - 1) // s + 1``."""
+    ``(C_out, C_in/groups, kH, kW)``, ``H_out = (H + 2p - d·(k - 1) - 1) // s + 1``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Conv2d(3, 8, kernel_size=3, padding=1)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].shape
+        (8, 3, 3, 3)
+        >>> y, state = m.apply(params, state, jnp.ones((2, 3, 16, 16)))
+        >>> y.shape
+        (2, 8, 16, 16)
+    """
 
     in_channels: int
     out_channels: int
@@ -390,7 +414,17 @@ class Conv2d(_Conv):
 @dataclass(frozen=True, repr=False)
 class Conv3d(_Conv):
     """3-D convolution (``torch.nn.Conv3d``): ``(N, C_in, D, H, W) -> (N, C_out, D_out, H_out,
-    W_out)`` (or unbatched ``(C_in, D, H, W)``), weight ``(C_out, C_in/groups, kD, kH, kW)``."""
+    W_out)`` (or unbatched ``(C_in, D, H, W)``), weight ``(C_out, C_in/groups, kD, kH, kW)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Conv3d(2, 4, kernel_size=3, padding=(0, 1, 1))
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((1, 2, 5, 6, 6)))
+        >>> y.shape  # D shrinks by k - 1 = 2; H and W are padded by 1
+        (1, 4, 3, 6, 6)
+    """
 
     in_channels: int
     out_channels: int
@@ -452,7 +486,23 @@ class _ConvTranspose(_ConvNd):
 class ConvTranspose1d(_ConvTranspose):
     """1-D transposed convolution (``torch.nn.ConvTranspose1d``): ``(N, C_in, L) -> (N, C_out,
     L_out)``, weight ``(C_in, C_out/groups, k)``, ``L_out = (L - 1)·s - 2p + d·(k - 1) +
-    output_padding + 1``; call with ``output_size=`` to pick the output padding."""
+    output_padding + 1``; call with ``output_size=`` to pick the output padding.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.ConvTranspose1d(4, 2, kernel_size=3, stride=2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].shape  # (C_in, C_out, k)
+        (4, 2, 3)
+        >>> x = jnp.ones((1, 4, 5))
+        >>> y, state = m.apply(params, state, x)
+        >>> y.shape  # (5 - 1)·2 + 3
+        (1, 2, 11)
+        >>> y, state = m.apply(params, state, x, output_size=[12])  # picks output_padding=1
+        >>> y.shape
+        (1, 2, 12)
+    """
 
     in_channels: int
     out_channels: int
@@ -472,7 +522,17 @@ class ConvTranspose2d(_ConvTranspose):
     """2-D transposed convolution (``torch.nn.ConvTranspose2d``): ``(N, C_in, H, W) -> (N, C_out,
     H_out, W_out)`` (or unbatched; follows :func:`channels_last`), weight ``(C_in,
     C_out/groups, kH, kW)``, ``H_out = (H - 1)·s - 2p + d·(k - 1) + output_padding + 1``;
-    call with ``output_size=`` to pick the output padding."""
+    call with ``output_size=`` to pick the output padding.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.ConvTranspose2d(8, 3, kernel_size=4, stride=2, padding=1)  # undoes a stride-2 conv's shape
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((2, 8, 8, 8)))
+        >>> y.shape  # (8 - 1)·2 - 2·1 + 4 = 16
+        (2, 3, 16, 16)
+    """
 
     in_channels: int
     out_channels: int
@@ -490,7 +550,17 @@ class ConvTranspose2d(_ConvTranspose):
 @dataclass(frozen=True, repr=False)
 class ConvTranspose3d(_ConvTranspose):
     """3-D transposed convolution (``torch.nn.ConvTranspose3d``): ``(N, C_in, D, H, W) -> (N,
-    C_out, D_out, H_out, W_out)``, weight ``(C_in, C_out/groups, kD, kH, kW)``."""
+    C_out, D_out, H_out, W_out)``, weight ``(C_in, C_out/groups, kD, kH, kW)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.ConvTranspose3d(2, 1, kernel_size=2, stride=2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((1, 2, 2, 3, 3)))
+        >>> y.shape
+        (1, 1, 4, 6, 6)
+    """
 
     in_channels: int
     out_channels: int

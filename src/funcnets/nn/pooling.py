@@ -790,7 +790,16 @@ class _MaxPoolNd(_Pool):
 @dataclass(frozen=True, repr=False)
 class MaxPool1d(_MaxPoolNd):
     """Max pooling over ``(N, C, L)`` (or ``(C, L)``) -> ``(N, C, L_out)``; with
-    ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool1d`."""
+    ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool1d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.MaxPool1d(2, return_indices=True)
+        >>> (y, indices), _ = m.apply({}, {}, jnp.array([[[1.0, 3.0, 2.0, 5.0, 4.0, 0.0]]]))
+        >>> y.tolist(), indices.tolist()  # the maximum of each window, and where it was
+        ([[[3.0, 5.0, 4.0]]], [[[1, 3, 4]]])
+    """
 
     _n = 1
 
@@ -798,7 +807,19 @@ class MaxPool1d(_MaxPoolNd):
 @dataclass(frozen=True, repr=False)
 class MaxPool2d(_MaxPoolNd):
     """Max pooling over ``(N, C, H, W)`` (or ``(C, H, W)``) -> ``(N, C, H_out, W_out)``;
-    with ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool2d`."""
+    with ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool2d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.arange(16.0).reshape(1, 1, 4, 4)
+        >>> y, _ = nn.MaxPool2d(2).apply({}, {}, x)
+        >>> y.tolist()
+        [[[[5.0, 7.0], [13.0, 15.0]]]]
+        >>> y, _ = nn.MaxPool2d(3, stride=1, padding=1).apply({}, {}, x)  # padding is -inf, never picked
+        >>> y.shape
+        (1, 1, 4, 4)
+    """
 
     _n = 2
 
@@ -806,7 +827,17 @@ class MaxPool2d(_MaxPoolNd):
 @dataclass(frozen=True, repr=False)
 class MaxPool3d(_MaxPoolNd):
     """Max pooling over ``(N, C, D, H, W)`` (or ``(C, D, H, W)``) -> ``(N, C, D', H', W')``;
-    with ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool3d`."""
+    with ``return_indices`` the output is ``(values, indices)``. See :func:`max_pool3d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.ones((1, 2, 3, 5, 5))
+        >>> nn.MaxPool3d(2).apply({}, {}, x)[0].shape
+        (1, 2, 1, 2, 2)
+        >>> nn.MaxPool3d(2, ceil_mode=True).apply({}, {}, x)[0].shape  # the partial last windows count
+        (1, 2, 2, 3, 3)
+    """
 
     _n = 3
 
@@ -814,7 +845,19 @@ class MaxPool3d(_MaxPoolNd):
 @dataclass(frozen=True, repr=False)
 class AvgPool1d(_Pool):
     """Average pooling over ``(N, C, L)`` (or ``(C, L)``) -> ``(N, C, L_out)``, torch's
-    divisor rules (:func:`avg_pool1d`). Sizes are 1-tuples, as torch stores them."""
+    divisor rules (:func:`avg_pool1d`). Sizes are 1-tuples, as torch stores them.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.array([[[3.0, 3.0, 3.0]]])
+        >>> y, _ = nn.AvgPool1d(3, stride=1, padding=1).apply({}, {}, x)
+        >>> y.tolist()  # the zero padding counts in the mean
+        [[[2.0, 3.0, 2.0]]]
+        >>> y, _ = nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False).apply({}, {}, x)
+        >>> y.tolist()
+        [[[3.0, 3.0, 3.0]]]
+    """
 
     kernel_size: IntOrN
     stride: IntOrN | None = None
@@ -862,7 +905,19 @@ class _AvgPoolNd(_Pool):
 @dataclass(frozen=True, repr=False)
 class AvgPool2d(_AvgPoolNd):
     """Average pooling over ``(N, C, H, W)`` (or ``(C, H, W)``) -> ``(N, C, H_out,
-    W_out)``, torch's divisor rules (:func:`avg_pool2d`)."""
+    W_out)``, torch's divisor rules (:func:`avg_pool2d`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.arange(16.0).reshape(1, 1, 4, 4)
+        >>> y, _ = nn.AvgPool2d(2).apply({}, {}, x)
+        >>> y.tolist()
+        [[[[2.5, 4.5], [10.5, 12.5]]]]
+        >>> y, _ = nn.AvgPool2d(2, divisor_override=1).apply({}, {}, x)  # window sums
+        >>> y.tolist()
+        [[[[10.0, 18.0], [42.0, 50.0]]]]
+    """
 
     _n = 2
 
@@ -870,7 +925,15 @@ class AvgPool2d(_AvgPoolNd):
 @dataclass(frozen=True, repr=False)
 class AvgPool3d(_AvgPoolNd):
     """Average pooling over ``(N, C, D, H, W)`` (or ``(C, D, H, W)``), torch's divisor
-    rules (:func:`avg_pool3d`)."""
+    rules (:func:`avg_pool3d`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.AvgPool3d((1, 2, 2)).apply({}, {}, jnp.ones((1, 2, 4, 4, 4)))
+        >>> y.shape
+        (1, 2, 4, 2, 2)
+    """
 
     _n = 3
 
@@ -913,7 +976,17 @@ class _MaxUnpoolNd(_Pool):
 class MaxUnpool1d(_MaxUnpoolNd):
     """The partial inverse of :class:`MaxPool1d`: ``(N, C, L_in), indices -> (N, C,
     L_out)`` with ``L_out = (L_in - 1)·stride + kernel_size - 2·padding`` or the call's
-    ``output_size``. See :func:`max_unpool1d`."""
+    ``output_size``. See :func:`max_unpool1d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> pool, unpool = nn.MaxPool1d(2, return_indices=True), nn.MaxUnpool1d(2)
+        >>> (y, indices), _ = pool.apply({}, {}, jnp.array([[[1.0, 3.0, 5.0, 2.0]]]))
+        >>> x, _ = unpool.apply({}, {}, y, indices)  # each maximum back in its place, zeros elsewhere
+        >>> x.tolist()
+        [[[0.0, 3.0, 5.0, 0.0]]]
+    """
 
     _n = 1
 
@@ -922,7 +995,20 @@ class MaxUnpool1d(_MaxUnpoolNd):
 class MaxUnpool2d(_MaxUnpoolNd):
     """The partial inverse of :class:`MaxPool2d`: ``(N, C, H_in, W_in), indices -> (N, C,
     H_out, W_out)``, each ``(size - 1)·stride + kernel_size - 2·padding`` or the call's
-    ``output_size``. See :func:`max_unpool2d`."""
+    ``output_size``. See :func:`max_unpool2d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> pool, unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+        >>> (y, indices), _ = pool.apply({}, {}, jnp.array([[[[1.0, 2.0], [4.0, 3.0]]]]))
+        >>> x, _ = unpool.apply({}, {}, y, indices)
+        >>> x.tolist()
+        [[[[0.0, 0.0], [4.0, 0.0]]]]
+        >>> x, _ = unpool.apply({}, {}, y, indices, output_size=(3, 3))  # the size a ceil_mode pool had
+        >>> x.shape
+        (1, 1, 3, 3)
+    """
 
     _n = 2
 
@@ -930,7 +1016,17 @@ class MaxUnpool2d(_MaxUnpoolNd):
 @dataclass(frozen=True, repr=False)
 class MaxUnpool3d(_MaxUnpoolNd):
     """The partial inverse of :class:`MaxPool3d` (``(N, C, D, H, W)``). See
-    :func:`max_unpool3d`."""
+    :func:`max_unpool3d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> pool, unpool = nn.MaxPool3d(2, return_indices=True), nn.MaxUnpool3d(2)
+        >>> pooled, _ = pool.apply({}, {}, jnp.arange(8.0).reshape(1, 1, 2, 2, 2))
+        >>> x, _ = unpool.apply({}, {}, pooled)  # the (values, indices) pair as one input, as in a Sequential
+        >>> x.ravel().tolist()
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0]
+    """
 
     _n = 3
 
@@ -950,7 +1046,16 @@ class _AdaptiveMaxPoolNd(_Pool):
 @dataclass(frozen=True, repr=False)
 class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
     """``(N, C, L) -> (N, C, output_size)``, the maximum over torch's bins; with
-    ``return_indices``, ``(values, indices)``. See :func:`adaptive_max_pool1d`."""
+    ``return_indices``, ``(values, indices)``. See :func:`adaptive_max_pool1d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.AdaptiveMaxPool1d(2, return_indices=True)
+        >>> (y, indices), _ = m.apply({}, {}, jnp.array([[[1.0, 2.0, 3.0, 4.0, 5.0]]]))
+        >>> y.tolist(), indices.tolist()  # torch's bins [0, 3) and [2, 5) overlap
+        ([[[3.0, 5.0]]], [[[2, 4]]])
+    """
 
     _n = 1
 
@@ -958,14 +1063,31 @@ class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
 @dataclass(frozen=True, repr=False)
 class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
     """``(N, C, H, W) -> (N, C, *output_size)``, the maximum over torch's bins; with
-    ``return_indices``, ``(values, indices)``. See :func:`adaptive_max_pool2d`."""
+    ``return_indices``, ``(values, indices)``. See :func:`adaptive_max_pool2d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.AdaptiveMaxPool2d(2, return_indices=True)
+        >>> (y, indices), _ = m.apply({}, {}, jnp.arange(16.0).reshape(1, 1, 4, 4))
+        >>> y.tolist(), indices.tolist()  # indices into the flattened H·W plane
+        ([[[[5.0, 7.0], [13.0, 15.0]]]], [[[[5, 7], [13, 15]]]])
+    """
 
     _n = 2
 
 
 @dataclass(frozen=True, repr=False)
 class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
-    """``(N, C, D, H, W) -> (N, C, *output_size)``. See :func:`adaptive_max_pool3d`."""
+    """``(N, C, D, H, W) -> (N, C, *output_size)``. See :func:`adaptive_max_pool3d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.AdaptiveMaxPool3d((3, 3, 3)).apply({}, {}, jnp.ones((1, 2, 5, 6, 7)))
+        >>> y.shape
+        (1, 2, 3, 3, 3)
+    """
 
     _n = 3
 
@@ -984,7 +1106,15 @@ class _AdaptiveAvgPoolNd(_Pool):
 @dataclass(frozen=True, repr=False)
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     """``(N, C, L) -> (N, C, output_size)``, the mean over torch's bins. See
-    :func:`adaptive_avg_pool1d`."""
+    :func:`adaptive_avg_pool1d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.AdaptiveAvgPool1d(2).apply({}, {}, jnp.array([[[1.0, 2.0, 3.0, 4.0, 5.0]]]))
+        >>> y.tolist()  # the means of torch's bins [0, 3) and [2, 5)
+        [[[2.0, 4.0]]]
+    """
 
     _n = 1
 
@@ -992,14 +1122,32 @@ class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
 @dataclass(frozen=True, repr=False)
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     """``(N, C, H, W) -> (N, C, *output_size)``, the mean over torch's bins; ``None`` in
-    output_size keeps that size. See :func:`adaptive_avg_pool2d`."""
+    output_size keeps that size. See :func:`adaptive_avg_pool2d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.ones((2, 8, 7, 7))
+        >>> nn.AdaptiveAvgPool2d((1, 1)).apply({}, {}, x)[0].shape  # global average pooling
+        (2, 8, 1, 1)
+        >>> nn.AdaptiveAvgPool2d((None, 2)).apply({}, {}, x)[0].shape  # None keeps H
+        (2, 8, 7, 2)
+    """
 
     _n = 2
 
 
 @dataclass(frozen=True, repr=False)
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
-    """``(N, C, D, H, W) -> (N, C, *output_size)``. See :func:`adaptive_avg_pool3d`."""
+    """``(N, C, D, H, W) -> (N, C, *output_size)``. See :func:`adaptive_avg_pool3d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.AdaptiveAvgPool3d(1).apply({}, {}, jnp.arange(64.0).reshape(1, 1, 4, 4, 4))
+        >>> y.shape, y.ravel().tolist()
+        ((1, 1, 1, 1, 1), [31.5])
+    """
 
     _n = 3
 
@@ -1029,20 +1177,44 @@ class _LPPoolNd(_Pool):
 
 @dataclass(frozen=True, repr=False)
 class LPPool1d(_LPPoolNd):
-    """Power-average pooling ``(Σ_window x^p)^(1/p)`` over ``(N, C, L)``. See :func:`lp_pool1d`."""
+    """Power-average pooling ``(Σ_window x^p)^(1/p)`` over ``(N, C, L)``. See :func:`lp_pool1d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LPPool1d(2, kernel_size=2).apply({}, {}, jnp.array([[[3.0, 4.0, 6.0, 8.0]]]))
+        >>> y.tolist()  # the 2-norm of each window
+        [[[5.0, 10.0]]]
+    """
 
     _n = 1
 
 
 @dataclass(frozen=True, repr=False)
 class LPPool2d(_LPPoolNd):
-    """Power-average pooling over ``(N, C, H, W)``. See :func:`lp_pool2d`."""
+    """Power-average pooling over ``(N, C, H, W)``. See :func:`lp_pool2d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LPPool2d(1, kernel_size=2).apply({}, {}, jnp.arange(16.0).reshape(1, 1, 4, 4))
+        >>> y.tolist()  # norm_type=1: the window sums
+        [[[[10.0, 18.0], [42.0, 50.0]]]]
+    """
 
     _n = 2
 
 
 @dataclass(frozen=True, repr=False)
 class LPPool3d(_LPPoolNd):
-    """Power-average pooling over ``(N, C, D, H, W)``. See :func:`lp_pool3d`."""
+    """Power-average pooling over ``(N, C, D, H, W)``. See :func:`lp_pool3d`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LPPool3d(2, kernel_size=2).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
+        >>> round(float(y.squeeze()), 4)  # sqrt(8)
+        2.8284
+    """
 
     _n = 3
