@@ -248,7 +248,25 @@ class _BatchNorm(_NormBase):
 @dataclass(frozen=True, repr=False)
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of ``(N, C) -> same`` over ``N``, or ``(N, C, L) -> same`` over
-    ``(N, L)``, per channel (see :class:`_BatchNorm` for train/eval and the buffers)."""
+    ``(N, L)``, per channel (see :class:`_BatchNorm` for train/eval and the buffers).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.BatchNorm1d(2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> x = jnp.array([[1.0, 10.0], [3.0, 30.0]])
+        >>> y, new_state = m.apply(params, state, x, train=True)  # batch statistics
+        >>> y.round(4).tolist()
+        [[-1.0, -1.0], [1.0, 1.0]]
+        >>> [round(v, 4) for v in new_state["running_mean"].tolist()]  # 0.9·0 + 0.1·mean
+        [0.2, 2.0]
+        >>> [round(v, 4) for v in new_state["running_var"].tolist()]  # 0.9·1 + 0.1·unbiased var
+        [1.1, 20.9]
+        >>> y, _ = m.apply(params, new_state, x)  # eval: (1 - 0.2) / sqrt(1.1 + eps)
+        >>> round(float(y[0, 0]), 4)
+        0.7628
+    """
 
     _ndims: ClassVar[tuple[int, ...]] = (2, 3)
     _shapes: ClassVar[str] = "(N, {C}) or (N, {C}, L)"
@@ -258,7 +276,21 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch normalisation over ``(N, H, W)`` per channel; ``(N, C, H, W) -> same``
     (``(N, H, W, C)`` inside :func:`channels_last`, ``(C, H, W, N)`` inside
-    :func:`batch_last`; see :class:`_BatchNorm` for train/eval and the buffers)."""
+    :func:`batch_last`; see :class:`_BatchNorm` for train/eval and the buffers).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.BatchNorm2d(3)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> sorted(params), sorted(state)
+        (['bias', 'weight'], ['num_batches_tracked', 'running_mean', 'running_var'])
+        >>> y, state = m.apply(params, state, jnp.arange(24.0).reshape(2, 3, 2, 2), train=True)
+        >>> y.shape, int(state["num_batches_tracked"])
+        ((2, 3, 2, 2), 1)
+        >>> [round(v, 4) for v in state["running_mean"].tolist()]  # 0.1 × the channel means
+        [0.75, 1.15, 1.55]
+    """
 
     _ndims: ClassVar[tuple[int, ...]] = (4,)
 
@@ -272,7 +304,17 @@ class BatchNorm2d(_BatchNorm):
 @dataclass(frozen=True, repr=False)
 class BatchNorm3d(_BatchNorm):
     """Batch normalisation over ``(N, D, H, W)`` per channel; ``(N, C, D, H, W) -> same``
-    (see :class:`_BatchNorm` for train/eval and the buffers)."""
+    (see :class:`_BatchNorm` for train/eval and the buffers).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.BatchNorm3d(2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, _ = m.apply(params, state, jnp.full((1, 2, 2, 2, 2), 3.0))  # eval, fresh buffers: mean 0, var 1
+        >>> y.shape, round(float(y.max()), 4)
+        ((1, 2, 2, 2, 2), 3.0)
+    """
 
     _ndims: ClassVar[tuple[int, ...]] = (5,)
     _shapes: ClassVar[str] = "(N, {C}, D, H, W)"

@@ -225,7 +225,19 @@ class _DropoutNd(Module):
 
 @dataclass(frozen=True, repr=False)
 class Dropout(_DropoutNd):
-    """Zero elements with probability ``p`` and scale the rest by ``1/(1 - p)``; ``x: (*)``."""
+    """Zero elements with probability ``p`` and scale the rest by ``1/(1 - p)``; ``x: (*)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m, x = nn.Dropout(p=0.5), jnp.ones(100)
+        >>> y, _ = m.apply({}, {}, x)  # eval (train=False): the identity
+        >>> bool((y == x).all())
+        True
+        >>> y, _ = m.apply({}, {}, x, train=True, key=jax.random.key(0))
+        >>> sorted(set(y.tolist()))  # dropped, or kept and scaled by 1/(1 - p)
+        [0.0, 2.0]
+    """
 
     _fn: ClassVar[object] = staticmethod(dropout)
     _feature: ClassVar[bool] = False
@@ -233,7 +245,17 @@ class Dropout(_DropoutNd):
 
 @dataclass(frozen=True, repr=False)
 class Dropout1d(_DropoutNd):
-    """Zero whole channels: ``x: (N, C, L)`` or ``(C, L)`` -> same."""
+    """Zero whole channels: ``x: (N, C, L)`` or ``(C, L)`` -> same.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Dropout1d(p=0.5).apply({}, {}, jnp.ones((2, 8, 3)), train=True, key=jax.random.key(0))
+        >>> bool((y.min(-1) == y.max(-1)).all())  # each channel kept (×2) or zeroed whole
+        True
+        >>> sorted(set(y.ravel().tolist()))
+        [0.0, 2.0]
+    """
 
     _fn: ClassVar[object] = staticmethod(dropout1d)
     _ndim = (2, 3)
@@ -247,6 +269,15 @@ class Dropout2d(_DropoutNd):
 
     As in torch, a 3-D input is taken as ``(N, C, L)`` (with torch's warning), not as an
     unbatched image: add the batch dim (``x[None]``) for one image.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Dropout2d(p=0.5).apply({}, {}, jnp.ones((2, 8, 3, 3)), train=True, key=jax.random.key(0))
+        >>> bool((y.min((-2, -1)) == y.max((-2, -1))).all())  # whole feature maps
+        True
+        >>> sorted(set(y.ravel().tolist()))
+        [0.0, 2.0]
     """
 
     _fn: ClassVar[object] = staticmethod(dropout2d)
@@ -257,7 +288,18 @@ class Dropout2d(_DropoutNd):
 
 @dataclass(frozen=True, repr=False)
 class Dropout3d(_DropoutNd):
-    """Zero whole channels: ``x: (N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` -> same."""
+    """Zero whole channels: ``x: (N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` -> same.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m, x = nn.Dropout3d(p=0.25), jnp.ones((8, 2, 2, 2))  # unbatched (C, D, H, W)
+        >>> bool((m.apply({}, {}, x)[0] == x).all())  # eval: the identity
+        True
+        >>> y, _ = m.apply({}, {}, x, train=True, key=jax.random.key(0))
+        >>> bool((y.min((1, 2, 3)) == y.max((1, 2, 3))).all())
+        True
+    """
 
     _fn: ClassVar[object] = staticmethod(dropout3d)
     _ndim = (1, None)
@@ -266,7 +308,18 @@ class Dropout3d(_DropoutNd):
 
 @dataclass(frozen=True, repr=False)
 class AlphaDropout(_DropoutNd):
-    """Alpha dropout for SELU networks, element-wise; ``x: (*)``."""
+    """Alpha dropout for SELU networks, element-wise; ``x: (*)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m, x = nn.AlphaDropout(p=0.5), jnp.zeros(100)
+        >>> bool((m.apply({}, {}, x)[0] == x).all())  # eval: the identity
+        True
+        >>> y, _ = m.apply({}, {}, x, train=True, key=jax.random.key(0))
+        >>> sorted({round(v, 4) for v in y.tolist()})  # dropped ones are not 0: SELU's saturation, rescaled
+        [-0.7792, 0.7792]
+    """
 
     _fn: ClassVar[object] = staticmethod(alpha_dropout)
     _feature: ClassVar[bool] = False
@@ -274,7 +327,18 @@ class AlphaDropout(_DropoutNd):
 
 @dataclass(frozen=True, repr=False)
 class FeatureAlphaDropout(_DropoutNd):
-    """Alpha dropout of whole channels; ``x: (N, C, *)``."""
+    """Alpha dropout of whole channels; ``x: (N, C, *)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.FeatureAlphaDropout(p=0.5)
+        >>> y, _ = m.apply({}, {}, jnp.zeros((2, 8, 3)), train=True, key=jax.random.key(0))
+        >>> bool((y.min(-1) == y.max(-1)).all())  # whole channels
+        True
+        >>> sorted({round(v, 4) for v in y.ravel().tolist()})
+        [-0.7792, 0.7792]
+    """
 
     _fn: ClassVar[object] = staticmethod(feature_alpha_dropout)
     _ndim = (2, None)

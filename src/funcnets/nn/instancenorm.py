@@ -154,7 +154,21 @@ class _InstanceNorm(_NormBase):
 
 @dataclass(frozen=True, repr=False)
 class InstanceNorm1d(_InstanceNorm):
-    """Instance normalisation over ``L``; ``(N, C, L)`` or ``(C, L)`` -> same."""
+    """Instance normalisation over ``L``; ``(N, C, L)`` or ``(C, L)`` -> same.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.InstanceNorm1d(2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params, state  # affine=False, track_running_stats=False: nothing to hold
+        ({}, {})
+        >>> y, _ = m.apply(params, state, jnp.array([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]]))
+        >>> [round(v, 4) for v in y[0, 0].tolist()]  # each (sample, channel) over L
+        [-1.2247, 0.0, 1.2247]
+        >>> bool(jnp.allclose(y[0, 0], y[0, 1], atol=1e-5))
+        True
+    """
 
     _no_batch_dim: ClassVar[int] = 2
     _shapes: ClassVar[str] = "(N, {C}, L) or ({C}, L)"
@@ -164,7 +178,19 @@ class InstanceNorm1d(_InstanceNorm):
 class InstanceNorm2d(_InstanceNorm):
     """Instance normalisation over ``(H, W)``; ``(N, C, H, W)`` or ``(C, H, W)`` -> same
     (``(N, H, W, C)``/``(H, W, C)`` inside :func:`channels_last`, ``(C, H, W, N)``/``(C, H,
-    W)`` inside :func:`batch_last`)."""
+    W)`` inside :func:`batch_last`).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.InstanceNorm2d(3, affine=True, track_running_stats=True)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> sorted(params), sorted(state)
+        (['bias', 'weight'], ['num_batches_tracked', 'running_mean', 'running_var'])
+        >>> y, state = m.apply(params, state, jnp.arange(24.0).reshape(2, 3, 2, 2), train=True)
+        >>> [round(v, 4) for v in state["running_mean"].tolist()]  # 0.1 × the mean of the per-instance means
+        [0.75, 1.15, 1.55]
+    """
 
     _no_batch_dim: ClassVar[int] = 3
 
@@ -180,7 +206,17 @@ class InstanceNorm2d(_InstanceNorm):
 
 @dataclass(frozen=True, repr=False)
 class InstanceNorm3d(_InstanceNorm):
-    """Instance normalisation over ``(D, H, W)``; ``(N, C, D, H, W)`` or ``(C, D, H, W)`` -> same."""
+    """Instance normalisation over ``(D, H, W)``; ``(N, C, D, H, W)`` or ``(C, D, H, W)`` -> same.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.InstanceNorm3d(2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, _ = m.apply(params, state, jnp.arange(96.0).reshape(2, 3, 4, 4))  # unbatched (C, D, H, W)
+        >>> y.shape, round(float(y[1].std()), 4)  # each channel: mean 0, standard deviation 1
+        ((2, 3, 4, 4), 1.0)
+    """
 
     _no_batch_dim: ClassVar[int] = 4
     _shapes: ClassVar[str] = "(N, {C}, D, H, W) or ({C}, D, H, W)"

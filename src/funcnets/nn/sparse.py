@@ -276,6 +276,19 @@ class Embedding(Module):
     ``weight: (num_embeddings, embedding_dim)`` drawn from N(0, 1), the ``padding_idx``
     row zero (and it gets no gradient). ``max_norm``: see the module docstring (the
     renormalised rows are returned; the stored weight is not modified).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Embedding(10, 3, padding_idx=0)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].shape, params["weight"][0].tolist()  # the padding row is zero
+        ((10, 3), [0.0, 0.0, 0.0])
+        >>> y, _ = m.apply(params, state, jnp.array([[0, 2], [4, 0]]))
+        >>> y.shape
+        (2, 2, 3)
+        >>> bool((y[1, 0] == params["weight"][4]).all())
+        True
     """
 
     num_embeddings: int
@@ -329,6 +342,16 @@ class EmbeddingBag(Module):
     ``x = (input, offsets)`` / ``(input, offsets, per_sample_weights)`` (in a
     ``Sequential``). ``weight: (num_embeddings, embedding_dim)`` drawn from N(0, 1), the
     ``padding_idx`` row zero.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> bag = nn.EmbeddingBag(5, 2, mode="sum")
+        >>> params, state = bag.init(jax.random.key(0))
+        >>> params = {"weight": jnp.arange(10.0).reshape(5, 2)}  # rows [0, 1], [2, 3], ..., [8, 9]
+        >>> y, _ = bag.apply(params, state, jnp.array([0, 1, 4, 2]), jnp.array([0, 3]))  # bags [0, 1, 4] and [2]
+        >>> y.tolist()
+        [[10.0, 13.0], [4.0, 5.0]]
     """
 
     num_embeddings: int
