@@ -19,7 +19,9 @@ Everything unconvertible is collected first and refused in one
 
 from __future__ import annotations
 
+import functools
 import inspect
+import operator
 import re
 import traceback
 from dataclasses import dataclass
@@ -87,6 +89,7 @@ class _Node:
     kwargs: tuple  # ((name, value), ...)
     arg_names: tuple = ()  # call_module: the torch forward's argument names (for dict inputs)
     index: int = 0
+    mutates: tuple = ()  # an in-place op: the nodes that are the tensor it writes, rebound to its result
 
 
 def _encode(a: Any, torch: Any) -> Any:
@@ -232,6 +235,8 @@ class TorchGraph(TorchModule):
                     if _ops.needs_key(fn):
                         kwargs["_rng"] = sub
                     env[node.name] = fn(*args, **kwargs)
+                for name in node.mutates:  # torch wrote into that tensor: its later uses see the new value
+                    env[name] = env[node.name]
         raise ValueError("the graph has no output")
 
     def _attr(self, params, state, path):
@@ -299,7 +304,221 @@ def _make_tracer(leaves: tuple[type, ...]):
             base = next((c for c in type(m).__mro__ if c in leaves), None)
             return base is not None and (type(m).forward is base.forward or base not in table_leaves)
 
+        def proxy(self, node):
+            return _proxy_class()(node, self)
+
     return _Tracer()
+
+
+# ----------------------------------------------------------------------------- in-place operations
+_AUGMENTED = {"iadd": "+=", "isub": "-=", "imul": "*=", "itruediv": "/=", "ifloordiv": "//=", "imod": "%=",
+              "ipow": "**=", "iand": "&=", "ior": "|=", "ixor": "^=", "ilshift": "<<=", "irshift": ">>="}
+# results that are views of (share memory with) their first argument, as torch documents them; the
+# casts and contiguous() return their input itself when nothing changes, so they count too
+_VIEW_METHODS = frozenset(
+    "view view_as reshape reshape_as flatten unflatten permute transpose swapaxes swapdims t squeeze unsqueeze "
+    "expand expand_as narrow select split chunk unbind tensor_split contiguous detach movedim moveaxis diagonal "
+    "unfold as_strided real imag to type type_as float double half bfloat16 long int bool short cpu cuda".split())
+_VIEW_FUNCTIONS = ("flatten reshape permute transpose swapaxes swapdims t squeeze unsqueeze narrow select split "
+                   "chunk unbind tensor_split detach movedim moveaxis diagonal broadcast_to unflatten as_strided "
+                   "real imag view_as_real").split()
+_VIEW_ATTRS = frozenset({"T", "mT", "H", "mH", "data", "real", "imag"})
+_VIEW_MODULES = frozenset({"Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
+                           "AlphaDropout", "FeatureAlphaDropout"})
+# results that are tuples of new tensors (their items are not views of anything)
+_TUPLE_OPS = frozenset("max min topk sort kthvalue median nanmedian mode aminmax var_mean std_mean frexp cummax "
+                       "cummin".split())
+_TUPLE_MODULES = frozenset({"LSTM", "GRU", "RNN", "MultiheadAttention"})
+_SHAPE_METHODS = frozenset("size dim ndimension numel nelement item tolist stride is_contiguous element_size "
+                           "get_device".split())
+_SHAPE_ATTRS = frozenset({"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad", "layout"})
+
+
+@functools.lru_cache(maxsize=None)
+def _proxy_class() -> type:
+    """fx's Proxy, also recording ``x[i] = v`` and ``x += y`` as torch runs them.
+
+    fx has neither: item assignment raises, and ``x += y`` falls back to ``x = x + y``, a new
+    tensor where torch writes into ``x`` (so another name for that tensor would silently keep
+    the old value). Here they become ``operator.setitem``/``operator.iadd`` nodes, which
+    :func:`_inplace_plan` turns into rebindings.
+    """
+    import torch
+    import torch.fx as tfx
+
+    class Proxy(tfx.Proxy):
+        def __setitem__(self, index, value):
+            self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+    def augmented(fn: Callable) -> Callable:
+        def method(self, other):
+            return self.tracer.create_proxy("call_function", fn, (self, other), {})
+
+        return method
+
+    for name in _AUGMENTED:
+        if hasattr(torch.Tensor, f"__{name}__"):
+            setattr(Proxy, f"__{name}__", augmented(getattr(operator, name)))
+    return Proxy
+
+
+def _inplace_plan(graph, module) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, str]]]:
+    """Which nodes write into which tensor, and the writes that torch's aliasing makes unconvertible.
+
+    Returns ``({in-place node: names of the nodes that are the tensor it writes}, problems)``.
+    Every tensor node gets a *storage* (views share their base's) and an *identity* (an
+    in-place op's result is the tensor it wrote). A write is converted functionally by
+    rebinding every node of its identity to the op's result; it is refused where torch would
+    change something else as well: a parameter or buffer (storage of a ``get_attr``), or
+    another view of the same storage that is read afterwards. The exception is Python's own
+    write-back: ``x[i] += v`` reads ``x[i]``, adds in place and assigns it back with
+    ``x[i] = ...``, after which ``x`` is right again.
+    """
+    import torch
+    import torch.fx as tfx
+
+    Node = tfx.Node
+    nodes = list(graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    view_fns = {getattr(torch, n) for n in _VIEW_FUNCTIONS if hasattr(torch, n)}
+    tuple_fns = {getattr(torch, n) for n in _TUPLE_OPS if hasattr(torch, n)}
+    tensor_memo: dict = {}
+
+    def node_args(a) -> list:
+        if isinstance(a, Node):
+            return [a]
+        if isinstance(a, (tuple, list)):
+            return [n for v in a for n in node_args(v)]
+        if isinstance(a, slice):
+            return node_args((a.start, a.stop, a.step))
+        if isinstance(a, dict):
+            return node_args(list(a.values()))
+        return []
+
+    def is_tensor(n: Node) -> bool:
+        """A tensor (or tuple of tensors), not shape arithmetic on Python numbers."""
+        if n not in tensor_memo:
+            tensor_memo[n] = True
+            t, first = n.target, n.args[0] if n.args else None
+            if n.op == "call_method":
+                tensor_memo[n] = t not in _SHAPE_METHODS
+            elif n.op == "call_function":
+                if t is getattr:
+                    tensor_memo[n] = n.args[1] not in _SHAPE_ATTRS and isinstance(first, Node) and is_tensor(first)
+                elif getattr(t, "__module__", None) in ("builtins", "math"):
+                    tensor_memo[n] = False
+                elif t is operator.getitem:
+                    tensor_memo[n] = isinstance(first, Node) and is_tensor(first)
+                elif getattr(t, "__module__", None) == "_operator":
+                    tensor_memo[n] = any(is_tensor(a) for a in node_args(n.args))
+        return tensor_memo[n]
+
+    tuples: set = set()
+
+    def view_of(n: Node) -> Node | None:
+        """The node whose memory ``n``'s value shares, if any."""
+        t, first = n.target, n.args[0] if n.args else None
+        if not isinstance(first, Node):
+            return None
+        if n.op == "call_method":
+            if t in _TUPLE_OPS:
+                tuples.add(n)
+            return first if t in _VIEW_METHODS else None
+        if n.op == "call_module":
+            m = module.get_submodule(t)
+            if type(m).__name__ in _TUPLE_MODULES or getattr(m, "return_indices", False):
+                tuples.add(n)
+            return first if type(m).__name__ in _VIEW_MODULES else None
+        if n.op != "call_function":
+            return None
+        if t is operator.getitem:
+            if first in tuples:  # an item of (values, indices), (out, (h, c)): its own tensor
+                tuples.add(n)
+                return None
+            index = n.args[1]
+            advanced = isinstance(index, list) or any(is_tensor(a) for a in node_args(index))
+            return None if advanced else first  # indexing with tensors copies
+        if t is getattr:
+            return first if n.args[1] in _VIEW_ATTRS else None
+        if t in tuple_fns:
+            tuples.add(n)
+        return first if t in view_fns else None
+
+    def written(n: Node) -> tuple[Node | None, str]:
+        """The tensor node ``n`` writes into, and how torch spells the write."""
+        t, args, kwargs = n.target, n.args, n.kwargs
+        first = args[0] if args and isinstance(args[0], Node) else None
+        if n.op == "call_method":
+            return (first, f"Tensor.{t}()") if t in _ops.INPLACE_METHODS else (None, "")
+        if n.op == "call_module":
+            m = module.get_submodule(t)
+            if getattr(m, "inplace", False) is True:
+                return first, f"module {t} ({type(m).__name__}(inplace=True))"
+            return None, ""
+        if n.op != "call_function":
+            return None, ""
+        name = getattr(t, "__name__", str(t))
+        if t is operator.setitem:
+            return first, "item assignment x[...] = v"
+        if name in _AUGMENTED and getattr(t, "__module__", None) == "_operator":
+            return (first, f"'{_AUGMENTED[name]}'") if first is not None and is_tensor(first) else (None, "")
+        if isinstance(kwargs.get("out"), Node):
+            return kwargs["out"], f"{name}(..., out=...)"
+        if _ops.resolve(t) in _ops.INPLACE_FUNCTIONS:
+            return first, f"{name}()"
+        inplace = kwargs.get("inplace")
+        if inplace is None and len(args) > 1:
+            try:
+                inplace = inspect.signature(t).bind(*args, **kwargs).arguments.get("inplace")
+            except (TypeError, ValueError):
+                inplace = None
+        return (first, f"{name}(..., inplace=True)") if inplace is True else (None, "")
+
+    storage: dict = {}
+    ident: dict = {}
+    members: dict = {}  # identity -> the nodes that are that tensor
+    plan: dict[str, tuple[str, ...]] = {}
+    problems: list[tuple[str, str]] = []
+    for n in nodes:
+        target, how = written(n)
+        if target is None or target not in storage:
+            src = view_of(n)
+            storage[n] = storage.get(src, src) if src is not None else n
+            ident[n] = n
+            members[n] = [n]
+            continue
+        where = _user_line(n.meta.get("stack_trace") or n.stack_trace)
+        root = storage[target]
+        if root.op == "get_attr":
+            problems.append((f"in-place {how} on the parameter/buffer {root.target!r}: torch would change the "
+                             f"module's own tensor during forward, funcnets' params and state are read-only in "
+                             f"apply (compute a new tensor instead; running statistics belong in a BatchNorm "
+                             f"layer)", where))
+        else:
+            base, back = None, len(nodes)
+            r = ident[target]
+            if r.op == "call_function" and r.target is operator.getitem and isinstance(r.args[0], Node):
+                base = ident[r.args[0]]
+                back = next((pos[w] for w in nodes[pos[n] + 1:] if w.op == "call_function"
+                             and w.target is operator.setitem and isinstance(w.args[0], Node)
+                             and ident.get(w.args[0]) is base and w.args[1] == r.args[1] and w.args[2] is n),
+                            len(nodes))
+            for m in nodes[:pos[n]]:
+                if storage.get(m) is not root or ident[m] is ident[target]:
+                    continue
+                until = back if ident[m] is base else len(nodes)
+                if any(pos[n] < pos[u] < until for u in m.users):
+                    other = f"the input {m.target!r}" if m.op == "placeholder" else (
+                        f"{m.name!r} ({_user_line(m.meta.get('stack_trace') or m.stack_trace)})")
+                    problems.append((f"in-place {how} writes into a tensor that shares memory with {other}, "
+                                     f"which is read afterwards: torch would change that one too, a functional "
+                                     f"conversion cannot (clone() before writing, or write through the original "
+                                     f"tensor: x[i] += v)", where))
+                    break
+        storage[n], ident[n] = root, ident[target]
+        plan[n.name] = tuple(m.name for m in members[ident[target]])
+        members[ident[target]].append(n)
+    return plan, problems
 
 
 def _trace(module, concrete_args, leaves, training: bool):
@@ -362,7 +581,7 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
             err = convert(node.target, m)
             if err:
                 out.append((f"module {node.target} ({type(m).__name__}): {err}", where))
-    return out
+    return out + _inplace_plan(graph, module)[1]
 
 
 def problems(module: Any, concrete_args: dict[str, Any] | None = None,
@@ -430,6 +649,7 @@ def _encode_graph(graph, module, train_index_offset: int = 0) -> tuple[_Node, ..
 
     nodes = []
     names = set(module.state_dict(keep_vars=True))
+    plan = _inplace_plan(graph, module)[0]
     for i, n in enumerate(graph.nodes):
         target, arg_names = n.target, ()
         if n.op == "call_function":
@@ -449,7 +669,8 @@ def _encode_graph(graph, module, train_index_offset: int = 0) -> tuple[_Node, ..
             for part in n.target.split("."):
                 value = getattr(value, part)
             args = (_encode(value, torch),)
-        nodes.append(_Node(n.name, n.op, target, args, kwargs, arg_names, i + train_index_offset))
+        nodes.append(_Node(n.name, n.op, target, args, kwargs, arg_names, i + train_index_offset,
+                           plan.get(n.name, ())))
     return tuple(nodes)
 
 

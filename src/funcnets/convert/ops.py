@@ -33,7 +33,8 @@ import numpy as np
 
 from funcnets.nn import functional as F
 
-__all__ = ["Op", "OPS", "METHODS", "op", "function_table", "needs_key", "to_dtype", "resolve", "port_name"]
+__all__ = ["Op", "OPS", "METHODS", "INPLACE_METHODS", "INPLACE_FUNCTIONS", "op", "function_table", "needs_key",
+           "to_dtype", "resolve", "port_name"]
 
 
 class Op(NamedTuple):
@@ -122,10 +123,32 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
               "lshift", "rshift", "eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "invert", "abs",
               "getitem", "not_", "truth", "contains", "concat"):
     op(f"operator.{_name}")(getattr(operator, _name))
-op("operator.iadd")(operator.add)
-op("operator.isub")(operator.sub)
-op("operator.imul")(operator.mul)
-op("operator.itruediv")(operator.truediv)
+
+
+def _keep_dtype(input, out):
+    """torch's in-place ops write into ``input``: the result keeps its dtype (``x += y`` with x
+    float32 and y float64 stays float32)."""
+    if hasattr(input, "dtype") and hasattr(out, "dtype") and out.dtype != input.dtype:
+        return out.astype(input.dtype)
+    return out
+
+
+def _augmented(name: str, fn: Callable) -> None:
+    """``x += y`` and friends: the new value of ``x`` (from_torch rebinds every later use of
+    the tensor to it); on Python numbers (shape arithmetic) the plain operator."""
+
+    def impl(a, b):
+        return _keep_dtype(a, fn(a, b))
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"operator.{name}")(impl)
+
+
+for _name, _fn in {"iadd": operator.add, "isub": operator.sub, "imul": operator.mul, "itruediv": operator.truediv,
+                   "ifloordiv": operator.floordiv, "imod": operator.mod, "ipow": operator.pow, "iand": operator.and_,
+                   "ior": operator.or_, "ixor": operator.xor, "ilshift": operator.lshift,
+                   "irshift": operator.rshift}.items():
+    _augmented(_name, _fn)
 
 
 @op("builtins.getattr")
@@ -880,6 +903,104 @@ def shifted_window_attention(input, qkv_weight, proj_weight, relative_position_b
     if sum(shift) > 0:
         x = jnp.roll(x, (shift[0], shift[1]), axis=(1, 2))
     return x[:, :h, :w, :]
+
+
+# ----------------------------------------------------------------------------- in-place operations
+# torch's in-place variants, converted functionally: each returns the mutated tensor's new value
+# (same dtype), and from_torch / port rebind every later use of that tensor to it. Which calls
+# mutate what, and the aliasing they refuse, is decided on the graph (convert/fx.py).
+INPLACE_METHODS: set[str] = set()  # Tensor methods that write into their first argument
+INPLACE_FUNCTIONS: set[Callable] = set()  # implementations of torch.relu_, F.elu_, ...
+
+# Tensor methods above whose torch in-place variant ``<name>_`` exists (``x.add_``, ``x.clamp_``)
+_INPLACE_BASES = (
+    "abs acos add addmm asin atan atan2 bitwise_and bitwise_or ceil clamp clamp_max clamp_min clip cos cosh "
+    "cumprod cumsum detach div divide eq erf erfinv exp exp2 expm1 floor floor_divide fmod frac ge gt le lerp log "
+    "log10 log1p log2 logical_and logical_not logical_or lt masked_fill mul multiply nan_to_num ne neg negative pow "
+    "reciprocal relu remainder rsqrt sigmoid sign sin sinh sqrt square squeeze sub subtract swapaxes swapdims t tan "
+    "tanh transpose tril triu true_divide trunc unsqueeze").split()
+# ... of which torch also has a function ``torch.<name>_`` (``torch.relu_(x)``)
+_INPLACE_TORCH_FUNCTIONS = set(
+    "abs acos asin atan ceil clamp clamp_max clamp_min clip cos cosh detach erf exp exp2 expm1 floor frac log log10 "
+    "log1p log2 nan_to_num neg negative reciprocal relu rsqrt sigmoid sin sinh sqrt square tan tanh trunc".split())
+
+
+def _inplace(name: str, fn: Callable, functions: tuple[str, ...] = (), method: bool = True) -> Callable:
+    def impl(input, *args, **kwargs):
+        return _keep_dtype(input, fn(input, *args, **kwargs))
+
+    # ``ops.add_inplace`` in ported source: ``ops.mul_`` etc. already name torch.mul & co.
+    impl.__name__ = impl.__qualname__ = name[:-1] + "_inplace"
+    impl.__doc__ = f"``{name}``: the new value of ``input`` (torch writes it in place)."
+    globals()[impl.__name__] = impl
+    op(*functions, method=name if method else ())(impl)
+    if method:
+        INPLACE_METHODS.add(name)
+    if functions:
+        INPLACE_FUNCTIONS.add(impl)
+    return impl
+
+
+for _name in _INPLACE_BASES:
+    _inplace(_name + "_", METHODS[_name], (f"torch.{_name}_",) if _name in _INPLACE_TORCH_FUNCTIONS else ())
+for _name in ("relu", "elu", "celu", "selu", "leaky_relu", "hardtanh", "threshold"):
+    # torch.nn.functional.relu_ and friends (F.relu(x, inplace=True) is the plain function, rebound the same way)
+    _k = f"torch.{_name}_"
+    if _k in OPS:  # x.relu_() and torch.relu_(x) above: one implementation
+        OPS[_k] = OPS[_k]._replace(functions=OPS[_k].functions + (f"torch.nn.functional.{_name}_",))
+    else:
+        _inplace(f"{_name}_", getattr(F, _name), (f"torch.nn.functional.{_name}_",), method=False)
+
+
+@op(method="zero_")
+def zero_inplace(input):
+    """``x.zero_()``: zeros of ``x``'s shape and dtype."""
+    return jnp.zeros_like(input)
+
+
+@op(method="fill_")
+def fill_inplace(input, value):
+    """``x.fill_(value)``: ``value`` (a number or a 0-d tensor) everywhere."""
+    return jnp.broadcast_to(jnp.asarray(value, input.dtype), input.shape)
+
+
+@op(method="copy_")
+def copy_inplace(input, src, non_blocking=False):
+    """``x.copy_(src)``: ``src`` broadcast to ``x``'s shape, cast to its dtype (the gradient goes to ``src``)."""
+    return jnp.broadcast_to(jnp.asarray(src).astype(input.dtype), input.shape)
+
+
+INPLACE_METHODS.update({"zero_", "fill_", "copy_"})
+
+
+@op("operator.setitem")
+def setitem(input, index, value):
+    """``input[index] = value`` (torch's item assignment) as the new value of ``input``.
+
+    ``value`` is cast to ``input``'s dtype and broadcast as torch does. A boolean mask
+    (``x[mask] = v``, or ``x[:, mask] = v`` after full slices) selects with ``jnp.where``, so
+    the shape stays static; ``v`` must then broadcast to one selected element (a number, or
+    ``x.shape[mask.ndim:]``), not be one row per ``True`` (a data-dependent count).
+    """
+    value = jnp.asarray(value).astype(input.dtype)
+    index = tuple(index) if isinstance(index, tuple) else (index,)
+    index = tuple(jnp.asarray(i) if isinstance(i, list) else i for i in index)
+    arrays = [i for i, v in enumerate(index) if hasattr(v, "dtype") and v.dtype == jnp.bool_]
+    if not arrays:
+        return input.at[index if len(index) != 1 else index[0]].set(value)
+    k = arrays[0]
+    if len(arrays) > 1 or any(v != slice(None) for v in index[:k]) or any(
+            v not in (slice(None), Ellipsis) for v in index[k + 1:]):
+        raise TypeError("item assignment with a boolean mask: only x[mask] = v and x[:, ..., mask] = v "
+                        "(full slices before the mask) convert; write it with torch.where")
+    mask = index[k]
+    rest = input.ndim - k - mask.ndim
+    if value.ndim > rest and value.shape[0] != 1:
+        raise TypeError(f"x[mask] = v with v of shape {tuple(value.shape)}: one row per True element has a "
+                        "data-dependent shape; use torch.where(mask[..., None], v_full, x) with v_full of x's shape")
+    value = jnp.reshape(value, value.shape[max(value.ndim - rest, 0):]) if value.ndim > rest else value
+    m = jnp.reshape(mask, (1,) * k + mask.shape + (1,) * rest)
+    return jnp.where(m, value, input)
 
 
 def resolve(target: Any) -> Callable | None:
