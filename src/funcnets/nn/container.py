@@ -109,6 +109,19 @@ class Sequential(Module):
     ``{k: params[k] for k in seq[i:j].names if k in params}``. ``len``, iteration and
     ``seq + other`` (renumbered from ``"0"``) work as in torch; the container is frozen
     (no ``append``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> params, state = model.init(jax.random.key(0))
+        >>> [name for name, _ in model.named_parameters(params)]  # torch's state_dict keys
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        >>> y, state = model.apply(params, state, jnp.ones((5, 4)))
+        >>> y.shape
+        (5, 2)
+        >>> model[0]
+        Linear(in_features=4, out_features=8, bias=True)
     """
 
     layers: tuple[Module, ...]
@@ -164,6 +177,19 @@ class ModuleList(Module):
     iterates it, e.g. ``for name, m in self.blocks.children(): x = scope(name, m, x)``
     with a :class:`Scope` over ``params["blocks"]``. Indexing, slicing (renumbered, as
     torch's), ``len``, iteration and ``+`` as in torch; frozen (no ``append``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> blocks = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+        >>> params, state = blocks.init(jax.random.key(0))
+        >>> len(blocks), sorted(params)
+        (2, ['0', '1'])
+        >>> x = jnp.ones((1, 3))
+        >>> for name, block in blocks.children():  # what the owning module's apply does
+        ...     x, _ = block.apply(params[name], {}, x)
+        >>> x.shape
+        (1, 3)
     """
 
     modules: tuple[Module, ...]
@@ -223,6 +249,17 @@ class ModuleDict(Module):
     Like :class:`ModuleList`, no ``apply``: the owner picks the child it needs
     (``scope(k, self.heads[k], x)``). ``[key]``, ``in``, ``len``, iteration over keys,
     ``keys()``, ``values()``, ``items()`` as in torch; frozen.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> heads = nn.ModuleDict({"cls": nn.Linear(4, 3), "box": nn.Linear(4, 4)})
+        >>> params, state = heads.init(jax.random.key(0))
+        >>> list(heads.keys()), params["box"]["weight"].shape
+        (['cls', 'box'], (4, 4))
+        >>> y, _ = heads["cls"].apply(params["cls"], {}, jnp.ones((2, 4)))
+        >>> y.shape
+        (2, 3)
     """
 
     items_: tuple[tuple[str, Module], ...]

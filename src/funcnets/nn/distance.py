@@ -96,7 +96,16 @@ def _two_inputs(layer, x1, x2):
 
 @dataclass(frozen=True, repr=False)
 class CosineSimilarity(Module):
-    """``torch.nn.CosineSimilarity``: ``x1, x2: (*, D, *) -> (*, *)`` along ``dim``."""
+    """``torch.nn.CosineSimilarity``: ``x1, x2: (*, D, *) -> (*, *)`` along ``dim``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[0.0, 1.0], [2.0, 2.0]])
+        >>> y, _ = nn.CosineSimilarity(dim=1).apply({}, {}, x1, x2)
+        >>> [round(v, 4) for v in y.tolist()]  # orthogonal, then parallel
+        [0.0, 1.0]
+    """
 
     dim: int = 1
     eps: float = 1e-8
@@ -111,7 +120,16 @@ class CosineSimilarity(Module):
 
 @dataclass(frozen=True, repr=False)
 class PairwiseDistance(Module):
-    """``torch.nn.PairwiseDistance``: ``x1, x2: (N, D) -> (N,)``, ``norm(x1 - x2 + eps, p)``."""
+    """``torch.nn.PairwiseDistance``: ``x1, x2: (N, D) -> (N,)``, ``norm(x1 - x2 + eps, p)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x1, x2 = jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([[3.0, 4.0], [1.0, 2.0]])
+        >>> y, _ = nn.PairwiseDistance().apply({}, {}, x1, x2)
+        >>> [round(v, 4) for v in y.tolist()]
+        [5.0, 1.0]
+    """
 
     p: float = 2.0
     eps: float = 1e-6

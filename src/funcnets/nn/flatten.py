@@ -22,7 +22,17 @@ def flatten(x: Array, start_dim: int = 1, end_dim: int = -1) -> Array:
 
 @dataclass(frozen=True, repr=False)
 class Flatten(Module):
-    """Merge dims ``start_dim..end_dim``: ``(N, C, H, W) -> (N, C*H*W)`` in C, H, W order."""
+    """Merge dims ``start_dim..end_dim``: ``(N, C, H, W) -> (N, C*H*W)`` in C, H, W order.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.ones((2, 3, 4, 5))
+        >>> nn.Flatten().apply({}, {}, x)[0].shape
+        (2, 60)
+        >>> nn.Flatten(0, 1).apply({}, {}, x)[0].shape
+        (6, 4, 5)
+    """
 
     start_dim: int = 1
     end_dim: int = -1
@@ -61,7 +71,15 @@ def unflatten(x: Array, dim: int, sizes: Sequence[int], *, _layer: str | None = 
 @dataclass(frozen=True, repr=False)
 class Unflatten(Module):
     """Split dim ``dim`` into ``unflattened_size``: ``(N, C*H*W) -> (N, C, H, W)`` for
-    ``Unflatten(1, (C, H, W))``."""
+    ``Unflatten(1, (C, H, W))``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Unflatten(1, (2, 5)).apply({}, {}, jnp.ones((3, 10)))
+        >>> y.shape
+        (3, 2, 5)
+    """
 
     dim: int
     unflattened_size: tuple[int, ...]

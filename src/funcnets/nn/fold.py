@@ -112,7 +112,17 @@ def fold(input: Array, output_size, kernel_size, dilation=1, padding=0, stride=1
 
 @dataclass(frozen=True, repr=False)
 class Unfold(Module):
-    """``torch.nn.Unfold``: ``(N, C, H, W) -> (N, C * kh * kw, L)``; see :func:`unfold`."""
+    """``torch.nn.Unfold``: ``(N, C, H, W) -> (N, C * kh * kw, L)``; see :func:`unfold`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Unfold(kernel_size=2).apply({}, {}, jnp.arange(9.0).reshape(1, 1, 3, 3))
+        >>> y.shape  # (N, C·2·2, L = 2·2 blocks)
+        (1, 4, 4)
+        >>> y[0, :, 0].tolist()  # the first block, the top-left 2×2
+        [0.0, 1.0, 3.0, 4.0]
+    """
 
     kernel_size: int | tuple[int, int]
     dilation: int | tuple[int, int] = 1
@@ -129,7 +139,15 @@ class Unfold(Module):
 
 @dataclass(frozen=True, repr=False)
 class Fold(Module):
-    """``torch.nn.Fold``: ``(N, C * kh * kw, L) -> (N, C, *output_size)``; see :func:`fold`."""
+    """``torch.nn.Fold``: ``(N, C * kh * kw, L) -> (N, C, *output_size)``; see :func:`fold`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Fold(output_size=(3, 3), kernel_size=2).apply({}, {}, jnp.ones((1, 4, 4)))
+        >>> y[0, 0].tolist()  # overlapping blocks add up: how many blocks cover each pixel
+        [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
 
     output_size: int | tuple[int, int]
     kernel_size: int | tuple[int, int]

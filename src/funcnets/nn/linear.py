@@ -32,7 +32,20 @@ def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
 
 @dataclass(frozen=True, repr=False)
 class Linear(Module):
-    """``y = x @ weight.T + bias``; ``x: (..., in_features) -> (..., out_features)``."""
+    """``y = x @ weight.T + bias``; ``x: (..., in_features) -> (..., out_features)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Linear(3, 2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].shape, params["bias"].shape  # torch's (out_features, in_features)
+        ((2, 3), (2,))
+        >>> params = {"weight": jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]]), "bias": jnp.array([0.0, 1.0])}
+        >>> y, _ = m.apply(params, state, jnp.array([[1.0, 2.0, 3.0]]))
+        >>> y.tolist()  # x @ weight.T + bias
+        [[-2.0, 4.0]]
+    """
 
     in_features: int
     out_features: int
@@ -66,6 +79,14 @@ class Identity(Module):
     """``torch.nn.Identity``: returns its input unchanged (a placeholder, e.g. a removed head).
 
     Shape: any ``x`` -> the same ``x``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.ones((2, 3))
+        >>> y, _ = nn.Identity().apply({}, {}, x)
+        >>> y is x
+        True
     """
 
     def apply(self, params, state, x, *, train=False, key=None):

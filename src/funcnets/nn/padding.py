@@ -202,7 +202,15 @@ class _ConstantPadNd(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ZeroPad1d(_PadNd):
-    """Pads with zeros: ``(N, C, L) -> (N, C, L + left + right)``; ``padding``: int or ``(left, right)``."""
+    """Pads with zeros: ``(N, C, L) -> (N, C, L + left + right)``; ``padding``: int or ``(left, right)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ZeroPad1d((1, 2)).apply({}, {}, jnp.array([[[1.0, 2.0]]]))
+        >>> y.tolist()
+        [[[0.0, 1.0, 2.0, 0.0, 0.0]]]
+    """
 
     padding: int | tuple[int, int]
     _n = 1
@@ -211,7 +219,15 @@ class ZeroPad1d(_PadNd):
 @dataclass(frozen=True, repr=False)
 class ZeroPad2d(_PadNd):
     """Pads with zeros: ``(N, C, H, W) -> (N, C, H + top + bottom, W + left + right)``;
-    ``padding``: int or ``(left, right, top, bottom)``."""
+    ``padding``: int or ``(left, right, top, bottom)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ZeroPad2d((1, 0, 0, 1)).apply({}, {}, jnp.ones((1, 1, 2, 2)))  # (left, right, top, bottom)
+        >>> y[0, 0].tolist()
+        [[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+    """
 
     padding: int | tuple[int, int, int, int]
     _n = 2
@@ -219,7 +235,15 @@ class ZeroPad2d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ZeroPad3d(_PadNd):
-    """Pads with zeros: ``(N, C, D, H, W)``; ``padding``: int or ``(left, right, top, bottom, front, back)``."""
+    """Pads with zeros: ``(N, C, D, H, W)``; ``padding``: int or ``(left, right, top, bottom, front, back)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ZeroPad3d(1).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
+        >>> y.shape, float(y.sum())
+        ((1, 1, 4, 4, 4), 8.0)
+    """
 
     padding: int | tuple[int, int, int, int, int, int]
     _n = 3
@@ -227,7 +251,15 @@ class ZeroPad3d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ConstantPad1d(_ConstantPadNd):
-    """Pads with ``value``: ``(N, C, L) -> (N, C, L + left + right)``; ``padding``: int or ``(left, right)``."""
+    """Pads with ``value``: ``(N, C, L) -> (N, C, L + left + right)``; ``padding``: int or ``(left, right)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ConstantPad1d(2, 3.5).apply({}, {}, jnp.array([[1.0, 2.0]]))  # unbatched (C, L)
+        >>> y.tolist()
+        [[3.5, 3.5, 1.0, 2.0, 3.5, 3.5]]
+    """
 
     padding: int | tuple[int, int]
     value: float
@@ -236,7 +268,15 @@ class ConstantPad1d(_ConstantPadNd):
 
 @dataclass(frozen=True, repr=False)
 class ConstantPad2d(_ConstantPadNd):
-    """Pads with ``value``: ``(N, C, H, W)``; ``padding``: int or ``(left, right, top, bottom)``."""
+    """Pads with ``value``: ``(N, C, H, W)``; ``padding``: int or ``(left, right, top, bottom)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ConstantPad2d((1, 1, 0, 0), -1.0).apply({}, {}, jnp.ones((1, 2, 2)))
+        >>> y[0].tolist()
+        [[-1.0, 1.0, 1.0, -1.0], [-1.0, 1.0, 1.0, -1.0]]
+    """
 
     padding: int | tuple[int, int, int, int]
     value: float
@@ -245,7 +285,15 @@ class ConstantPad2d(_ConstantPadNd):
 
 @dataclass(frozen=True, repr=False)
 class ConstantPad3d(_ConstantPadNd):
-    """Pads with ``value``: ``(N, C, D, H, W)``; ``padding``: int or ``(left, right, top, bottom, front, back)``."""
+    """Pads with ``value``: ``(N, C, D, H, W)``; ``padding``: int or ``(left, right, top, bottom, front, back)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ConstantPad3d((1, 1, 1, 1, 0, 0), 0.5).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
+        >>> y.shape, float(y.sum())  # 8 ones and 24 halves
+        ((1, 1, 2, 4, 4), 20.0)
+    """
 
     padding: int | tuple[int, int, int, int, int, int]
     value: float
@@ -255,7 +303,15 @@ class ConstantPad3d(_ConstantPadNd):
 @dataclass(frozen=True, repr=False)
 class ReflectionPad1d(_PadNd):
     """Pads with the reflection of the input (edge not repeated): ``(N, C, L)`` or ``(C, L)``;
-    each amount less than ``L``."""
+    each amount less than ``L``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReflectionPad1d(2).apply({}, {}, jnp.array([[[0.0, 1.0, 2.0, 3.0]]]))
+        >>> y.tolist()  # mirrored about the edge, which is not repeated
+        [[[2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]]]
+    """
 
     padding: int | tuple[int, int]
     _n, _mode = 1, "reflect"
@@ -263,7 +319,15 @@ class ReflectionPad1d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ReflectionPad2d(_PadNd):
-    """Pads with the reflection of the input (edge not repeated): ``(N, C, H, W)`` or ``(C, H, W)``."""
+    """Pads with the reflection of the input (edge not repeated): ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReflectionPad2d(1).apply({}, {}, jnp.arange(9.0).reshape(1, 1, 3, 3))
+        >>> y.shape, y[0, 0, 0].tolist()  # the new top row is row 1, reflected left and right
+        ((1, 1, 5, 5), [4.0, 3.0, 4.0, 5.0, 4.0])
+    """
 
     padding: int | tuple[int, int, int, int]
     _n, _mode = 2, "reflect"
@@ -271,7 +335,15 @@ class ReflectionPad2d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ReflectionPad3d(_PadNd):
-    """Pads with the reflection of the input (edge not repeated): ``(N, C, D, H, W)`` or ``(C, D, H, W)``."""
+    """Pads with the reflection of the input (edge not repeated): ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReflectionPad3d(1).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
+        >>> y.shape
+        (1, 1, 4, 4, 4)
+    """
 
     padding: int | tuple[int, int, int, int, int, int]
     _n, _mode = 3, "reflect"
@@ -279,7 +351,15 @@ class ReflectionPad3d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ReplicationPad1d(_PadNd):
-    """Pads by repeating the edge values: ``(N, C, L)`` or ``(C, L)``."""
+    """Pads by repeating the edge values: ``(N, C, L)`` or ``(C, L)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReplicationPad1d((2, 1)).apply({}, {}, jnp.array([[[1.0, 2.0, 3.0]]]))
+        >>> y.tolist()
+        [[[1.0, 1.0, 1.0, 2.0, 3.0, 3.0]]]
+    """
 
     padding: int | tuple[int, int]
     _n, _mode = 1, "replicate"
@@ -287,7 +367,15 @@ class ReplicationPad1d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ReplicationPad2d(_PadNd):
-    """Pads by repeating the edge values: ``(N, C, H, W)`` or ``(C, H, W)``."""
+    """Pads by repeating the edge values: ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReplicationPad2d(1).apply({}, {}, jnp.arange(4.0).reshape(1, 1, 2, 2))
+        >>> y[0, 0].tolist()
+        [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0], [2.0, 2.0, 3.0, 3.0]]
+    """
 
     padding: int | tuple[int, int, int, int]
     _n, _mode = 2, "replicate"
@@ -295,7 +383,15 @@ class ReplicationPad2d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class ReplicationPad3d(_PadNd):
-    """Pads by repeating the edge values: ``(N, C, D, H, W)`` or ``(C, D, H, W)``."""
+    """Pads by repeating the edge values: ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReplicationPad3d((1, 1, 0, 0, 0, 0)).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
+        >>> y.shape  # (left, right, top, bottom, front, back): only W grows
+        (1, 1, 2, 2, 4)
+    """
 
     padding: int | tuple[int, int, int, int, int, int]
     _n, _mode = 3, "replicate"
@@ -303,7 +399,15 @@ class ReplicationPad3d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class CircularPad1d(_PadNd):
-    """Pads by wrapping the input around: ``(N, C, L)`` or ``(C, L)``; each amount at most ``L``."""
+    """Pads by wrapping the input around: ``(N, C, L)`` or ``(C, L)``; each amount at most ``L``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.CircularPad1d((1, 2)).apply({}, {}, jnp.array([[[1.0, 2.0, 3.0]]]))
+        >>> y.tolist()  # wrapped around: the left pad is the end, the right pad the start
+        [[[3.0, 1.0, 2.0, 3.0, 1.0, 2.0]]]
+    """
 
     padding: int | tuple[int, int]
     _n, _mode = 1, "circular"
@@ -311,7 +415,15 @@ class CircularPad1d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class CircularPad2d(_PadNd):
-    """Pads by wrapping the input around: ``(N, C, H, W)`` or ``(C, H, W)``."""
+    """Pads by wrapping the input around: ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.CircularPad2d(1).apply({}, {}, jnp.arange(4.0).reshape(1, 1, 2, 2))
+        >>> y[0, 0].tolist()
+        [[3.0, 2.0, 3.0, 2.0], [1.0, 0.0, 1.0, 0.0], [3.0, 2.0, 3.0, 2.0], [1.0, 0.0, 1.0, 0.0]]
+    """
 
     padding: int | tuple[int, int, int, int]
     _n, _mode = 2, "circular"
@@ -319,7 +431,15 @@ class CircularPad2d(_PadNd):
 
 @dataclass(frozen=True, repr=False)
 class CircularPad3d(_PadNd):
-    """Pads by wrapping the input around: ``(N, C, D, H, W)`` or ``(C, D, H, W)``."""
+    """Pads by wrapping the input around: ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.CircularPad3d((0, 0, 0, 0, 1, 1)).apply({}, {}, jnp.arange(2.0).reshape(1, 1, 2, 1, 1))
+        >>> y.ravel().tolist()  # D wraps around
+        [1.0, 0.0, 1.0, 0.0]
+    """
 
     padding: int | tuple[int, int, int, int, int, int]
     _n, _mode = 3, "circular"

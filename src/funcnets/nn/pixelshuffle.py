@@ -58,7 +58,17 @@ def pixel_unshuffle(input: Array, downscale_factor: int, *, _layer: str | None =
 
 @dataclass(frozen=True, repr=False)
 class PixelShuffle(Module):
-    """Sub-pixel upsampling: ``(*, C * r**2, H, W) -> (*, C, H * r, W * r)``."""
+    """Sub-pixel upsampling: ``(*, C * r**2, H, W) -> (*, C, H * r, W * r)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.PixelShuffle(2).apply({}, {}, jnp.arange(4.0).reshape(1, 4, 1, 1))
+        >>> y.shape, y[0, 0].tolist()  # 4 channels of one pixel -> one channel of 2×2 pixels
+        ((1, 1, 2, 2), [[0.0, 1.0], [2.0, 3.0]])
+        >>> nn.PixelShuffle(2).apply({}, {}, jnp.ones((2, 8, 3, 3)))[0].shape
+        (2, 2, 6, 6)
+    """
 
     upscale_factor: int
 
@@ -71,7 +81,15 @@ class PixelShuffle(Module):
 
 @dataclass(frozen=True, repr=False)
 class PixelUnshuffle(Module):
-    """``(*, C, H * r, W * r) -> (*, C * r**2, H, W)``."""
+    """``(*, C, H * r, W * r) -> (*, C * r**2, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.PixelUnshuffle(2).apply({}, {}, jnp.arange(16.0).reshape(1, 1, 4, 4))
+        >>> y.shape, y[0, :, 0, 0].tolist()  # the top-left 2×2 block becomes 4 channels
+        ((1, 4, 2, 2), [0.0, 1.0, 4.0, 5.0])
+    """
 
     downscale_factor: int
 

@@ -281,7 +281,18 @@ def _freeze(v):
 @dataclass(frozen=True, repr=False)
 class Upsample(Module):
     """``torch.nn.Upsample``: :func:`interpolate` with fixed options (no antialias, as
-    torch's). ``x: (N, C, *spatial) -> (N, C, *out)``."""
+    torch's). ``x: (N, C, *spatial) -> (N, C, *out)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Upsample(scale_factor=2, mode="nearest").apply({}, {}, jnp.array([[[1.0, 2.0]]]))
+        >>> y.tolist()
+        [[[1.0, 1.0, 2.0, 2.0]]]
+        >>> y, _ = nn.Upsample(size=(5, 7), mode="bilinear").apply({}, {}, jnp.ones((2, 3, 4, 4)))
+        >>> y.shape
+        (2, 3, 5, 7)
+    """
 
     size: int | tuple[int, ...] | None = None
     scale_factor: float | tuple[float, ...] | None = None
@@ -309,7 +320,15 @@ class Upsample(Module):
 
 @dataclass(frozen=True, repr=False, init=False)
 class UpsamplingNearest2d(Upsample):
-    """``torch.nn.UpsamplingNearest2d``: ``Upsample(mode='nearest')`` on ``(N, C, H, W)``."""
+    """``torch.nn.UpsamplingNearest2d``: ``Upsample(mode='nearest')`` on ``(N, C, H, W)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.UpsamplingNearest2d(scale_factor=2).apply({}, {}, jnp.arange(4.0).reshape(1, 1, 2, 2))
+        >>> y[0, 0].tolist()
+        [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0], [2.0, 2.0, 3.0, 3.0]]
+    """
 
     def __init__(self, size=None, scale_factor=None):
         Upsample.__init__(self, size, scale_factor, "nearest")
@@ -317,7 +336,16 @@ class UpsamplingNearest2d(Upsample):
 
 @dataclass(frozen=True, repr=False, init=False)
 class UpsamplingBilinear2d(Upsample):
-    """``torch.nn.UpsamplingBilinear2d``: ``Upsample(mode='bilinear', align_corners=True)``."""
+    """``torch.nn.UpsamplingBilinear2d``: ``Upsample(mode='bilinear', align_corners=True)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.array([[[[0.0, 2.0], [4.0, 6.0]]]])
+        >>> y, _ = nn.UpsamplingBilinear2d(size=(3, 3)).apply({}, {}, x)
+        >>> [[round(v, 4) for v in row] for row in y[0, 0].tolist()]  # align_corners: the corners stay
+        [[0.0, 1.0, 2.0], [2.0, 3.0, 4.0], [4.0, 5.0, 6.0]]
+    """
 
     def __init__(self, size=None, scale_factor=None):
         Upsample.__init__(self, size, scale_factor, "bilinear", True)
