@@ -177,6 +177,9 @@ def float64(enabled: bool = True) -> Iterator[None]:
         yield
 
 
+_WIDE = (np.dtype(np.float64), np.dtype(np.complex128))
+
+
 def warn_if_downcast(*trees: Any, where: str) -> None:
     """Warn when float64/complex128 NumPy arrays will be computed in 32 bits.
 
@@ -191,8 +194,9 @@ def warn_if_downcast(*trees: Any, where: str) -> None:
     if float64_enabled():
         return
     for leaf in jax.tree_util.tree_leaves(trees):
-        dtype = getattr(leaf, "dtype", None)
-        if isinstance(leaf, (np.ndarray, np.generic)) and dtype in (np.float64, np.complex128):
+        # JAX arrays (and tracers) are already in JAX's dtype: only NumPy data is downcast
+        if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype in _WIDE:
+            dtype = leaf.dtype
             warnings.warn(
                 f"{where}: got a {dtype} array of shape {tuple(np.shape(leaf))}, but float64 is "
                 "off, so it is computed in float32. Turn float64 on with "

@@ -47,6 +47,7 @@ from jax import lax
 
 from funcnets._typing import Array, Params, PRNGKey, State
 from funcnets.aot import CachedJit
+from funcnets.config import float64_enabled, warn_if_downcast
 from funcnets.losses import cross_entropy
 from funcnets.nn._conv import conv_lowering
 from funcnets.nn._onednn import reverse_mode_only
@@ -96,6 +97,7 @@ def create_train_state(
     The arrays are copied: the train step donates its input state, and the caller's
     ``params``/``key`` must stay usable afterwards.
     """
+    warn_if_downcast(params, model_state, where="create_train_state")
     params, model_state, key = jax.tree_util.tree_map(jnp.copy, (params, model_state or {}, key))
     train_p = params if trainable is None else split(params, trainable)[0]
     return TrainState(params, model_state, optimizer.init(train_p), jnp.zeros([], jnp.int32), key)
@@ -230,9 +232,37 @@ def make_train_step(
     # everything the traced step depends on besides its arguments: the AOT cache's key
     closure = ("make_train_step", loss_fn, optimizer, trainable, donate, batch_norm, accumulate_steps,
                grad_norm, precision)
+    where = "the step of make_train_step"
     if not donate or jax.default_backend() != "cpu":
-        return CachedJit(jax.jit(step, donate_argnums=(0,) if donate else ()), closure)
-    return _KeepTrainableParams(step, trainable, closure)
+        return _WarnIfDowncast(CachedJit(jax.jit(step, donate_argnums=(0,) if donate else ()), closure), where)
+    return _WarnIfDowncast(_KeepTrainableParams(step, trainable, closure), where)
+
+
+class _WarnIfDowncast:
+    """``fn(train_state, batch)``, with a :class:`~funcnets.config.Float64DowncastWarning`
+    when the batch holds float64 NumPy arrays while float64 is off.
+
+    The look is at the call, not in the trace: ``jax.jit`` turns a float64 NumPy array
+    into float32 before tracing, and float32 and float64 NumPy batches share one compiled
+    program, so the trace never sees the float64. It costs a walk over the batch's few
+    leaves, ~2-4 µs a call with float64 off (one flag read with it on), against the
+    ~20 µs dispatch of even an empty jitted function. Everything else (``lower``, ...)
+    is the wrapped function's.
+    """
+
+    def __init__(self, fn: Callable, where: str):
+        self._fn = fn
+        self._where = where
+
+    def __call__(self, ts: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        if not float64_enabled():
+            warn_if_downcast(batch, where=self._where)
+        return self._fn(ts, batch)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_fn", "_where"):  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._fn, name)
 
 
 class _KeepTrainableParams:
@@ -285,8 +315,7 @@ def make_train_epoch(
 
     ``batches`` has a leading steps axis on every leaf (``x: (steps, N, ...)``); the
     returned metrics are stacked per step. Same result as calling the step in a loop.
-    ``precision`` as in :func:`make_train_step`. The compiled epoch goes through the AOT
-    cache as the step does (:mod:`funcnets.aot`), keyed also by the steps per epoch.
+    ``precision`` as in :func:`make_train_step`.
     """
     step = _step_fn(loss_fn, optimizer, trainable, batch_norm, accumulate_steps, grad_norm, precision)
 
@@ -296,11 +325,7 @@ def make_train_epoch(
         with conv_lowering(lowering):
             return lax.scan(step, ts, batches)
 
-    # the AOT cache's key, as make_train_step's: the closure here; the number of steps
-    # per epoch is the batches' leading axis, part of the arguments' signature
-    closure = ("make_train_epoch", loss_fn, optimizer, trainable, donate, batch_norm, accumulate_steps,
-               grad_norm, precision)
-    return CachedJit(jax.jit(epoch, donate_argnums=(0,) if donate else ()), closure, what="train epoch")
+    return _WarnIfDowncast(jax.jit(epoch, donate_argnums=(0,) if donate else ()), "the epoch of make_train_epoch")
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -310,6 +335,7 @@ def _predict(model: Module, params, state, x):
 
 def evaluate(model: Module, params: Params, state: State, x: Array, y: Array, batch_size: int = 512) -> float:
     """Eval-mode accuracy of ``model`` on ``(x, y)``, in batches of ``batch_size``."""
+    warn_if_downcast(x, params, state, where="evaluate")
     correct = 0
     for i in range(0, len(x), batch_size):
         correct += int(jnp.sum(_predict(model, params, state, x[i : i + batch_size]) == y[i : i + batch_size]))
@@ -326,6 +352,7 @@ def evaluate_metrics(model: Module, params: Params, state: State, x: Array, y: A
                      batch_size: int = 512) -> dict[str, float]:
     """Eval-mode ``{"accuracy", "loss"}`` (mean cross-entropy) of ``model`` on ``(x, y)``,
     in batches of ``batch_size``: what ReduceLROnPlateau is usually driven by."""
+    warn_if_downcast(x, params, state, where="evaluate_metrics")
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
         c, l_sum = _correct_and_loss(model, params, state, x[i : i + batch_size], y[i : i + batch_size])
@@ -337,6 +364,7 @@ def evaluate_metrics(model: Module, params: Params, state: State, x: Array, y: A
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, key: PRNGKey):
     """One shuffled epoch as stacked arrays ``x: (steps, batch_size, ...)``, ``y: (steps,
     batch_size)``; the last partial batch is dropped so every step has the same shape."""
+    warn_if_downcast(x, where="batches")
     if not 0 < batch_size <= len(x):
         raise ValueError(f"batch_size must be in [1, {len(x)}] (the number of samples), got {batch_size}")
     perm = np.asarray(jax.random.permutation(key, len(x)))

@@ -108,7 +108,7 @@ def _hinge(z: Array) -> Array:
     """``max(z, 0)`` with no gradient at ``z == 0``: torch's margin losses (ranking,
     hinge, cosine, triplet, multi-margin) all pass none at an exact tie, whereas
     ``jnp.maximum`` would pass half."""
-    return jnp.where(z > 0, z, jnp.zeros((), z.dtype))
+    return jnp.where(z > 0, z, jnp.zeros((), jnp.result_type(z)))  # z may be NumPy float64
 
 
 def _check_class_indices(fn: str, target: Array, n_classes: int, extra: tuple[int, ...] = (), note: str = "") -> None:

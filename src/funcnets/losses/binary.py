@@ -14,6 +14,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _broadcast_shape, _check_reduction, _check_same_shape, _reduce, _values
 
@@ -69,6 +70,7 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
       ValueError: when the shapes differ, or (outside ``jit``, where values can be seen)
         an input or target is outside ``[0, 1]``.
     """
+    warn_if_downcast(input, target, weight, where="binary_cross_entropy")
     _check_reduction(reduction)
     _check_same_shape(
         "binary_cross_entropy", "target", target, "input", input,
@@ -90,7 +92,7 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
                 f"{' and NaN' if np.isnan(v).any() else ''}. For logits use "
                 f"binary_cross_entropy_with_logits (or apply jax.nn.sigmoid first)."
             )
-    loss = _bce(input, jnp.asarray(target, input.dtype))
+    loss = _bce(input, jnp.asarray(target, jnp.result_type(input)))  # input's dtype as JAX computes it
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
@@ -116,6 +118,7 @@ def binary_cross_entropy_with_logits(
       pos_weight: weight of the positive term, broadcast along the last dimension
         (``(C,)`` for ``(N, C)`` multi-label logits).
     """
+    warn_if_downcast(input, target, weight, pos_weight, where="binary_cross_entropy_with_logits")
     _check_reduction(reduction)
     fn = "binary_cross_entropy_with_logits"
     _check_same_shape(fn, "target", target, "input", input, "one probability per logit.")
@@ -144,6 +147,7 @@ def soft_margin_loss(input: Array, target: Array, reduction: str = "mean") -> Ar
       input: scores, any shape.
       target: labels, ``input``'s shape (broadcasts with a ShapeError if it cannot).
     """
+    warn_if_downcast(input, target, where="soft_margin_loss")
     _check_reduction(reduction)
     _broadcast_shape("soft_margin_loss", ("input", input), ("target", target))
     return _reduce(jax.nn.softplus(-target * input), reduction)
@@ -166,6 +170,7 @@ def multilabel_soft_margin_loss(
     Returns:
       ``input.shape[:-1]`` for ``reduction="none"``, else a scalar.
     """
+    warn_if_downcast(input, target, weight, where="multilabel_soft_margin_loss")
     _check_reduction(reduction)
     fn = "multilabel_soft_margin_loss"
     named = [("input", input), ("target", target)] + ([] if weight is None else [("weight", weight)])

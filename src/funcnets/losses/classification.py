@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _check_class_indices, _check_reduction, _hinge, _reduce
 
@@ -36,6 +37,7 @@ def nll_loss(
     ``loss_i = -weight[t_i] · input[i, t_i]`` (0 where ``t_i == ignore_index``); ``mean``
     divides by the sum of ``weight[t_i]`` over the non-ignored targets.
     """
+    warn_if_downcast(input, weight, where="nll_loss")
     loss, w = _nll(input, target, weight, ignore_index, reduction)
     if reduction == "mean":
         return jnp.sum(loss) / jnp.sum(w)
@@ -57,8 +59,9 @@ def _nll(input, target, weight, ignore_index, reduction):
     keep = target != ignore_index
     safe = jnp.where(keep, target, 0)
     picked = jnp.take_along_axis(input, jnp.expand_dims(safe, cdim), axis=cdim).squeeze(cdim)
-    w = jnp.ones((), input.dtype) if weight is None else weight[safe]
-    w = jnp.where(keep, w, jnp.zeros((), input.dtype))
+    dtype = jnp.result_type(input)  # JAX's dtype for a NumPy input (float32 for float64 with x64 off)
+    w = jnp.ones((), dtype) if weight is None else weight[safe]
+    w = jnp.where(keep, w, jnp.zeros((), dtype))
     return -w * picked, w
 
 
@@ -82,6 +85,7 @@ def cross_entropy(
       target: ``(N,)``/``(N, d1, ...)`` ints, or probabilities shaped like ``input``.
       weight: per-class weights ``(C,)``.
     """
+    warn_if_downcast(input, target, weight, where="cross_entropy")
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -151,6 +155,7 @@ def multi_margin_loss(
     Returns:
       ``(N,)`` for ``reduction="none"`` (target's shape for an unbatched input), else a scalar.
     """
+    warn_if_downcast(input, weight, where="multi_margin_loss")
     _check_reduction(reduction)
     if p not in (1, 2):
         raise ValueError(f"only p == 1 and p == 2 supported, got p={p}")
@@ -191,6 +196,7 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: str = "mean")
     Returns:
       ``(N,)`` for ``reduction="none"`` (a scalar for an unbatched input), else a scalar.
     """
+    warn_if_downcast(input, where="multilabel_margin_loss")
     _check_reduction(reduction)
     x = _margin_input("multilabel_margin_loss", input)
     if jnp.shape(target) != jnp.shape(input):

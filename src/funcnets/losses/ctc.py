@@ -18,6 +18,7 @@ import numpy as np
 from jax import lax
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _check_reduction, _values
 
@@ -92,6 +93,7 @@ def ctc_loss(
       ValueError: lengths or labels out of range (checked where their values are known,
         outside ``jit``), a blank outside ``[0, C)``.
     """
+    warn_if_downcast(log_probs, where="ctc_loss")
     fn = "ctc_loss"
     _check_reduction(reduction)
     log_probs = jnp.asarray(log_probs)

@@ -13,6 +13,7 @@ import math
 import jax.numpy as jnp
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _abs, _broadcast_shape, _check_reduction, _hinge, _reduce
 
@@ -36,6 +37,7 @@ def cosine_embedding_loss(
     Returns:
       ``(N,)`` (or a scalar) for ``reduction="none"``, else a scalar.
     """
+    warn_if_downcast(input1, input2, target, where="cosine_embedding_loss")
     _check_reduction(reduction)
     fn = "cosine_embedding_loss"
     tdim = jnp.ndim(target)
@@ -69,6 +71,7 @@ def margin_ranking_loss(
       input1, input2, target: the same number of dimensions, broadcasting together
         (usually all ``(N,)``).
     """
+    warn_if_downcast(input1, input2, target, where="margin_ranking_loss")
     _check_reduction(reduction)
     fn = "margin_ranking_loss"
     if not jnp.ndim(input1) == jnp.ndim(input2) == jnp.ndim(target):
@@ -88,6 +91,7 @@ def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, reduc
       input: distances, any shape.
       target: ``1`` or ``-1``, broadcasting with ``input``.
     """
+    warn_if_downcast(input, target, where="hinge_embedding_loss")
     _check_reduction(reduction)
     _broadcast_shape("hinge_embedding_loss", ("input", input), ("target", target))
     zero = jnp.zeros((), jnp.result_type(input))
@@ -143,6 +147,7 @@ def triplet_margin_loss(
       ``(N,)`` (the inputs' shape without the last dimension) for ``reduction="none"``,
       else a scalar.
     """
+    warn_if_downcast(anchor, positive, negative, where="triplet_margin_loss")
     _check_reduction(reduction)
     fn = "triplet_margin_loss"
     if margin <= 0:

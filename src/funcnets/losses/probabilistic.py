@@ -17,6 +17,7 @@ import numpy as np
 from jax.scipy.special import xlogy
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _broadcast_shape, _check_reduction, _reduce, _values
 
@@ -35,6 +36,7 @@ def kl_div(input: Array, target: Array, reduction: str = "mean", log_target: boo
       input: log-probabilities, e.g. ``(N, C)``.
       target: probabilities (log-probabilities if ``log_target``), broadcasting with ``input``.
     """
+    warn_if_downcast(input, target, where="kl_div")
     _check_reduction(reduction, ("none", "batchmean", "sum", "mean"))
     _broadcast_shape("kl_div", ("input", input), ("target", target))
     if reduction == "mean":
@@ -73,6 +75,7 @@ def poisson_nll_loss(
       input: (log-)rates, any shape.
       target: counts, broadcasting with ``input``.
     """
+    warn_if_downcast(input, target, where="poisson_nll_loss")
     _check_reduction(reduction)
     _broadcast_shape("poisson_nll_loss", ("input", input), ("target", target))
     if log_input:
@@ -121,6 +124,7 @@ def gaussian_nll_loss(
     Raises:
       ValueError: ``var`` of another shape, or (outside ``jit``) a negative ``var``.
     """
+    warn_if_downcast(input, target, var, where="gaussian_nll_loss")
     _check_reduction(reduction)
     if isinstance(var, (int, float)):
         if var < 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from funcnets._typing import Array
+from funcnets.config import warn_if_downcast
 from funcnets.losses._base import _abs, _pointwise
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"]
@@ -21,6 +22,7 @@ def mse_loss(input: Array, target: Array, reduction: str = "mean", weight: Array
     With ``weight`` (``input``'s shape) each squared error is weighted and ``mean``
     divides by ``Σ weight``, as torch does.
     """
+    warn_if_downcast(input, target, weight, where="mse_loss")
     return _pointwise(input, target, reduction, jnp.square, weight)
 
 
@@ -29,6 +31,7 @@ def l1_loss(input: Array, target: Array, reduction: str = "mean", weight: Array 
 
     With ``weight`` (``input``'s shape) ``mean`` divides by ``Σ weight``, as torch does.
     """
+    warn_if_downcast(input, target, weight, where="l1_loss")
     return _pointwise(input, target, reduction, _abs, weight)
 
 
@@ -38,6 +41,7 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
 
     The gradient is ``clamp(d/β, -1, 1)`` (0 at ``d = 0``).
     """
+    warn_if_downcast(input, target, where="smooth_l1_loss")
     if beta < 0:
         raise ValueError(f"smooth_l1_loss does not support negative values for beta, got beta={beta}.")
     if beta == 0.0:
@@ -57,6 +61,7 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
     With ``weight`` (``input``'s shape) ``mean`` divides by the number of elements (not
     by ``Σ weight`` as mse/l1 do): torch's rule.
     """
+    warn_if_downcast(input, target, weight, where="huber_loss")
     if not delta > 0:
         raise ValueError(f"huber_loss does not support non-positive values for delta, got delta={delta}.")
 
