@@ -112,21 +112,47 @@ class _WeightedLoss(_Loss):
 
 
 class L1Loss(_Loss):
-    """Mean absolute error ``|x - y|`` (:func:`funcnets.losses.l1_loss`). ``input``, ``target``: any, same shape."""
+    """Mean absolute error ``|x - y|`` (:func:`funcnets.losses.l1_loss`). ``input``, ``target``: any, same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x, y = jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 5.0])
+        >>> round(float(nn.L1Loss()(x, y)), 4)  # (0 + 2 + 2) / 3
+        1.3333
+        >>> float(nn.L1Loss(reduction="sum")(x, y))
+        4.0
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.l1_loss(input, target, reduction=self.reduction)
 
 
 class MSELoss(_Loss):
-    """Mean squared error ``(x - y)²`` (:func:`funcnets.losses.mse_loss`). ``input``, ``target``: any, same shape."""
+    """Mean squared error ``(x - y)²`` (:func:`funcnets.losses.mse_loss`). ``input``, ``target``: any, same shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x, y = jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 5.0])
+        >>> round(float(nn.MSELoss()(x, y)), 4)  # (0 + 4 + 4) / 3
+        2.6667
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.mse_loss(input, target, reduction=self.reduction)
 
 
 class SmoothL1Loss(_Loss):
-    """``0.5 (x-y)²/β`` where ``|x-y| < β``, else ``|x-y| - 0.5β`` (:func:`funcnets.losses.smooth_l1_loss`)."""
+    """``0.5 (x-y)²/β`` where ``|x-y| < β``, else ``|x-y| - 0.5β`` (:func:`funcnets.losses.smooth_l1_loss`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> loss = nn.SmoothL1Loss(reduction="none")  # beta=1
+        >>> loss(jnp.array([0.0, 0.0]), jnp.array([0.5, 3.0])).tolist()  # 0.5·0.5², then 3 - 0.5
+        [0.125, 2.5]
+    """
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -139,7 +165,15 @@ class SmoothL1Loss(_Loss):
 
 
 class HuberLoss(_Loss):
-    """``0.5 (x-y)²`` where ``|x-y| < δ``, else ``δ(|x-y| - 0.5δ)`` (:func:`funcnets.losses.huber_loss`)."""
+    """``0.5 (x-y)²`` where ``|x-y| < δ``, else ``δ(|x-y| - 0.5δ)`` (:func:`funcnets.losses.huber_loss`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> loss = nn.HuberLoss(reduction="none", delta=2.0)
+        >>> loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 5.0])).tolist()  # 0.5·1², then 2·(5 - 1)
+        [0.5, 8.0]
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         if not isinstance(delta, (float, int)):
@@ -161,6 +195,13 @@ class NLLLoss(_WeightedLoss):
 
     ``input``: ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; ``target``: class indices
     ``(N,)``/``()``/``(N, d1, ...)``; ``weight``: ``(C,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> log_probs = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
+        >>> round(float(nn.NLLLoss()(log_probs, jnp.array([0, 1]))), 4)  # -(log 0.5 + log 0.8) / 2
+        0.4581
     """
 
     def __init__(
@@ -177,7 +218,20 @@ class NLLLoss(_WeightedLoss):
 
 class CrossEntropyLoss(_WeightedLoss):
     """Cross-entropy of logits (:func:`funcnets.losses.cross_entropy`): class-index or
-    probability targets, class ``weight`` ``(C,)``, ``ignore_index``, ``label_smoothing``."""
+    probability targets, class ``weight`` ``(C,)``, ``ignore_index``, ``label_smoothing``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> logits, labels = jnp.zeros((2, 3)), jnp.array([0, 2])
+        >>> round(float(nn.CrossEntropyLoss()(logits, labels)), 4)  # uniform logits: log 3
+        1.0986
+        >>> logits = jnp.array([[4.0, 0.0, 0.0], [0.0, 0.0, 4.0]])
+        >>> round(float(nn.CrossEntropyLoss()(logits, labels)), 4)  # log(e⁴ + 2) - 4
+        0.036
+        >>> round(float(nn.CrossEntropyLoss(label_smoothing=0.1)(logits, labels)), 4)  # 0.9·0.036 + 0.1·mean_c(-log p_c)
+        0.3026
+    """
 
     def __init__(
         self, weight: Array | None = None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -196,7 +250,15 @@ class CrossEntropyLoss(_WeightedLoss):
 
 class MultiMarginLoss(_WeightedLoss):
     """Multi-class hinge ``Σ_{j≠y} w_y max(0, margin - x_y + x_j)^p / C``
-    (:func:`funcnets.losses.multi_margin_loss`). ``input``: ``(N, C)`` or ``(C,)``."""
+    (:func:`funcnets.losses.multi_margin_loss`). ``input``: ``(N, C)`` or ``(C,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x, y = jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([3])
+        >>> round(float(nn.MultiMarginLoss()(x, y)), 4)  # ((1 - 0.7) + (1 - 0.6) + (1 - 0.4)) / 4
+        0.325
+    """
 
     def __init__(
         self, p: int = 1, margin: float = 1.0, weight: Array | None = None, size_average=None, reduce=None,
@@ -219,7 +281,16 @@ class MultiMarginLoss(_WeightedLoss):
 
 class MultiLabelMarginLoss(_Loss):
     """Multi-label hinge over the target classes listed (``-1``-terminated) in ``target``
-    (:func:`funcnets.losses.multilabel_margin_loss`). ``input``, ``target``: ``(N, C)`` or ``(C,)``."""
+    (:func:`funcnets.losses.multilabel_margin_loss`). ``input``, ``target``: ``(N, C)`` or ``(C,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> y = jnp.array([[3, 0, -1, 1]])  # classes 3 and 0; -1 ends the list
+        >>> round(float(nn.MultiLabelMarginLoss()(x, y)), 4)
+        0.85
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.multilabel_margin_loss(input, target, reduction=self.reduction)
@@ -230,7 +301,15 @@ class MultiLabelMarginLoss(_Loss):
 
 class BCELoss(_WeightedLoss):
     """Binary cross-entropy of probabilities, logs clamped at -100
-    (:func:`funcnets.losses.binary_cross_entropy`). ``weight`` broadcasts to ``input``."""
+    (:func:`funcnets.losses.binary_cross_entropy`). ``weight`` broadcasts to ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> p, y = jnp.array([0.8, 0.2]), jnp.array([1.0, 0.0])
+        >>> round(float(nn.BCELoss()(p, y)), 4)  # -log 0.8
+        0.2231
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
@@ -241,6 +320,15 @@ class BCEWithLogitsLoss(_Loss):
 
     ``weight`` broadcasts to ``input``; ``pos_weight`` (one per class, the last
     dimension) scales the positive term: ``-w [p_c y log σ(x) + (1-y) log(1-σ(x))]``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> logits, y = jnp.zeros(2), jnp.array([1.0, 0.0])
+        >>> round(float(nn.BCEWithLogitsLoss()(logits, y)), 4)  # log 2
+        0.6931
+        >>> round(float(nn.BCEWithLogitsLoss(pos_weight=jnp.array([3.0, 3.0]))(logits, y)), 4)  # (3 + 1)·log 2 / 2
+        1.3863
     """
 
     _buffers = ("weight", "pos_weight")
@@ -259,7 +347,14 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class SoftMarginLoss(_Loss):
-    """Two-class logistic loss ``log(1 + exp(-y x))`` (:func:`funcnets.losses.soft_margin_loss`)."""
+    """Two-class logistic loss ``log(1 + exp(-y x))`` (:func:`funcnets.losses.soft_margin_loss`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> round(float(nn.SoftMarginLoss()(jnp.array([2.0, -2.0]), jnp.array([1.0, -1.0]))), 4)  # log(1 + exp(-2))
+        0.1269
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.soft_margin_loss(input, target, reduction=self.reduction)
@@ -267,7 +362,15 @@ class SoftMarginLoss(_Loss):
 
 class MultiLabelSoftMarginLoss(_WeightedLoss):
     """Per-class BCE with logits averaged over classes
-    (:func:`funcnets.losses.multilabel_soft_margin_loss`). ``input``, ``target``: ``(N, C)``; ``weight``: ``(C,)``."""
+    (:func:`funcnets.losses.multilabel_soft_margin_loss`). ``input``, ``target``: ``(N, C)``; ``weight``: ``(C,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x, y = jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]])
+        >>> round(float(nn.MultiLabelSoftMarginLoss()(x, y)), 4)  # log 2 for every class
+        0.6931
+    """
 
     def forward(self, input: Array, target: Array) -> Array:
         return losses.multilabel_soft_margin_loss(input, target, weight=self.weight, reduction=self.reduction)
@@ -278,7 +381,15 @@ class MultiLabelSoftMarginLoss(_WeightedLoss):
 
 class KLDivLoss(_Loss):
     """``target · (log target - input)`` with ``input`` log-probabilities (:func:`funcnets.losses.kl_div`);
-    ``reduction="batchmean"`` divides the sum by the batch size (the mathematical KL)."""
+    ``reduction="batchmean"`` divides the sum by the batch size (the mathematical KL).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> log_q, p = jnp.log(jnp.array([[0.25, 0.75]])), jnp.array([[0.5, 0.5]])
+        >>> round(float(nn.KLDivLoss(reduction="batchmean")(log_q, p)), 4)  # KL(p || q)
+        0.1438
+    """
 
     _reductions = (*_REDUCTIONS, "batchmean")
 
@@ -292,7 +403,15 @@ class KLDivLoss(_Loss):
 
 class PoissonNLLLoss(_Loss):
     """Poisson negative log-likelihood (:func:`funcnets.losses.poisson_nll_loss`): ``exp(x) - y x``
-    for ``log_input``, else ``x - y log(x + eps)``; ``full`` adds Stirling's term."""
+    for ``log_input``, else ``x - y log(x + eps)``; ``full`` adds Stirling's term.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> log_rate, counts = jnp.array([0.0, 1.0]), jnp.array([2.0, 1.0])
+        >>> round(float(nn.PoissonNLLLoss()(log_rate, counts)), 4)  # ((1 - 0) + (e - 1)) / 2
+        1.3591
+    """
 
     def __init__(
         self, log_input: bool = True, full: bool = False, size_average=None, eps: float = 1e-8, reduce=None,
@@ -310,7 +429,17 @@ class PoissonNLLLoss(_Loss):
 
 class GaussianNLLLoss(_Loss):
     """Gaussian negative log-likelihood ``½(log max(var, eps) + (x - y)²/max(var, eps))``
-    (:func:`funcnets.losses.gaussian_nll_loss`); ``full`` adds ``½ log 2π``."""
+    (:func:`funcnets.losses.gaussian_nll_loss`); ``full`` adds ``½ log 2π``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x, y, var = jnp.zeros(2), jnp.ones(2), jnp.ones(2)
+        >>> round(float(nn.GaussianNLLLoss()(x, y, var)), 4)  # ½(log 1 + 1²/1)
+        0.5
+        >>> round(float(nn.GaussianNLLLoss(full=True)(x, y, var)), 4)  # + ½ log 2π
+        1.4189
+    """
 
     def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
         super().__init__(None, None, reduction)
@@ -326,7 +455,16 @@ class GaussianNLLLoss(_Loss):
 
 class CosineEmbeddingLoss(_Loss):
     """``1 - cos(x1, x2)`` for ``y = 1``, ``max(0, cos(x1, x2) - margin)`` for ``y = -1``
-    (:func:`funcnets.losses.cosine_embedding_loss`). ``input1``, ``input2``: ``(N, D)``; ``target``: ``(N,)``."""
+    (:func:`funcnets.losses.cosine_embedding_loss`). ``input1``, ``input2``: ``(N, D)``; ``target``: ``(N,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[1.0, 1.0], [1.0, 1.0]])
+        >>> loss = nn.CosineEmbeddingLoss(reduction="none")
+        >>> [round(v, 4) for v in loss(x1, x2, jnp.array([1, -1])).tolist()]  # 1 - cos 45°, then cos 0°
+        [0.2929, 1.0]
+    """
 
     def __init__(self, margin: float = 0.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -337,7 +475,15 @@ class CosineEmbeddingLoss(_Loss):
 
 
 class MarginRankingLoss(_Loss):
-    """``max(0, -y (x1 - x2) + margin)`` (:func:`funcnets.losses.margin_ranking_loss`)."""
+    """``max(0, -y (x1 - x2) + margin)`` (:func:`funcnets.losses.margin_ranking_loss`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> loss = nn.MarginRankingLoss(margin=0.5, reduction="none")
+        >>> loss(jnp.array([1.0, 2.0]), jnp.array([2.0, 1.0]), jnp.array([1.0, 1.0])).tolist()  # y = 1: x1 should rank higher
+        [1.5, 0.0]
+    """
 
     def __init__(self, margin: float = 0.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -349,7 +495,15 @@ class MarginRankingLoss(_Loss):
 
 class HingeEmbeddingLoss(_Loss):
     """``x`` for ``y = 1``, ``max(0, margin - x)`` for ``y = -1``
-    (:func:`funcnets.losses.hinge_embedding_loss`)."""
+    (:func:`funcnets.losses.hinge_embedding_loss`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> loss = nn.HingeEmbeddingLoss(reduction="none")  # margin=1
+        >>> [round(v, 4) for v in loss(jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0])).tolist()]
+        [0.3, 0.7]
+    """
 
     def __init__(self, margin: float = 1.0, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
@@ -361,7 +515,15 @@ class HingeEmbeddingLoss(_Loss):
 
 class TripletMarginLoss(_Loss):
     """``max(d(a, p) - d(a, n) + margin, 0)`` with the p-norm pairwise distance ``d``
-    (:func:`funcnets.losses.triplet_margin_loss`). ``anchor``, ``positive``, ``negative``: ``(N, D)`` or ``(D,)``."""
+    (:func:`funcnets.losses.triplet_margin_loss`). ``anchor``, ``positive``, ``negative``: ``(N, D)`` or ``(D,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> anchor, positive, negative = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[0.0, 1.0]])
+        >>> round(float(nn.TripletMarginLoss()(anchor, positive, negative)), 4)  # 5 - 1 + margin 1
+        5.0
+    """
 
     def __init__(
         self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False, size_average=None,
@@ -388,6 +550,14 @@ class CTCLoss(_Loss):
 
     ``log_probs``: ``(T, N, C)`` or ``(T, C)``; ``targets``: ``(N, S)`` padded or the
     concatenated ``(sum(target_lengths),)``; ``input_lengths``, ``target_lengths``: ``(N,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> log_probs = jnp.log(jnp.full((2, 1, 2), 0.5))  # (T=2, N=1, C=2), class 0 the blank
+        >>> targets, input_lengths, target_lengths = jnp.array([[1]]), jnp.array([2]), jnp.array([1])
+        >>> round(float(nn.CTCLoss()(log_probs, targets, input_lengths, target_lengths)), 4)  # -log(3 paths × 0.25)
+        0.2877
     """
 
     def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> None:
