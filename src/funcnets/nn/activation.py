@@ -371,7 +371,15 @@ class _Activation(Module):
 
 @dataclass(frozen=True, repr=False)
 class ReLU(_Activation):
-    """``max(x, 0)``, gradient 0 at 0 (``torch.nn.ReLU``)."""
+    """``max(x, 0)``, gradient 0 at 0 (``torch.nn.ReLU``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReLU().apply({}, {}, jnp.array([-1.0, 0.0, 2.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [0.0, 0.0, 2.0]
+    """
 
     inplace: bool = False
     _floats_only: ClassVar[bool] = False
@@ -388,6 +396,13 @@ class Hardtanh(_Activation):
     """``clamp(x, min_val, max_val)``; gradient 0 on the bounds (``torch.nn.Hardtanh``).
 
     ``min_value``/``max_value`` are torch's deprecated spellings (a FutureWarning).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Hardtanh(-1.0, 1.0).apply({}, {}, jnp.array([-2.0, 0.5, 3.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [-1.0, 0.5, 1.0]
     """
 
     min_val: float = -1.0
@@ -415,7 +430,15 @@ class Hardtanh(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class ReLU6(_Activation):
-    """``min(max(x, 0), 6)``; gradient 0 at 0 and 6 (``torch.nn.ReLU6``, a Hardtanh(0, 6))."""
+    """``min(max(x, 0), 6)``; gradient 0 at 0 and 6 (``torch.nn.ReLU6``, a Hardtanh(0, 6)).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ReLU6().apply({}, {}, jnp.array([-1.0, 3.0, 8.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [0.0, 3.0, 6.0]
+    """
 
     inplace: bool = False
     min_val: ClassVar[float] = 0.0
@@ -431,7 +454,15 @@ class ReLU6(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class LeakyReLU(_Activation):
-    """``x if x > 0 else negative_slope·x``; gradient ``negative_slope`` at 0."""
+    """``x if x > 0 else negative_slope·x``; gradient ``negative_slope`` at 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LeakyReLU(negative_slope=0.25).apply({}, {}, jnp.array([-2.0, 3.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [-0.5, 3.0]
+    """
 
     negative_slope: float = 1e-2
     inplace: bool = False
@@ -451,6 +482,17 @@ class PReLU(Module):
     applied on dim 1: ``x: (N, C, *)``; an input with fewer than 2 dims has one channel).
     ``weight: (num_parameters,)`` starts at ``init`` (0.25), kept as ``init_value``
     because ``init`` is the module's initialiser here.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.PReLU()
+        >>> params, state = m.init(jax.random.key(0))
+        >>> params["weight"].tolist()  # one learnable slope, starting at 0.25
+        [0.25]
+        >>> y, _ = m.apply(params, state, jnp.array([-4.0, 2.0]))
+        >>> y.tolist()
+        [-1.0, 2.0]
     """
 
     num_parameters: int = 1
@@ -487,7 +529,15 @@ class PReLU(Module):
 
 @dataclass(frozen=True, repr=False)
 class ELU(_Activation):
-    """``x`` for ``x > 0``, else ``alpha·(exp(x) - 1)`` (``torch.nn.ELU``)."""
+    """``x`` for ``x > 0``, else ``alpha·(exp(x) - 1)`` (``torch.nn.ELU``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ELU().apply({}, {}, jnp.array([-1.0, 0.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # exp(-1) - 1 below 0
+        [-0.6321, 0.0, 1.0]
+    """
 
     alpha: float = 1.0
     inplace: bool = False
@@ -501,7 +551,15 @@ class ELU(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class SELU(_Activation):
-    """``scale·(max(0, x) + min(0, alpha·(exp(x) - 1)))``, alpha ≈ 1.6733, scale ≈ 1.0507."""
+    """``scale·(max(0, x) + min(0, alpha·(exp(x) - 1)))``, alpha ≈ 1.6733, scale ≈ 1.0507.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.SELU().apply({}, {}, jnp.array([-1.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # scale·(exp(-1) - 1)·alpha, scale·1
+        [-1.1113, 1.0507]
+    """
 
     inplace: bool = False
 
@@ -514,7 +572,15 @@ class SELU(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class CELU(_Activation):
-    """``max(0, x) + min(0, alpha·(exp(x/alpha) - 1))`` (``torch.nn.CELU``)."""
+    """``max(0, x) + min(0, alpha·(exp(x/alpha) - 1))`` (``torch.nn.CELU``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.CELU(alpha=2.0).apply({}, {}, jnp.array([-2.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # 2·(exp(-2/2) - 1)
+        [-1.2642, 1.0]
+    """
 
     alpha: float = 1.0
     inplace: bool = False
@@ -532,7 +598,17 @@ class CELU(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class GELU(_Activation):
-    """``x·Φ(x)``, or its tanh approximation with ``approximate='tanh'``."""
+    """``x·Φ(x)``, or its tanh approximation with ``approximate='tanh'``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> x = jnp.array([-1.0, 0.0, 1.0])
+        >>> [round(v, 4) for v in nn.GELU().apply({}, {}, x)[0].tolist()]  # x·Φ(x)
+        [-0.1587, 0.0, 0.8413]
+        >>> [round(v, 4) for v in nn.GELU(approximate="tanh").apply({}, {}, x)[0].tolist()]
+        [-0.1588, 0.0, 0.8412]
+    """
 
     approximate: str = "none"
 
@@ -549,7 +625,15 @@ class GELU(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class SiLU(_Activation):
-    """``x·sigmoid(x)`` (``torch.nn.SiLU``)."""
+    """``x·sigmoid(x)`` (``torch.nn.SiLU``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.SiLU().apply({}, {}, jnp.array([0.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # x·sigmoid(x)
+        [0.0, 0.7311]
+    """
 
     inplace: bool = False
 
@@ -562,7 +646,15 @@ class SiLU(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Mish(_Activation):
-    """``x·tanh(softplus(x))`` (``torch.nn.Mish``)."""
+    """``x·tanh(softplus(x))`` (``torch.nn.Mish``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Mish().apply({}, {}, jnp.array([0.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # tanh(log(1 + e))
+        [0.0, 0.8651]
+    """
 
     inplace: bool = False
 
@@ -578,6 +670,13 @@ class Hardswish(_Activation):
     """``x·relu6(x + 3)/6``; gradient 0 at -3 and 1 at 3 (``torch.nn.Hardswish``).
 
     torch's repr never shows ``inplace``; neither does this one.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Hardswish().apply({}, {}, jnp.array([0.0, 1.0, 4.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # 1·(1 + 3)/6; x from 3 on
+        [0.0, 0.6667, 4.0]
     """
 
     inplace: bool = False
@@ -588,7 +687,15 @@ class Hardswish(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Hardsigmoid(_Activation):
-    """``relu6(x + 3)/6``; gradient 0 at ±3 (``torch.nn.Hardsigmoid``; repr without ``inplace``)."""
+    """``relu6(x + 3)/6``; gradient 0 at ±3 (``torch.nn.Hardsigmoid``; repr without ``inplace``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Hardsigmoid().apply({}, {}, jnp.array([-4.0, 0.0, 4.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [0.0, 0.5, 1.0]
+    """
 
     inplace: bool = False
 
@@ -598,7 +705,15 @@ class Hardsigmoid(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Sigmoid(_Activation):
-    """``1/(1 + exp(-x))`` (``torch.nn.Sigmoid``)."""
+    """``1/(1 + exp(-x))`` (``torch.nn.Sigmoid``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Sigmoid().apply({}, {}, jnp.array([0.0, 2.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [0.5, 0.8808]
+    """
 
     _floats_only: ClassVar[bool] = False
 
@@ -608,7 +723,15 @@ class Sigmoid(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Tanh(_Activation):
-    """``tanh(x)`` (``torch.nn.Tanh``)."""
+    """``tanh(x)`` (``torch.nn.Tanh``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Tanh().apply({}, {}, jnp.array([0.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]
+        [0.0, 0.7616]
+    """
 
     _floats_only: ClassVar[bool] = False
 
@@ -618,7 +741,15 @@ class Tanh(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Softsign(_Activation):
-    """``x/(1 + |x|)`` (``torch.nn.Softsign``)."""
+    """``x/(1 + |x|)`` (``torch.nn.Softsign``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softsign().apply({}, {}, jnp.array([-3.0, 1.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # x/(1 + |x|)
+        [-0.75, 0.5]
+    """
 
     _floats_only: ClassVar[bool] = False
 
@@ -628,7 +759,15 @@ class Softsign(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Softplus(_Activation):
-    """``log(1 + exp(beta·x))/beta``, linear (``x``) where ``beta·x > threshold``."""
+    """``log(1 + exp(beta·x))/beta``, linear (``x``) where ``beta·x > threshold``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softplus().apply({}, {}, jnp.array([0.0, 30.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # log 2; linear past threshold=20
+        [0.6931, 30.0]
+    """
 
     beta: float = 1.0
     threshold: float = 20.0
@@ -642,7 +781,15 @@ class Softplus(_Activation):
 
 @dataclass(frozen=True, repr=False)
 class Threshold(_Activation):
-    """``x`` where ``x > threshold``, else ``value`` (``torch.nn.Threshold``)."""
+    """``x`` where ``x > threshold``, else ``value`` (``torch.nn.Threshold``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Threshold(0.5, -1.0).apply({}, {}, jnp.array([0.0, 2.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # x if x > 0.5 else -1
+        [-1.0, 2.0]
+    """
 
     threshold: float
     value: float
@@ -682,7 +829,15 @@ class _SoftmaxNd(Module):
 
 @dataclass(frozen=True, repr=False)
 class Softmax(_SoftmaxNd):
-    """``exp(x_i) / Σ_j exp(x_j)`` along ``dim`` (``torch.nn.Softmax``)."""
+    """``exp(x_i) / Σ_j exp(x_j)`` along ``dim`` (``torch.nn.Softmax``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softmax(dim=-1).apply({}, {}, jnp.log(jnp.array([1.0, 2.0, 5.0])))
+        >>> [round(v, 4) for v in y.tolist()]  # proportional to exp(x): 1, 2, 5 out of 8
+        [0.125, 0.25, 0.625]
+    """
 
     _fn: ClassVar[Any] = staticmethod(softmax)
     _name: ClassVar[str] = "softmax"
@@ -690,7 +845,15 @@ class Softmax(_SoftmaxNd):
 
 @dataclass(frozen=True, repr=False)
 class LogSoftmax(_SoftmaxNd):
-    """``log(softmax(x))`` along ``dim``, computed stably (``torch.nn.LogSoftmax``)."""
+    """``log(softmax(x))`` along ``dim``, computed stably (``torch.nn.LogSoftmax``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LogSoftmax(dim=-1).apply({}, {}, jnp.array([0.0, 0.0]))
+        >>> [round(v, 4) for v in y.tolist()]  # log(1/2)
+        [-0.6931, -0.6931]
+    """
 
     _fn: ClassVar[Any] = staticmethod(log_softmax)
     _name: ClassVar[str] = "log_softmax"
@@ -698,7 +861,15 @@ class LogSoftmax(_SoftmaxNd):
 
 @dataclass(frozen=True, repr=False)
 class Softmin(_SoftmaxNd):
-    """``softmax(-x)`` along ``dim`` (``torch.nn.Softmin``)."""
+    """``softmax(-x)`` along ``dim`` (``torch.nn.Softmin``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softmin(dim=-1).apply({}, {}, jnp.log(jnp.array([1.0, 3.0])))
+        >>> [round(v, 4) for v in y.tolist()]  # softmax(-x): the smaller input gets the larger weight
+        [0.75, 0.25]
+    """
 
     _fn: ClassVar[Any] = staticmethod(softmin)
     _name: ClassVar[str] = "softmin"
