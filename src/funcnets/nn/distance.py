@@ -77,7 +77,15 @@ def pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, k
 
 def pdist(input: Array, p: float = 2.0) -> Array:
     """``torch.nn.functional.pdist``: the ``p``-norm distance between every pair of rows,
-    ``(N, M) -> (N * (N - 1) / 2,)`` in the order of ``i < j`` row-major."""
+    ``(N, M) -> (N * (N - 1) / 2,)`` in the order of ``i < j`` row-major.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.nn import functional as F
+        >>> x = jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+        >>> [round(v, 4) for v in F.pdist(x).tolist()]  # pairs (0, 1), (0, 2), (1, 2)
+        [5.0, 10.0, 5.0]
+    """
     if input.ndim != 2:
         raise ShapeError(f"pdist only supports 2D tensors (N, M), got {input.ndim}D {tuple(input.shape)}")
     if p < 0:

@@ -142,7 +142,16 @@ def embedding(
 def embedding_renorm(weight: Array, input: Array, max_norm: float, norm_type: float = 2.0) -> Array:
     """The weight after torch's in-place ``embedding_renorm_``: each row indexed by
     ``input`` whose ``norm_type`` norm exceeds ``max_norm`` is scaled by
-    ``max_norm / (norm + 1e-7)``; other rows are unchanged."""
+    ``max_norm / (norm + 1e-7)``; other rows are unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.nn import functional as F
+        >>> weight = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+        >>> w = F.embedding_renorm(weight, jnp.array([0, 1]), max_norm=1.0)
+        >>> [[round(v, 4) for v in row] for row in w.tolist()]  # row 0 (norm 5) scaled to norm 1; row 1 kept
+        [[0.6, 0.8], [0.3, 0.4]]
+    """
     idx = jnp.asarray(input).ravel()
     scale = _renorm_scale(weight, idx, max_norm, norm_type)
     return weight.at[idx].set(jnp.take(weight, idx, axis=0, mode="clip") * scale, mode="drop")
@@ -154,6 +163,12 @@ def one_hot(tensor: Array, num_classes: int = -1) -> Array:
     ``num_classes=-1`` takes ``max(tensor) + 1``, which needs a concrete tensor (not
     under ``jax.jit``); pass ``num_classes`` there. The dtype is JAX's default integer
     (int64 with x64, int32 otherwise; torch's is int64).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.nn import functional as F
+        >>> F.one_hot(jnp.array([0, 2]), num_classes=3).tolist()
+        [[1, 0, 0], [0, 0, 1]]
     """
     t = jnp.asarray(tensor)
     if not jnp.issubdtype(t.dtype, jnp.integer):
