@@ -69,6 +69,15 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
     Raises:
       ValueError: when the shapes differ, or (outside ``jit``, where values can be seen)
         an input or target is outside ``[0, 1]``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> p, t = jnp.array([0.8, 0.2]), jnp.array([1.0, 0.0])
+        >>> round(float(losses.binary_cross_entropy(p, t)), 4)  # -log 0.8
+        0.2231
+        >>> float(losses.binary_cross_entropy(jnp.array([0.0]), jnp.array([1.0])))  # log 0 clamped at -100
+        100.0
     """
     warn_if_downcast(input, target, weight, where="binary_cross_entropy")
     _check_reduction(reduction)
@@ -117,6 +126,16 @@ def binary_cross_entropy_with_logits(
       weight: rescales each element; broadcasts to ``input``'s shape.
       pos_weight: weight of the positive term, broadcast along the last dimension
         (``(C,)`` for ``(N, C)`` multi-label logits).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, t = jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])
+        >>> round(float(losses.binary_cross_entropy_with_logits(x, t)), 4)  # = BCE of sigmoid(x)
+        0.2201
+        >>> pw = jnp.array([3.0, 3.0])  # positives weigh 3x: only the first term grows
+        >>> round(float(losses.binary_cross_entropy_with_logits(x, t, pos_weight=pw)), 4)
+        0.347
     """
     warn_if_downcast(input, target, weight, pos_weight, where="binary_cross_entropy_with_logits")
     _check_reduction(reduction)
@@ -146,6 +165,12 @@ def soft_margin_loss(input: Array, target: Array, reduction: str = "mean") -> Ar
     Args:
       input: scores, any shape.
       target: labels, ``input``'s shape (broadcasts with a ShapeError if it cannot).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> round(float(losses.soft_margin_loss(jnp.array([2.0, -1.0]), jnp.array([1.0, -1.0]))), 4)
+        0.2201
     """
     warn_if_downcast(input, target, where="soft_margin_loss")
     _check_reduction(reduction)
@@ -169,6 +194,13 @@ def multilabel_soft_margin_loss(
 
     Returns:
       ``input.shape[:-1]`` for ``reduction="none"``, else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, t = jnp.array([[2.0, -1.0, 0.5]]), jnp.array([[1.0, 0.0, 1.0]])
+        >>> round(float(losses.multilabel_soft_margin_loss(x, t)), 4)
+        0.3048
     """
     warn_if_downcast(input, target, weight, where="multilabel_soft_margin_loss")
     _check_reduction(reduction)

@@ -36,6 +36,18 @@ def nll_loss(
 
     ``loss_i = -weight[t_i] · input[i, t_i]`` (0 where ``t_i == ignore_index``); ``mean``
     divides by the sum of ``weight[t_i]`` over the non-ignored targets.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> logp = jnp.array([[-0.2, -1.7, -3.2], [-2.0, -0.3, -1.9]])
+        >>> round(float(losses.nll_loss(logp, jnp.array([0, 1]))), 4)  # (0.2 + 0.3) / 2
+        0.25
+        >>> w = jnp.array([1.0, 3.0, 1.0])  # mean divides by the targets' weights: (0.2 + 3·0.3) / 4
+        >>> round(float(losses.nll_loss(logp, jnp.array([0, 1]), weight=w)), 4)
+        0.275
+        >>> round(float(losses.nll_loss(logp, jnp.array([0, -100]))), 4)  # ignore_index=-100 drops the second
+        0.2
     """
     warn_if_downcast(input, weight, where="nll_loss")
     loss, w = _nll(input, target, weight, ignore_index, reduction)
@@ -84,6 +96,18 @@ def cross_entropy(
       input: logits ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``.
       target: ``(N,)``/``(N, d1, ...)`` ints, or probabilities shaped like ``input``.
       weight: per-class weights ``(C,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> logits, target = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0])
+        >>> round(float(losses.cross_entropy(logits, target)), 4)  # torch's F.cross_entropy: 0.2413
+        0.2413
+        >>> round(float(losses.cross_entropy(logits, target, label_smoothing=0.1)), 4)
+        0.3913
+        >>> probs = jnp.array([[0.8, 0.2, 0.0]])  # class probabilities as the target
+        >>> round(float(losses.cross_entropy(logits, probs)), 4)  # -(0.8 log p0 + 0.2 log p1)
+        0.5413
     """
     warn_if_downcast(input, target, weight, where="cross_entropy")
     _check_reduction(reduction)
@@ -154,6 +178,13 @@ def multi_margin_loss(
 
     Returns:
       ``(N,)`` for ``reduction="none"`` (target's shape for an unbatched input), else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> round(float(losses.multi_margin_loss(x, jnp.array([3]))), 4)  # (0.3 + 0.4 + 0.6) / 4
+        0.325
     """
     warn_if_downcast(input, weight, where="multi_margin_loss")
     _check_reduction(reduction)
@@ -195,6 +226,14 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: str = "mean")
 
     Returns:
       ``(N,)`` for ``reduction="none"`` (a scalar for an unbatched input), else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> y = jnp.array([[3, 0, -1, 1]])  # classes 3 and 0; the list ends at -1
+        >>> round(float(losses.multilabel_margin_loss(x, y)), 4)  # torch's example: 0.85
+        0.85
     """
     warn_if_downcast(input, where="multilabel_margin_loss")
     _check_reduction(reduction)

@@ -92,6 +92,14 @@ def ctc_loss(
     Raises:
       ValueError: lengths or labels out of range (checked where their values are known,
         outside ``jit``), a blank outside ``[0, C)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> probs = jnp.array([[[0.7, 0.2, 0.1]], [[0.1, 0.8, 0.1]], [[0.6, 0.2, 0.2]]])  # (T=3, N=1, C=3)
+        >>> log_probs = jnp.log(probs)
+        >>> round(float(losses.ctc_loss(log_probs, jnp.array([[1]]), [3], [1])), 4)  # label 1, blank 0
+        0.5075
     """
     warn_if_downcast(log_probs, where="ctc_loss")
     fn = "ctc_loss"

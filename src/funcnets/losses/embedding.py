@@ -36,6 +36,13 @@ def cosine_embedding_loss(
 
     Returns:
       ``(N,)`` (or a scalar) for ``reduction="none"``, else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x1 = jnp.array([[1.0, 0.0], [1.0, 1.0]]); x2 = jnp.array([[0.0, 1.0], [1.0, 1.0]])
+        >>> losses.cosine_embedding_loss(x1, x2, jnp.array([1, -1]), reduction="none").tolist()  # 1 - cos; cos
+        [1.0, 1.0]
     """
     warn_if_downcast(input1, input2, target, where="cosine_embedding_loss")
     _check_reduction(reduction)
@@ -70,6 +77,13 @@ def margin_ranking_loss(
     Args:
       input1, input2, target: the same number of dimensions, broadcasting together
         (usually all ``(N,)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x1, x2, y = jnp.array([0.5, 2.0]), jnp.array([1.0, 1.0]), jnp.array([1.0, 1.0])
+        >>> losses.margin_ranking_loss(x1, x2, y, margin=0.5, reduction="none").tolist()
+        [1.0, 0.0]
     """
     warn_if_downcast(input1, input2, target, where="margin_ranking_loss")
     _check_reduction(reduction)
@@ -90,6 +104,13 @@ def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, reduc
     Args:
       input: distances, any shape.
       target: ``1`` or ``-1``, broadcasting with ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> d, y = jnp.array([0.3, 0.4]), jnp.array([1.0, -1.0])
+        >>> [round(v, 4) for v in losses.hinge_embedding_loss(d, y, reduction="none").tolist()]  # x; 1 - x
+        [0.3, 0.6]
     """
     warn_if_downcast(input, target, where="hinge_embedding_loss")
     _check_reduction(reduction)
@@ -146,6 +167,13 @@ def triplet_margin_loss(
     Returns:
       ``(N,)`` (the inputs' shape without the last dimension) for ``reduction="none"``,
       else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[1.0, 0.0]])
+        >>> round(float(losses.triplet_margin_loss(a, p, n)), 4)  # 1 + ‖a - p‖ - ‖a - n‖ = 1 + 5 - 1
+        5.0
     """
     warn_if_downcast(anchor, positive, negative, where="triplet_margin_loss")
     _check_reduction(reduction)

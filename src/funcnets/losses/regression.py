@@ -21,6 +21,15 @@ def mse_loss(input: Array, target: Array, reduction: str = "mean", weight: Array
 
     With ``weight`` (``input``'s shape) each squared error is weighted and ``mean``
     divides by ``Σ weight``, as torch does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, y = jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 0.0])
+        >>> round(float(losses.mse_loss(x, y)), 4)  # (0 + 4 + 9) / 3, as F.mse_loss gives
+        4.3333
+        >>> losses.mse_loss(x, y, reduction="none").tolist()
+        [0.0, 4.0, 9.0]
     """
     warn_if_downcast(input, target, weight, where="mse_loss")
     return _pointwise(input, target, reduction, jnp.square, weight)
@@ -30,6 +39,15 @@ def l1_loss(input: Array, target: Array, reduction: str = "mean", weight: Array 
     """``mean(|input - target|)`` over all elements; gradient 0 where they are equal.
 
     With ``weight`` (``input``'s shape) ``mean`` divides by ``Σ weight``, as torch does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, y = jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 0.0])
+        >>> round(float(losses.l1_loss(x, y)), 4)  # (0 + 2 + 3) / 3
+        1.6667
+        >>> float(losses.l1_loss(x, y, reduction="sum"))
+        5.0
     """
     warn_if_downcast(input, target, weight, where="l1_loss")
     return _pointwise(input, target, reduction, _abs, weight)
@@ -40,6 +58,15 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
     ``0.5·z²/β`` where ``z < β``, else ``z - 0.5·β``; ``β = 0`` is ``l1_loss``.
 
     The gradient is ``clamp(d/β, -1, 1)`` (0 at ``d = 0``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> losses.smooth_l1_loss(x, y, reduction="none").tolist()  # 0.5·0.5², then 3 - 0.5
+        [0.125, 2.5]
+        >>> round(float(losses.smooth_l1_loss(x, y)), 4)
+        1.3125
     """
     warn_if_downcast(input, target, where="smooth_l1_loss")
     if beta < 0:
@@ -60,6 +87,15 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
 
     With ``weight`` (``input``'s shape) ``mean`` divides by the number of elements (not
     by ``Σ weight`` as mse/l1 do): torch's rule.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> losses.huber_loss(x, y, delta=2.0, reduction="none").tolist()  # 0.5·0.5², then 2·(3 - 1)
+        [0.125, 4.0]
+        >>> round(float(losses.huber_loss(x, y, delta=2.0)), 4)  # torch: F.huber_loss(x, y, delta=2.0)
+        2.0625
     """
     warn_if_downcast(input, target, weight, where="huber_loss")
     if not delta > 0:

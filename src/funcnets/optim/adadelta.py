@@ -45,10 +45,17 @@ def adadelta(
         they choose torch's kernels, not the update.
 
     Example:
-      >>> opt = adadelta(rho=0.95)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.adadelta(lr=1.0)  # torch.optim.Adadelta([w], lr=1.0)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # small first steps: sqrt(Δ + eps) starts at sqrt(eps)
+        [0.9903, -1.9903]
     """
     _check("learning rate", lr)
     _check("rho value", rho, 0.0, 1.0, closed=True)

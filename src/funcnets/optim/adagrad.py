@@ -28,7 +28,18 @@ def scale_by_torch_adagrad(
     lr_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10
 ) -> optax.GradientTransformation:
     """torch's Adagrad direction: ``s ← s + g²``, ``u = g / (sqrt(s) + eps) / (1 + (t-1)·lr_decay)``
-    (the learning rate is applied after it)."""
+    (the learning rate is applied after it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> tx = optim.scale_by_torch_adagrad()
+        >>> state = tx.init(jnp.zeros(1))
+        >>> u1, state = tx.update(jnp.array([3.0]), state)
+        >>> u2, state = tx.update(jnp.array([4.0]), state)
+        >>> round(float(u1[0]), 4), round(float(u2[0]), 4)  # 3/sqrt(9), 4/sqrt(9 + 16)
+        (1.0, 0.8)
+    """
 
     def init_fn(params):
         return TorchAdagradState(
@@ -84,10 +95,17 @@ def adagrad(
         choose torch's kernels, not the update.
 
     Example:
-      >>> opt = adagrad(lr=0.1, lr_decay=1e-3)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.adagrad(lr=0.1)  # torch.optim.Adagrad([w], lr=0.1)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # torch's w after the same steps
+        [0.7805, -1.7758]
     """
     _check("learning rate", lr)
     _check("lr_decay value", lr_decay)

@@ -99,6 +99,16 @@ def scale_by_torch_adam(
       eps: added to the bias-corrected ``sqrt(v)``, outside the square root (torch).
 
     State: :class:`TorchAdamState` (``exp_avg``, ``exp_avg_sq`` like params; ``count``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> sched = optim.lr_scheduler.OneCycleLR(0.01, total_steps=100)
+        >>> tx = optax.chain(optim.scale_by_torch_adam(b1=sched.momentum), optax.scale_by_learning_rate(sched))
+        >>> state = tx.init(jnp.zeros(2))
+        >>> updates, state = tx.update(jnp.array([0.5, -3.0]), state)
+        >>> [round(u, 6) for u in updates.tolist()]  # first Adam step: -lr·sign(g), lr = 0.01/25
+        [-0.0004, 0.0004]
     """
 
     def init_fn(params):
@@ -120,7 +130,18 @@ def scale_by_torch_amsgrad(
 ) -> optax.GradientTransformation:
     """torch's AMSGrad: ``v̂ = max(v̂, v)`` on the raw second moment, then
     ``m/(1-β₁ᵗ) / (sqrt(v̂)/sqrt(1-β₂ᵗ) + eps)``. ``b1``/``b2`` may be schedules, as in
-    :func:`scale_by_torch_adam`."""
+    :func:`scale_by_torch_adam`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> tx = optim.scale_by_torch_amsgrad()
+        >>> state = tx.init(jnp.zeros(1))
+        >>> _, state = tx.update(jnp.array([10.0]), state)  # a large gradient, then a small one
+        >>> u, state = tx.update(jnp.array([0.1]), state)
+        >>> round(float(state.max_exp_avg_sq[0]), 5), round(float(state.exp_avg_sq[0]), 5)  # the max keeps v₁
+        (0.1, 0.09991)
+    """
 
     def init_fn(params):
         m, v = _zero_moments(params)
@@ -179,6 +200,19 @@ def adam(
     ``decoupled_weight_decay=True`` is :func:`adamw`. ``foreach``, ``capturable``,
     ``differentiable`` and ``fused`` are accepted for torch's signature and ignored: they
     choose torch's kernels, not the update.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.adam(lr=0.1)  # torch.optim.Adam([w], lr=0.1)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # each step moves ~lr, whatever the gradient's scale
+        [0.7016, -1.7006]
     """
     return _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay)
 
@@ -201,5 +235,18 @@ def adamw(
 
     ``foreach``, ``capturable``, ``differentiable`` and ``fused`` are accepted for torch's
     signature and ignored: they choose torch's kernels, not the update.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.adamw(lr=0.1, weight_decay=0.1)  # torch.optim.AdamW([w], lr=0.1, weight_decay=0.1)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # Adam's steps plus θ·(1 - lr·wd) each step
+        [0.6751, -1.6444]
     """
     return _adam(lr, betas, eps, weight_decay, amsgrad, maximize, True)

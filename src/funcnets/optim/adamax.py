@@ -45,10 +45,17 @@ def adamax(
         they choose torch's kernels, not the update.
 
     Example:
-      >>> opt = adamax(lr=2e-3)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.adamax(lr=0.1)  # torch.optim.Adamax([w], lr=0.1)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # torch's w after the same steps
+        [0.7155, -1.7076]
     """
     _check_adam_args(lr, betas, eps, weight_decay)
     return _torch_chain([optax.scale_by_adamax(betas[0], betas[1], eps)], lr, weight_decay, maximize)

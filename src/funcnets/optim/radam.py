@@ -32,6 +32,16 @@ def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
         u = m̂·rₜ·sqrt(1-β₂ᵗ)/(sqrt(v) + eps)   if ρₜ > 5
         u = m̂                                  otherwise
         rₜ = sqrt((ρₜ-4)(ρₜ-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρₜ))
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> tx = optim.scale_by_torch_radam()
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for _ in range(6):
+        ...     u, state = tx.update(jnp.array([2.0]), state)
+        ...     print(round(float(u[0]), 4), end=" ")  # m̂ until ρₜ > 5 at step 6, then rectified (torch's too)
+        2.0 2.0 2.0 2.0 2.0 0.0258
     """
     rho_inf = 2 / (1 - b2) - 1
 
@@ -98,10 +108,17 @@ def radam(
         they choose torch's kernels, not the update.
 
     Example:
-      >>> opt = radam(lr=1e-3)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.radam(lr=0.1)  # torch.optim.RAdam([w], lr=0.1)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # un-rectified first steps: θ -= lr·m̂, SGD with momentum
+        [0.4623, -0.9246]
     """
     _check_adam_args(lr, betas, eps, weight_decay)
     core = scale_by_torch_radam(betas[0], betas[1], eps)

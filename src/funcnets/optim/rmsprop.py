@@ -55,10 +55,17 @@ def rmsprop(
         they choose torch's kernels, not the update.
 
     Example:
-      >>> opt = rmsprop(lr=1e-3, momentum=0.9, centered=True)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.rmsprop(lr=0.01, momentum=0.9)  # torch.optim.RMSprop([w], lr=0.01, momentum=0.9)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # torch's w after the same steps
+        [0.5529, -1.5441]
     """
     _check("learning rate", lr)
     _check("epsilon value", eps)

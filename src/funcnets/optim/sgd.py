@@ -27,6 +27,16 @@ def scale_by_torch_momentum(
     ``momentum`` (and ``dampening``) may be a schedule of the step count ``t`` (0 for the
     first step), e.g. ``OneCycleLR.momentum``: step ``t`` uses ``μ(t)``, the momentum
     torch's OneCycleLR/CyclicLR put in the param group before that ``optimizer.step()``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> tx = optim.scale_by_torch_momentum(0.9, dampening=0.5)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> u1, state = tx.update(jnp.array([1.0]), state)
+        >>> u2, state = tx.update(jnp.array([1.0]), state)
+        >>> round(float(u1[0]), 4), round(float(u2[0]), 4)  # b₁ = g, then 0.9·1 + (1 - 0.5)·1, as torch
+        (1.0, 1.4)
     """
 
     def init_fn(params):
@@ -75,10 +85,17 @@ def sgd(
     ignored: they choose torch's kernels, not the update.
 
     Example:
-      >>> opt = sgd(lr=0.01, momentum=0.9)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
-      >>> params = optax.apply_updates(params, updates)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> opt = optim.sgd(lr=0.1, momentum=0.9)  # torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        >>> opt_state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, opt_state = opt.update(jax.grad(loss)(params), opt_state, params)
+        ...     params = optax.apply_updates(params, updates)
+        >>> [round(v, 4) for v in params["w"].tolist()]  # torch's w after the same steps
+        [0.062, -0.124]
     """
     _check("learning rate", lr)
     _check("momentum value", momentum)
