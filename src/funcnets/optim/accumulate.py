@@ -34,7 +34,16 @@ __all__ = ["split_microbatches", "accumulate_gradients"]
 
 def split_microbatches(batch: Any, k: int) -> Any:
     """``batch`` (every leaf ``(N, ...)``) as ``k`` consecutive micro-batches: every leaf
-    ``(k, N/k, ...)`` (torch's ``x.chunk(k)``, stacked)."""
+    ``(k, N/k, ...)`` (torch's ``x.chunk(k)``, stacked).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import split_microbatches
+        >>> x, y = jnp.zeros((8, 3)), jnp.arange(8)
+        >>> mx, my = split_microbatches((x, y), 4)  # torch's x.chunk(4), stacked
+        >>> mx.shape, my[1].tolist()
+        ((4, 2, 3), [2, 3])
+    """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"accumulate_steps must be an integer >= 1, got {k!r}")
 
@@ -69,6 +78,17 @@ def accumulate_gradients(
     Returns:
       ``(grads, model_state, metrics)``: ``Σ g_i / k``; the state after the ``k``
       forwards (BatchNorm updated ``k`` times); each metric the mean over micro-batches.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets.optim import accumulate_gradients
+        >>> def loss_fn(params, state, batch, key):  # a mean over the micro-batch
+        ...     return jnp.mean(params["w"] * batch), (state, {})
+        >>> vg = jax.value_and_grad(loss_fn, has_aux=True)
+        >>> batch = jnp.array([1.0, 2.0, 3.0, 4.0])
+        >>> grads, _, _ = accumulate_gradients(vg, {"w": jnp.array(0.0)}, {}, batch, jax.random.key(0), k=2)
+        >>> float(grads["w"]), float(jnp.mean(batch))  # the mean of the micro-batch gradients = the batch's
+        (2.5, 2.5)
     """
     micro = split_microbatches(batch, k)
     keys = jax.random.split(key, k)

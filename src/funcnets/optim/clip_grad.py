@@ -84,6 +84,13 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
       error_if_nonfinite: raise (outside ``jit``) if the total norm is nan or inf.
     Returns:
       a scalar in the tensors' dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}
+        >>> float(optim.get_total_norm(grads)), float(optim.get_total_norm(grads, norm_type=float("inf")))
+        (5.0, 4.0)
     """
     p = _check_norm_type(norm_type)
     norms = _leaf_norms(tensors, p)
@@ -132,7 +139,16 @@ def _message(p: float | None, step: int | None, bad: list[str]) -> str:
 
 
 def clip_grads_with_norm_(grads: Any, max_norm: float, total_norm: Array) -> Any:
-    """``torch.nn.utils.clip_grads_with_norm_``: ``g · min(max_norm / (total_norm + 1e-6), 1)``."""
+    """``torch.nn.utils.clip_grads_with_norm_``: ``g · min(max_norm / (total_norm + 1e-6), 1)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}
+        >>> clipped = optim.clip_grads_with_norm_(grads, 1.0, optim.get_total_norm(grads))
+        >>> round(float(clipped["a"][0]), 4), round(float(clipped["b"][0]), 4)  # 3/5, 4/5
+        (0.6, 0.8)
+    """
     coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
     return jax.tree_util.tree_map(lambda g: g * coef.astype(g.dtype), grads)
 
@@ -143,7 +159,16 @@ def clip_grad_norm_(
     """``torch.nn.utils.clip_grad_norm_`` on a gradient pytree: ``(clipped, total_norm)``
     (torch modifies ``.grad`` in place and returns the total norm; here the clipped
     gradients are returned). ``error_if_nonfinite`` raises outside ``jit`` only; under
-    ``jit`` use :func:`clip_grad_norm` and :func:`check_finite`."""
+    ``jit`` use :func:`clip_grad_norm` and :func:`check_finite`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}
+        >>> clipped, total = optim.clip_grad_norm_(grads, max_norm=1.0)  # torch returns total, clips .grad
+        >>> float(total), round(float(clipped["a"][0]), 4), round(float(clipped["b"][0]), 4)
+        (5.0, 0.6, 0.8)
+    """
     _check_max_norm(max_norm)
     total = get_total_norm(grads, norm_type, error_if_nonfinite)
     return clip_grads_with_norm_(grads, max_norm, total), total
@@ -151,7 +176,14 @@ def clip_grad_norm_(
 
 def clip_grad_value_(grads: Any, clip_value: float) -> Any:
     """``torch.nn.utils.clip_grad_value_``: every element clamped to
-    ``[-clip_value, clip_value]`` (NaN stays NaN, as in torch)."""
+    ``[-clip_value, clip_value]`` (NaN stays NaN, as in torch).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> optim.clip_grad_value_({"w": jnp.array([-3.0, 0.5, 2.0])}, clip_value=1.0)["w"].tolist()
+        [-1.0, 0.5, 1.0]
+    """
     _check_clip_value(clip_value)
     v = float(clip_value)
     return jax.tree_util.tree_map(lambda g: jnp.minimum(jnp.maximum(g, -v), v), grads)
@@ -185,6 +217,18 @@ def clip_grad_norm(
     ``state.total_norm`` is the norm before clipping (torch's return value). With
     ``error_if_nonfinite`` the state also keeps the first step whose norm was not finite
     and which gradients were; :func:`check_finite` raises from it.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> opt = optax.chain(optim.clip_grad_norm(1.0), optim.sgd(lr=0.1))
+        >>> params = {"a": jnp.array([0.0]), "b": jnp.array([0.0])}
+        >>> opt_state = opt.init(params)
+        >>> updates, opt_state = opt.update({"a": jnp.array([3.0]), "b": jnp.array([4.0])}, opt_state, params)
+        >>> round(float(updates["a"][0]), 4), round(float(updates["b"][0]), 4)  # -0.1·(0.6, 0.8)
+        (-0.06, -0.08)
+        >>> float(opt_state[0].total_norm)  # the norm before clipping (torch's return value)
+        5.0
     """
     _check_max_norm(max_norm)
     p = _check_norm_type(norm_type)
@@ -212,7 +256,17 @@ def clip_grad_norm(
 
 
 def clip_grad_value(clip_value: float) -> optax.GradientTransformation:
-    """``torch.nn.utils.clip_grad_value_`` as an optax transformation."""
+    """``torch.nn.utils.clip_grad_value_`` as an optax transformation.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> opt = optax.chain(optim.clip_grad_value(1.0), optim.sgd(lr=0.1))
+        >>> params = {"w": jnp.zeros(2)}
+        >>> updates, _ = opt.update({"w": jnp.array([-3.0, 0.5])}, opt.init(params), params)
+        >>> [round(u, 4) for u in updates["w"].tolist()]
+        [0.1, -0.05]
+    """
     _check_clip_value(clip_value)
     return optax.stateless(lambda updates, params=None: clip_grad_value_(updates, clip_value))
 
@@ -227,7 +281,17 @@ def _clip_states(opt_state: Any) -> list[ClipGradNormState]:
 
 def grad_norm_of(opt_state: Any) -> Array | None:
     """The total gradient norm :func:`clip_grad_norm` recorded in ``opt_state`` (the
-    latest step's, before clipping), or None if the optimizer does not clip by norm."""
+    latest step's, before clipping), or None if the optimizer does not clip by norm.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> opt = optax.chain(optim.clip_grad_norm(10.0), optim.sgd(lr=0.1))
+        >>> params = {"w": jnp.zeros(2)}
+        >>> _, opt_state = opt.update({"w": jnp.array([3.0, 4.0])}, opt.init(params), params)
+        >>> float(optim.clip_grad.grad_norm_of(opt_state))
+        5.0
+    """
     states = _clip_states(opt_state)
     return states[0].total_norm if states else None
 
@@ -236,7 +300,19 @@ def check_finite(opt_state: Any, norm_type: float | None = None) -> None:
     """Raise ``RuntimeError`` (on the host) if a :func:`clip_grad_norm` built with
     ``error_if_nonfinite=True`` saw a non-finite gradient norm: the message names the
     optimizer step and the parameters whose gradients were not finite. Does nothing
-    otherwise (also when no such transformation is in the optimizer)."""
+    otherwise (also when no such transformation is in the optimizer).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> opt = optax.chain(optim.clip_grad_norm(1.0, error_if_nonfinite=True), optim.sgd(lr=0.1))
+        >>> params = {"w": jnp.zeros(2)}
+        >>> _, opt_state = opt.update({"w": jnp.array([jnp.inf, 1.0])}, opt.init(params), params)
+        >>> optim.check_finite(opt_state)
+        Traceback (most recent call last):
+            ...
+        RuntimeError: The total norm for gradients from `parameters` is non-finite at optimizer step 0 (counting from 0), so it cannot be clipped; non-finite gradients: w. ...
+    """
     for s in _clip_states(opt_state):
         if s.nonfinite_step is None:
             continue

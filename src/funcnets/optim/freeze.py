@@ -31,6 +31,16 @@ def select(params: Params, include: Selector = None, exclude: Selector = None) -
 
     The result is a frozenset: hashable, so it can be a static ``jax.jit`` argument.
     Raises if nothing is selected, since a typo would otherwise train nothing.
+
+    Example:
+        >>> import jax
+        >>> from funcnets import nn, optim
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> params, _ = model.init(jax.random.key(0))
+        >>> sorted(optim.select(params, include="2"))  # train the head only: torch's requires_grad_(False) on "0"
+        ['2.bias', '2.weight']
+        >>> sorted(optim.select(params, exclude="*.bias"))
+        ['0.weight', '2.weight']
     """
     names = list(flatten(params))
     inc = (lambda n: True) if include is None else _matcher(include)
@@ -45,7 +55,16 @@ def select(params: Params, include: Selector = None, exclude: Selector = None) -
 
 
 def split(params: Params, trainable: frozenset[str]) -> tuple[dict, dict]:
-    """``(trainable_params, frozen_params)`` as two nested dicts."""
+    """``(trainable_params, frozen_params)`` as two nested dicts.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> params = {"body": {"weight": jnp.ones(3)}, "head": {"weight": jnp.zeros(2)}}
+        >>> trainable, frozen = optim.split(params, optim.select(params, include="head"))
+        >>> trainable.keys(), frozen.keys()
+        (dict_keys(['head']), dict_keys(['body']))
+    """
     flat = flatten(params)
     return (
         unflatten({k: v for k, v in flat.items() if k in trainable}),
@@ -54,5 +73,14 @@ def split(params: Params, trainable: frozenset[str]) -> tuple[dict, dict]:
 
 
 def merge(trainable_params: Params, frozen_params: Params) -> dict:
-    """Inverse of :func:`split`."""
+    """Inverse of :func:`split`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> params = {"body": {"weight": jnp.ones(3)}, "head": {"weight": jnp.zeros(2)}}
+        >>> trainable, frozen = optim.split(params, frozenset({"head.weight"}))
+        >>> optim.merge(trainable, frozen).keys() == params.keys()
+        True
+    """
     return unflatten({**flatten(frozen_params), **flatten(trainable_params)})

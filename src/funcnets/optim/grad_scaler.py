@@ -51,7 +51,15 @@ __all__ = ["GradScaler", "GradScalerState", "ScaledState", "cast_floating"]
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
     """Every floating-point leaf of ``tree`` cast to ``dtype`` (integer leaves, e.g.
-    ``num_batches_tracked``, unchanged): float32 master weights to the compute dtype."""
+    ``num_batches_tracked``, unchanged): float32 master weights to the compute dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import cast_floating
+        >>> tree = {"weight": jnp.ones(2), "num_batches_tracked": jnp.array(3)}
+        >>> {k: str(v.dtype) for k, v in cast_floating(tree, jnp.bfloat16).items()}
+        {'num_batches_tracked': 'int32', 'weight': 'bfloat16'}
+    """
     return jax.tree_util.tree_map(
         lambda x: x.astype(dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x, tree
     )
@@ -71,7 +79,25 @@ class ScaledState(NamedTuple):
 @dataclass(frozen=True)
 class GradScaler:
     """``torch.amp.GradScaler(init_scale, growth_factor, backoff_factor,
-    growth_interval, enabled)``; see the module docstring for a step."""
+    growth_interval, enabled)``; see the module docstring for a step.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> scaler = optim.GradScaler(init_scale=2.0**16)
+        >>> opt = scaler.wrap(optim.sgd(lr=0.1))
+        >>> params = {"w": jnp.ones(2)}
+        >>> opt_state = opt.init(params)
+        >>> float(scaler.scale(scaler.state_of(opt_state), jnp.float32(1.0)))  # scaler.scale(loss)
+        65536.0
+        >>> scaled_grads = {"w": jnp.array([65536.0, jnp.inf])}  # an overflow: the step is skipped
+        >>> updates, opt_state = opt.update(scaled_grads, opt_state, params)
+        >>> updates["w"].tolist(), float(scaler.state_of(opt_state).scale)  # scale halved
+        ([0.0, 0.0], 32768.0)
+        >>> updates, opt_state = opt.update({"w": jnp.array([32768.0, 0.0])}, opt_state, params)
+        >>> [round(p, 4) for p in optax.apply_updates(params, updates)["w"].tolist()]  # unscaled g = (1, 0)
+        [0.9, 1.0]
+    """
 
     init_scale: float = 2.0**16
     growth_factor: float = 2.0

@@ -82,7 +82,15 @@ def _label_fn(groups: list[tuple[str, Any, dict]]) -> Callable[[Params], Params]
 def param_group_labels(params: Params, groups: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """``{torch name: group label}``: which group each parameter falls in (a group's
     ``"name"``, else ``"group<i>"``; :data:`DEFAULT_GROUP` for the unselected). Raises as
-    :func:`param_groups` does."""
+    :func:`param_groups` does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> params = {"fc": {"weight": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+        >>> optim.param_group_labels(params, [{"params": "*.bias", "name": "no_decay"}])
+        {'fc.bias': 'no_decay', 'fc.weight': 'default'}
+    """
     labels = _label_fn(_groups(groups))(params)
     paths, _ = jax.tree_util.tree_flatten_with_path(labels)
     return {jax.tree_util.keystr(p, simple=True, separator="."): label for p, label in paths}
@@ -124,11 +132,18 @@ def param_groups(
     leaves out a parameter it was not given); to freeze parameters use
     :func:`funcnets.optim.select` and the train step's ``trainable``.
 
-    Example (no weight decay on biases and norms):
-      >>> opt = param_groups(adamw, [{"params": ["*.bias", "bn*", "*.bn*"], "weight_decay": 0.0}],
-      ...                    lr=1e-3, weight_decay=0.1)
-      >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(grads, opt_state, params)
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> params = {"fc": {"weight": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+        >>> opt = optim.param_groups(optim.sgd, [{"params": "*.bias", "weight_decay": 0.0}],
+        ...                          lr=0.1, weight_decay=0.5)  # torch: SGD([{...decay}, {...no_decay}])
+        >>> opt_state = opt.init(params)
+        >>> zero = {"fc": {"weight": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}}  # only the decay acts
+        >>> updates, opt_state = opt.update(zero, opt_state, params)
+        >>> params = optax.apply_updates(params, updates)
+        >>> round(float(params["fc"]["weight"][0, 0]), 4), float(params["fc"]["bias"][0])  # 1 - lr·wd·1; 1
+        (0.95, 1.0)
     """
     checked = _groups(groups)
     transforms = {}
