@@ -22,6 +22,7 @@ import torchvision
 import funcnets
 from funcnets import cli
 from funcnets.convert.port import write_port
+from funcnets.errors import FuncnetsError
 from test_from_torch import DynamicNet, LSTMClassifier, ShapeNet, TransformerClassifier, UNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,3 +159,99 @@ def test_cli_port_end_to_end(tmp_path, monkeypatch, capsys):
 
     bad = cli.main(["port", "mynets:Nope", "--input-shape", "1,3,9,9", "--out", "x.py"])
     assert bad == 1 and "Nope" in capsys.readouterr().err
+
+
+GATE_NET = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Gate(nn.Module):  # data-dependent control flow: fx cannot trace it
+        def __init__(self, sign):
+            super().__init__()
+            self.sign = sign
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return x * self.sign
+            return -x
+
+
+    class GatedNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 4)
+            self.gate = Gate(-2.0)
+            self.out = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(self.gate(self.lin(x)))
+''')
+
+GATE_FUNCNETS = textwrap.dedent('''
+    from dataclasses import dataclass
+
+    import jax.numpy as jnp
+
+    from funcnets.nn.module import Module
+
+
+    @dataclass(frozen=True, repr=False)
+    class Gate(Module):
+        sign: float = 1.0
+
+        def apply(self, params, state, x, *, train=False, key=None):
+            return jnp.where(jnp.sum(x) > 0, x * self.sign, -x), state
+
+
+    def make_gate(m):
+        return Gate(sign=m.sign)
+''')
+
+
+def test_port_leaf_modules_factory_round_trip(tmp_path, monkeypatch, capsys):
+    """A data-dependent submodule built by a leaf factory: the CLI's --leaf-module, then the
+    generated file imported in a fresh process without torch, for both branches of the gate."""
+    (tmp_path / "gatenets.py").write_text(GATE_NET)
+    (tmp_path / "gates_funcnets.py").write_text(GATE_FUNCNETS)  # no torch: the generated file imports it
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for name in ("gatenets", "gates_funcnets"):
+        sys.modules.pop(name, None)
+    rc = cli.main(["port", "gatenets:GatedNet", "--input-shape", "2,3", "--out", "gated.py",
+                   "--leaf-module", "gatenets:Gate=gates_funcnets:make_gate"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    text = (tmp_path / "gated.py").read_text()
+    assert "from gates_funcnets import make_gate" in text and "make_gate(SimpleNamespace(sign=-2.0))" in text
+
+    import gatenets
+
+    m = gatenets.GatedNet()
+    with torch.no_grad():  # sum(lin(x)) = 0.4 * sum(x): x and -x take the gate's two branches
+        m.lin.weight.fill_(0.1)
+        m.lin.bias.zero_()
+    funcnets.torch_io.save_file(tmp_path / "gated.safetensors", {k: v.numpy() for k, v in m.state_dict().items()})
+    torch.manual_seed(0)
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        ys = {s: m(x * s).numpy() for s in (1, -1)}
+    np.savez(tmp_path / "gated_io.npz", x=x.numpy(), **{f"y{s}": y for s, y in ys.items()})
+    check = textwrap.dedent('''
+        import sys
+        sys.modules["torch"] = None
+        import numpy as np
+        import gated
+        model, params, state = gated.load()
+        data = np.load("gated_io.npz")
+        for s in (1, -1):
+            y, _ = model.apply(params, state, data["x"] * s)
+            print(s, float(np.abs(np.asarray(y) - data[f"y{s}"]).max()))
+    ''')
+    r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    errs = [float(line.split()[1]) for line in r.stdout.strip().splitlines()]
+    assert len(errs) == 2 and max(errs) < 1e-5, r.stdout
+
+    with pytest.raises(FuncnetsError, match="lambda, a local function"):
+        funcnets.port(m, leaf_modules={gatenets.Gate: lambda mod: __import__("gates_funcnets").make_gate(mod)})

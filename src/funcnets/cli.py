@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the example input's dtype (int64: token ids in [0, 10)); default float32")
     port.add_argument("--out", required=True, help="the Python file to write, e.g. net_funcnets.py")
     port.add_argument("--weights", help="a .pth/.safetensors state_dict loaded into the module strictly first")
+    port.add_argument("--leaf-module", action="append", default=[], metavar="PKG.MOD:TorchClass=PKG.MOD:factory",
+                      help="build submodules of TorchClass with factory (a funcnets Module from the submodule's "
+                      "hyperparameters) instead of tracing them, e.g. for data-dependent control flow; repeatable")
     bench = sub.add_parser("bench", help="benchmark suite: funcnets vs PyTorch on the tutorial's workloads")
     bench.add_argument("--json", help="write the results as JSON here")
     bench.add_argument("--plot", help="write a PNG of the speed-up ratios here")
@@ -716,6 +719,23 @@ def _cmd_port(args) -> int:
     except (ImportError, AttributeError) as e:
         raise FuncnetsError(f"cannot import {class_name} from {module_name}: {e}. Give MODULE:CLASS importable "
                             f"from the current directory or the installed packages.") from None
+    leaf_modules = {}
+    for spec in args.leaf_module:
+        torch_spec, eq, factory_spec = spec.partition("=")
+        if not eq or ":" not in torch_spec or ":" not in factory_spec:
+            raise FuncnetsError(f"--leaf-module takes PKG.MOD:TorchClass=PKG.MOD:factory, e.g. "
+                                f"mynets:Gate=mynets_funcnets:make_gate; got {spec!r}")
+        objs = []
+        for part in (torch_spec, factory_spec):
+            mod, _, name = part.partition(":")
+            try:
+                obj = importlib.import_module(mod)
+                for attr in name.split("."):
+                    obj = getattr(obj, attr)
+            except (ImportError, AttributeError) as e:
+                raise FuncnetsError(f"--leaf-module: cannot import {name} from {mod}: {e}") from None
+            objs.append(obj)
+        leaf_modules[objs[0]] = objs[1]
     module = cls()
     if args.weights:
         sd = torch_io.load_file(args.weights, arch=None)
@@ -724,7 +744,7 @@ def _cmd_port(args) -> int:
     torch.manual_seed(0)
     x = torch.randint(0, 10, shape) if args.input_dtype == "int64" else torch.randn(
         shape, dtype=getattr(torch, args.input_dtype))
-    src, weights = write_port(module, args.out, x)
+    src, weights = write_port(module, args.out, x, leaf_modules=leaf_modules)
     print(f"wrote {src} and {weights}")
 
     spec = importlib.util.spec_from_file_location(Path(src).stem, src)

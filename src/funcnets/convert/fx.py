@@ -54,7 +54,9 @@ class UnsupportedOperationError(FuncnetsError):
         self.problems = problems
         lines = [f"from_torch cannot convert {len(problems)} operation(s):"]
         lines += [f"  - {what}\n      at {where}" for what, where in problems]
-        super().__init__("\n".join(lines + [_ADVICE]))
+        # an in-place problem says its own fix; the advice is for the rest
+        advice = [_ADVICE] if any(not what.startswith("in-place ") for what, _ in problems) else []
+        super().__init__("\n".join(lines + advice))
 
 
 # ----------------------------------------------------------------------------- hashable graph
@@ -271,7 +273,8 @@ def _user_line(stack_trace: str | None) -> str:
     if not stack_trace:
         return "(source line unknown)"
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', stack_trace)
-    frames = [f for f in frames if "/site-packages/torch/" not in f[0]] or frames  # torch's own wrappers
+    # torch's own wrappers, and this module's proxy (x += y, x[i] = v)
+    frames = [f for f in frames if "/site-packages/torch/" not in f[0] and "/funcnets/convert/" not in f[0]] or frames
     if not frames:
         return stack_trace.strip().splitlines()[-1]
     f, line, fn, code = frames[-1]
@@ -544,6 +547,12 @@ def _trace(module, concrete_args, leaves, training: bool):
         return original_apply.__func__(cls, *args, **kwargs)
 
     Function.apply = classmethod(apply)
+    # fx reads buffers as the real tensors: `self.count += 1` runs on the buffer itself while
+    # tracing, and the graph only sees its value afterwards. Torch's version counters tell.
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    versions = {n: t._version for n, t in tensors.items()}
+    saved = {n: b.detach().clone() for n, b in module.named_buffers()}
     try:
         graph = tracer.trace(module, concrete_args)
     except tfx.proxy.TraceError as e:
@@ -555,6 +564,17 @@ def _trace(module, concrete_args, leaves, training: bool):
             del Function.apply
         for m, mode in modes.items():
             m.training = mode
+        written = [n for n, t in tensors.items() if t._version != versions[n]]
+        with torch.no_grad():
+            for n in written:
+                if n in saved:
+                    tensors[n].copy_(saved[n])  # tracing must not change the user's module
+    if written:
+        raise UnsupportedOperationError([
+            (f"in-place write into the {'buffer' if n in saved else 'parameter'} {n!r} in forward: torch "
+             f"changes the module's own tensor on every call, funcnets' params and state are read-only in "
+             f"apply (compute a new tensor instead; running statistics belong in a BatchNorm layer)",
+             "(source line unknown: it ran on the real tensor, outside the traced graph)") for n in written])
     return graph
 
 

@@ -37,13 +37,15 @@ from funcnets.errors import FuncnetsError
 __all__ = ["port", "write_port"]
 
 _CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
-_RESERVED = {"self", "params", "state", "train", "key", "s", "F", "jnp", "jax", "ops", "np", "Module", "Scope",
+_RESERVED = {"SimpleNamespace", "self", "params", "state", "train", "key", "s", "F", "jnp", "jax", "ops", "np", "Module", "Scope",
              "OrderedDict", "dataclass", "field", "torch_io", "load", "os", "Path"}
 _BINOPS = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/", operator.floordiv: "//",
            operator.mod: "%", operator.pow: "**", operator.matmul: "@", operator.and_: "&", operator.or_: "|",
            operator.xor: "^", operator.lshift: "<<", operator.rshift: ">>", operator.eq: "==", operator.ne: "!=",
            operator.lt: "<", operator.le: "<=", operator.gt: ">", operator.ge: ">="}
 _UNOPS = {operator.neg: "-", operator.pos: "+", operator.invert: "~", operator.not_: "not "}
+_AUGMENTED = {getattr(operator, "i" + k.__name__.rstrip("_")): v for k, v in _BINOPS.items()
+              if hasattr(operator, "i" + k.__name__.rstrip("_"))}  # iadd: "+" (on numbers)
 _ALIAS_METHODS = {"contiguous", "cpu", "cuda"}  # identities: the node is its input
 _SCALAR_ARGS = {"kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", "size"}
 
@@ -149,6 +151,9 @@ def _trace_own(module: Any, concrete_args: dict | None):
         def is_leaf_module(self, m, qualname):
             return True
 
+        def proxy(self, node):  # records x[i] = v and x += y as torch runs them
+            return _fx._proxy_class()(node, self)
+
     graphs = []
     modes = {m: m.training for m in module.modules()}
     try:
@@ -166,13 +171,48 @@ def _trace_own(module: Any, concrete_args: dict | None):
     return graphs
 
 
+def _plain_attributes(m: Any) -> dict:
+    """A torch module's hyperparameters: its attributes that are numbers, strings, None or tuples of them."""
+    def plain(v):
+        if isinstance(v, (tuple, list)):
+            return all(plain(a) for a in v)
+        return v is None or isinstance(v, (bool, int, float, str))
+
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(m).items()
+            if not k.startswith("_") and k != "training" and plain(v)}
+
+
+def _factory_import(factory: Any, torch_class: type) -> tuple[str, str]:
+    """``(module, qualified name)`` of a leaf factory the generated file can import."""
+    mod, qual = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    fix = (f"Give leaf_modules={{{torch_class.__name__}: factory}} a function defined at the top level of an "
+           "importable module that does not import torch (e.g. mypackage/funcnets_layers.py: "
+           "def make_gate(m): return Gate(...)), so that the ported file can import it.")
+    if not mod or mod == "__main__" or "<lambda>" in qual or "<locals>" in qual or not qual:
+        raise FuncnetsError(f"port: the leaf_modules factory {factory!r} for {torch_class.__name__} is a lambda, a "
+                            f"local function or defined in __main__; the generated file cannot import it. {fix}")
+    import importlib
+
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        obj = None
+    if obj is not factory:
+        raise FuncnetsError(f"port: the leaf_modules factory {mod}.{qual} is not importable under that name. {fix}")
+    return mod, qual
+
+
 class _Writer:
-    def __init__(self, root: Any, concrete_args: dict | None):
+    def __init__(self, root: Any, concrete_args: dict | None, leaf_modules: dict | None = None):
         import torch
 
         self.torch = torch
         self.root = root
         self.concrete_args = concrete_args
+        self.leaf_modules = dict(leaf_modules or {})
+        self.factory_imports: set = set()  # (module, top-level name)
         self.layer_imports: set = set()
         self.uses: set = set()  # "F", "jnp", "jax", "ops", "OrderedDict"
         self.traced: dict[int, _Traced] = {}
@@ -180,10 +220,44 @@ class _Writer:
         self.problems: list[tuple[str, str]] = []
         self._walk(root, "", concrete_args)
 
+    def user_leaf(self, m: Any) -> Any:
+        """The leaf_modules factory for ``m``'s class, or None."""
+        return next((self.leaf_modules[c] for c in type(m).__mro__ if c in self.leaf_modules), None)
+
+    def leaf_source(self, m: Any) -> str:
+        """``make_gate(SimpleNamespace(sign=-1.0))``: the factory, called on the submodule's hyperparameters.
+
+        The generated file has no torch, so the factory gets a namespace of the torch
+        submodule's plain attributes; it must build the same layer from it as from the
+        submodule itself (checked here), which a factory reading hyperparameters does.
+        """
+        from types import SimpleNamespace
+
+        factory = self.user_leaf(m)
+        mod, qual = _factory_import(factory, type(m))
+        attrs = _plain_attributes(m)
+        want = factory(m)
+        try:
+            got = factory(SimpleNamespace(**attrs))
+        except Exception as e:  # noqa: BLE001 -- explained below
+            got = e
+        if not isinstance(want, fnn.Module) or got != want:
+            raise FuncnetsError(
+                f"port: leaf_modules factory {mod}.{qual} does not build the same layer from the hyperparameters of "
+                f"{type(m).__name__} ({', '.join(sorted(attrs)) or 'none'}) as from the torch module itself (got "
+                f"{got!r}, expected {want!r}); the ported file has no torch module to give it. Read only those "
+                f"attributes in the factory.")
+        self.factory_imports.add((mod, qual.split(".")[0]))
+        self.uses.add("SimpleNamespace")
+        args = ", ".join(f"{k}={_literal(v, set())}" for k, v in attrs.items())
+        return f"{qual}(SimpleNamespace({args}))"
+
     # --- which modules get a class ---------------------------------------------------
     def _walk(self, m: Any, path: str, concrete_args: dict | None = None) -> None:
         if id(m) in self.traced:
             return
+        if m is not self.root and self.user_leaf(m) is not None:
+            return  # the factory's layer stands for the whole submodule
         if m is not self.root and (_leaf_layer(m) or _is_torch_container(m)):
             for name, child in m.named_children():
                 self._walk(child, f"{path}.{name}" if path else name)
@@ -324,6 +398,15 @@ class _Writer:
                 arg_lines = [f"{', '.join(names[p.name] for p in placeholders)} = x"]
         lines += arg_lines
 
+        # in-place operations: the written tensor's variable is rebound to the op's result
+        plan, inplace_problems = _fx._inplace_plan(graph, module)
+        self.problems += [p for p in inplace_problems if p not in self.problems]
+
+        def lhs(n) -> str:
+            if n.name in plan:
+                names[n.name] = names[plan[n.name][0]]
+            return var(n.name)
+
         for i, n in enumerate(graph.nodes):
             where = _fx._user_line(n.meta.get("stack_trace") or n.stack_trace)
             if n.op == "placeholder":
@@ -332,7 +415,7 @@ class _Writer:
                 out = val(n.args[0])
                 lines.append(f"return {out}, " + self._state_expr(module, scopes))
                 continue
-            if not n.users and n.op != "call_module":
+            if not n.users and n.op != "call_module" and n.name not in plan:
                 continue  # a value nothing reads (an unpacked part left unused)
             if n.op == "get_attr":
                 parent, _, leaf = n.target.rpartition(".")
@@ -343,10 +426,11 @@ class _Writer:
                 continue
             if n.op == "call_module":
                 sub = module.get_submodule(n.target)
-                if not (_leaf_layer(sub) or _is_torch_container(sub) or id(sub) in self.traced):
+                user = self.user_leaf(sub) is not None
+                if not (user or _leaf_layer(sub) or _is_torch_container(sub) or id(sub) in self.traced):
                     self.problems.append((f"module {n.target} ({type(sub).__name__})", where))
                     continue
-                if _leaf_layer(sub):
+                if _leaf_layer(sub) and not user:
                     try:
                         _modules.convert_module(sub)
                     except Exception as e:  # noqa: BLE001 -- reported with the line
@@ -354,7 +438,7 @@ class _Writer:
                         continue
                 sv, cname = scope_of(n.target)
                 x = self._module_input(sub, n, val)
-                target = f"{var(n.name)} = " if n.users else ""
+                target = f"{lhs(n)} = " if n.users or n.name in plan else ""
                 lines.append(f"{target}{sv}({_str(cname)}, {module_expr(n.target)}, {x})")
                 continue
             if n.op == "call_method":
@@ -365,7 +449,7 @@ class _Writer:
                     names[n.name] = val(n.args[0])
                     continue
                 fn = _ops.METHODS[n.target]
-                lines.append(f"{var(n.name)} = {self._call(fn, n.args, n.kwargs, val, call_args, i)}")
+                lines.append(f"{lhs(n)} = {self._call(fn, n.args, n.kwargs, val, call_args, i)}")
                 continue
             # call_function
             fn = _ops.resolve(n.target)
@@ -373,7 +457,12 @@ class _Writer:
                 self.problems.append((f"function {getattr(n.target, '__module__', '')}."
                                       f"{getattr(n.target, '__name__', n.target)}", where))
                 continue
-            lines.append(f"{var(n.name)} = {self._function(n, fn, val, call_args, i)}")
+            if n.target in _AUGMENTED and n.name not in plan:  # shape arithmetic: n += 1 on a number
+                lines.append(f"{var(n.name)} = {val(n.args[0])} {_AUGMENTED[n.target]} {val(n.args[1])}")
+                continue
+            # a write is the op's new value: torch's inplace=True / out= have no counterpart
+            kwargs = {k: v for k, v in n.kwargs.items() if n.name not in plan or k not in ("inplace", "out")}
+            lines.append(f"{lhs(n)} = {self._function(n, fn, val, call_args, i, kwargs)}")
         s_line = "s = Scope(params, state, train, key)"
         return "\n".join("        " + ln for ln in [s_line] + lines)
 
@@ -410,15 +499,18 @@ class _Writer:
             extra = f", _rng=None if key is None else jax.random.fold_in(key, {index})"
         return f"ops.{name}({call_args(args, kwargs, fn)}{extra})"
 
-    def _function(self, n, fn, val, call_args, index: int) -> str:
+    def _function(self, n, fn, val, call_args, index: int, kwargs: dict) -> str:
         t = n.target
-        args, kwargs = n.args, n.kwargs
+        args = n.args
         if t in _BINOPS and len(args) == 2 and not kwargs:
             return f"{val(args[0])} {_BINOPS[t]} {val(args[1])}"
         if t in _UNOPS and len(args) == 1:
             return f"{_UNOPS[t]}{val(args[0])}"
         if t is operator.getitem:
             return f"{val(args[0])}[{val(args[1], in_index=True) or '()'}]"
+        if t is operator.setitem:  # x[i] = v
+            self.uses.update(("ops", "jnp"))
+            return f"ops.setitem({val(args[0])}, jnp.s_[{val(args[1], in_index=True) or '()'}], {val(args[2])})"
         if t is getattr and len(args) == 2 and isinstance(args[1], str) and args[1] in ("shape", "ndim", "dtype", "T",
                                                                                           "mT", "real", "imag"):
             return f"{val(args[0])}.{args[1]}"
@@ -449,6 +541,8 @@ class _Writer:
                 return "ModuleDict({" + ", ".join(f"{_str(k)}: {self.module_source(c)}" for k, c in kids) + "})"
             inner = ", ".join(self.module_source(c) for _, c in kids)
             return f"Sequential({inner})" if kind == "Sequential" else f"ModuleList([{inner}])"
+        if self.user_leaf(m) is not None:
+            return self.leaf_source(m)
         if id(m) in self.traced:
             t = self.traced[id(m)]
             if self.instances[t.cls_name] == 1:
@@ -500,6 +594,8 @@ def _field_type(w: _Writer, child: Any) -> str:
     kind = _is_torch_container(child)
     if kind:
         return kind
+    if w.user_leaf(child) is not None:
+        return "Module"  # the factory's layer, whatever its class
     if id(child) in w.traced:
         return w.traced[id(child)].cls_name
     return type(_modules.convert_module(child)).__name__
@@ -536,7 +632,7 @@ def _indent(body: str) -> str:
 
 
 def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = None,
-         concrete_args: dict[str, Any] | None = None) -> str:
+         concrete_args: dict[str, Any] | None = None, leaf_modules: dict[type, Any] | None = None) -> str:
     """The source of a funcnets module equal to the torch ``module``.
 
     Args:
@@ -546,6 +642,10 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
       weights: the ``.safetensors`` file ``load()`` reads by default (relative to the
         generated file's folder); ``None``: ``<ModelClass>.safetensors``.
       concrete_args: forward arguments of the root module to fix while tracing.
+      leaf_modules: ``{TorchClass: factory}`` as for ``from_torch``: such submodules are not
+        traced; the file imports ``factory`` (a module-level function of a module without
+        torch) and builds the layer with ``factory(SimpleNamespace(<the submodule's
+        hyperparameters>))``.
 
     Returns:
       Python source: imports (funcnets, jax; no torch), one class per torch module class
@@ -555,8 +655,9 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
 
     Raises:
       UnsupportedOperationError: every operation that cannot be written, with its line.
+      FuncnetsError: a leaf factory the file cannot import (a lambda, a local function).
     """
-    w = _Writer(module, concrete_args)
+    w = _Writer(module, concrete_args, leaf_modules)
     w.render_all()
     root = w.traced[id(module)]
     classes = [w.class_source(t) for t in _unique_classes(w)]
@@ -568,8 +669,8 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
               "from __future__ import annotations", "", "import os"]
     if "OrderedDict" in w.uses:
         header += ["from collections import OrderedDict"]
-    header += [f"from dataclasses import dataclass{', field' if 'field' in w.uses else ''}", "from pathlib import Path",
-               ""]
+    header += [f"from dataclasses import dataclass{', field' if 'field' in w.uses else ''}", "from pathlib import Path"]
+    header += ["from types import SimpleNamespace", ""] if "SimpleNamespace" in w.uses else [""]
     # one third-party block, sorted as ruff's isort does: plain imports, then from-imports
     if "jax" in w.uses:
         header.append("import jax")
@@ -585,7 +686,10 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
                       "from funcnets.nn import (\n" + "".join(f"    {n},\n" for n in layer_names) + ")")
     if "F" in w.uses:
         header.append("from funcnets.nn import functional as F")
-    header += ["from funcnets.nn.module import Module, Scope", "",
+    header += ["from funcnets.nn.module import Module, Scope", ""]
+    if w.factory_imports:  # the leaf_modules factories: the user's own code
+        header += [f"from {mod} import {name}" for mod, name in sorted(w.factory_imports)] + [""]
+    header += [
                f'__all__ = [{", ".join(_str(n) for n in sorted([t.cls_name for t in _unique_classes(w)] + ["load"], key=_isort))}]',
                "",
                f"WEIGHTS = Path(__file__).with_name({_str(Path(weights).name)})"]
@@ -615,7 +719,8 @@ def _unique_classes(w: _Writer) -> list[_Traced]:
 
 
 def write_port(module: Any, out: str | os.PathLike, *example_inputs: Any,
-               concrete_args: dict[str, Any] | None = None) -> tuple[Path, Path]:
+               concrete_args: dict[str, Any] | None = None,
+               leaf_modules: dict[type, Any] | None = None) -> tuple[Path, Path]:
     """Write :func:`port`'s source to ``out`` and the weights beside it as ``<out stem>.safetensors``.
 
     Returns:
@@ -625,7 +730,7 @@ def write_port(module: Any, out: str | os.PathLike, *example_inputs: Any,
 
     out = Path(out)
     weights = out.with_suffix(".safetensors")
-    src = port(module, *example_inputs, weights=weights.name, concrete_args=concrete_args)
+    src = port(module, *example_inputs, weights=weights.name, concrete_args=concrete_args, leaf_modules=leaf_modules)
     sd = {k: v.detach().cpu().float().numpy() if str(v.dtype) == "torch.bfloat16" else v.detach().cpu().numpy()
           for k, v in module.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
