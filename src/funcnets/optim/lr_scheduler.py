@@ -223,6 +223,16 @@ class LRScheduler:
       total_epochs: if given, the learning rates of scheduler steps ``0..total_epochs-1``
         are torch's own recursion, tabulated on the host (bit-identical to
         ``get_last_lr()``); see the module docstring.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> sched = optim.lr_scheduler.StepLR(0.1, step_size=1, gamma=0.5, steps_per_epoch=2)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # optimizer steps 0..5: halved every 2
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+        >>> sched.lr_table(3).tolist()  # torch's recursion on the host, in Python floats
+        [0.1, 0.05, 0.025]
+        >>> opt = optim.sgd(lr=sched, momentum=0.9)  # any funcnets or optax optimizer takes it
     """
 
     steps_per_epoch: int | None = field(default=None, kw_only=True)
@@ -322,6 +332,15 @@ class LambdaLR(LRScheduler):
     ``lr_lambda`` is evaluated in JAX if it traces (``lambda e: 0.95 ** e``); a function
     with Python control flow on the epoch (``lambda e: min(1, (e + 1) / 5)``) needs
     ``total_epochs``, and is then evaluated on the host for each epoch, as torch does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.LambdaLR(0.1, lr_lambda=lambda epoch: 0.5 ** epoch)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.05, 0.025, 0.0125, 0.0063, 0.0031]
+
+        torch: ``LambdaLR(opt, lambda epoch: 0.5 ** epoch)`` on ``SGD(params, lr=0.1)``.
     """
 
     base_lr: float
@@ -351,6 +370,15 @@ class MultiplicativeLR(LRScheduler):
     A product over the whole history has no closed form: ``total_epochs`` is required
     (``lr_lambda`` is evaluated on the host for epochs ``1..total_epochs-1``); past it the
     last value is held.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.MultiplicativeLR(0.1, lr_lambda=lambda epoch: 0.9, total_epochs=6)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.09, 0.081, 0.0729, 0.0656, 0.059]
+
+        torch: ``MultiplicativeLR(opt, lambda epoch: 0.9)`` on ``SGD(params, lr=0.1)``.
     """
 
     base_lr: float
@@ -376,7 +404,17 @@ class MultiplicativeLR(LRScheduler):
 
 @_schedule
 class StepLR(LRScheduler):
-    """``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · gamma^(epoch // step_size)``."""
+    """``torch.optim.lr_scheduler.StepLR``: ``lr = base_lr · gamma^(epoch // step_size)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.StepLR(0.1, step_size=2, gamma=0.5)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+
+        torch: ``StepLR(opt, step_size=2, gamma=0.5)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -399,7 +437,17 @@ class StepLR(LRScheduler):
 @_schedule
 class MultiStepLR(LRScheduler):
     """``torch.optim.lr_scheduler.MultiStepLR``: ``lr = base_lr · gamma^(number of
-    milestones <= epoch)`` (a repeated milestone counts twice, as in torch)."""
+    milestones <= epoch)`` (a repeated milestone counts twice, as in torch).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.MultiStepLR(0.1, milestones=[2, 4], gamma=0.1)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+        torch: ``MultiStepLR(opt, milestones=[2, 4], gamma=0.1)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -428,7 +476,17 @@ class MultiStepLR(LRScheduler):
 @_schedule
 class ConstantLR(LRScheduler):
     """``torch.optim.lr_scheduler.ConstantLR``: ``base_lr · factor`` for epochs
-    ``< total_iters``, then ``base_lr``."""
+    ``< total_iters``, then ``base_lr``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.ConstantLR(0.1, factor=0.5, total_iters=3)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.05, 0.05, 0.05, 0.1, 0.1, 0.1]
+
+        torch: ``ConstantLR(opt, factor=0.5, total_iters=3)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -456,7 +514,17 @@ class ConstantLR(LRScheduler):
 @_schedule
 class LinearLR(LRScheduler):
     """``torch.optim.lr_scheduler.LinearLR``: the factor goes linearly from
-    ``start_factor`` to ``end_factor`` over ``total_iters`` epochs, then stays."""
+    ``start_factor`` to ``end_factor`` over ``total_iters`` epochs, then stays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.LinearLR(0.1, start_factor=0.25, total_iters=4)
+        >>> [round(lr, 5) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1]
+
+        torch: ``LinearLR(opt, start_factor=0.25, total_iters=4)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -489,7 +557,17 @@ class LinearLR(LRScheduler):
 
 @_schedule
 class ExponentialLR(LRScheduler):
-    """``torch.optim.lr_scheduler.ExponentialLR``: ``lr = base_lr · gamma^epoch``."""
+    """``torch.optim.lr_scheduler.ExponentialLR``: ``lr = base_lr · gamma^epoch``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.ExponentialLR(0.1, gamma=0.5)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.05, 0.025, 0.0125, 0.0063, 0.0031]
+
+        torch: ``ExponentialLR(opt, gamma=0.5)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -508,7 +586,17 @@ class ExponentialLR(LRScheduler):
 @_schedule
 class PolynomialLR(LRScheduler):
     """``torch.optim.lr_scheduler.PolynomialLR``:
-    ``lr = base_lr · (1 - min(epoch, total_iters)/total_iters)^power``."""
+    ``lr = base_lr · (1 - min(epoch, total_iters)/total_iters)^power``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.PolynomialLR(0.1, total_iters=4, power=2.0)
+        >>> [round(lr, 5) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.05625, 0.025, 0.00625, 0.0, 0.0]
+
+        torch: ``PolynomialLR(opt, total_iters=4, power=2.0)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -540,7 +628,17 @@ class CosineAnnealingLR(LRScheduler):
     """``torch.optim.lr_scheduler.CosineAnnealingLR``:
     ``lr = eta_min + (base_lr - eta_min)·(1 + cos(π·epoch/T_max))/2`` (continuing past
     ``T_max``, back up, as torch's does). torch's ``step()`` computes it recursively by
-    a ratio of cosines; ``total_epochs`` reproduces that recursion exactly."""
+    a ratio of cosines; ``total_epochs`` reproduces that recursion exactly.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.CosineAnnealingLR(0.1, T_max=4)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.0854, 0.05, 0.0146, 0.0, 0.0146]
+
+        torch: ``CosineAnnealingLR(opt, T_max=4)`` on ``SGD(params, lr=0.1)``.
+    """
 
     _torch_closed_form = True
     base_lr: float
@@ -592,7 +690,17 @@ class _TorchWarmRestarts(_TorchLR):
 class CosineAnnealingWarmRestarts(LRScheduler):
     """``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`` (SGDR):
     ``lr = eta_min + (base_lr - eta_min)·(1 + cos(π·T_cur/T_i))/2``, restarting after
-    ``T_0``, ``T_0·T_mult``, ``T_0·T_mult²``, ... epochs."""
+    ``T_0``, ``T_0·T_mult``, ``T_0·T_mult²``, ... epochs.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.CosineAnnealingWarmRestarts(0.1, T_0=2, T_mult=2)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.05, 0.1, 0.0854, 0.05, 0.0146]
+
+        torch: ``CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)`` on ``SGD(params, lr=0.1)``.
+    """
 
     base_lr: float
     T_0: int
@@ -652,7 +760,17 @@ class CyclicLR(LRScheduler):
     """``torch.optim.lr_scheduler.CyclicLR``: the learning rate cycles between
     ``base_lr`` and ``max_lr`` (``triangular``, ``triangular2``, ``exp_range`` or a custom
     ``scale_fn``), and with ``cycle_momentum`` the momentum inversely between
-    ``max_momentum`` and ``base_momentum`` (:meth:`momentum`). torch steps it per batch."""
+    ``max_momentum`` and ``base_momentum`` (:meth:`momentum`). torch steps it per batch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.CyclicLR(0.01, max_lr=0.1, step_size_up=2)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.01, 0.055, 0.1, 0.055, 0.01, 0.055]
+
+        torch: ``CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=2)`` on ``SGD(params, lr=0.1)``.
+    """
 
     base_lr: float
     max_lr: float
@@ -747,6 +865,18 @@ class OneCycleLR(LRScheduler):
     Stepped per batch, as torch's is meant to be: ``steps_per_epoch`` keeps torch's
     meaning (``total_steps = epochs · steps_per_epoch``). torch raises when stepped past
     ``total_steps``; this schedule holds the value of step ``total_steps`` instead.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.OneCycleLR(0.1, total_steps=6)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0], per batch
+        [0.004, 0.0994, 0.0812, 0.0463, 0.0133, 0.0]
+        >>> [round(m, 4) for m in sched.momentum(jnp.arange(6)).tolist()]  # param_groups[0]["momentum"]
+        [0.95, 0.8506, 0.8688, 0.9037, 0.9367, 0.95]
+
+        torch: ``OneCycleLR(opt, max_lr=0.1, total_steps=6)`` on ``SGD(params, lr=0.1, momentum=0.9)``;
+        here ``optim.sgd(lr=sched, momentum=sched.momentum)``.
     """
 
     max_lr: float
@@ -915,6 +1045,16 @@ class ChainedScheduler(LRScheduler):
     learning rate in turn (recursive ones multiply it, closed-form ones overwrite it).
 
     The result depends on the whole recursion, so ``total_epochs`` is required.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.ChainedScheduler([lr_scheduler.ConstantLR(0.1, factor=0.5, total_iters=2),
+        ...                                   lr_scheduler.ExponentialLR(0.1, gamma=0.9)], total_epochs=6)
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.05, 0.045, 0.081, 0.0729, 0.0656, 0.059]
+
+        torch: ``ChainedScheduler([ConstantLR(opt, 0.5, total_iters=2), ExponentialLR(opt, 0.9)])`` on ``SGD(params, lr=0.1)``.
     """
 
     schedulers: Sequence[LRScheduler]
@@ -976,7 +1116,18 @@ class _TorchSequential:
 @_schedule
 class SequentialLR(LRScheduler):
     """``torch.optim.lr_scheduler.SequentialLR``: ``schedulers[i]`` runs from
-    ``milestones[i-1]``, restarted at its own epoch 0."""
+    ``milestones[i-1]``, restarted at its own epoch 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import lr_scheduler
+        >>> sched = lr_scheduler.SequentialLR([lr_scheduler.LinearLR(0.1, start_factor=0.5, total_iters=2),
+        ...                               lr_scheduler.ExponentialLR(0.1, gamma=0.5)], milestones=[2])
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.05, 0.075, 0.1, 0.05, 0.025, 0.0125]
+
+        torch: ``SequentialLR(opt, [LinearLR(opt, 0.5, total_iters=2), ExponentialLR(opt, 0.5)], milestones=[2])`` on ``SGD(params, lr=0.1)``.
+    """
 
     schedulers: Sequence[LRScheduler]
     milestones: Sequence[int]
@@ -1054,6 +1205,15 @@ class ReduceLROnPlateau:
             train_state = train_one_epoch(train_state)
             ps = plateau.step(ps, validation_loss)
             train_state = train_state._replace(opt_state=set_lr(train_state.opt_state, ps.lr))
+
+    Example:
+        >>> from funcnets.optim import lr_scheduler
+        >>> plateau = lr_scheduler.ReduceLROnPlateau(0.1, patience=1, factor=0.5)
+        >>> state = plateau.init()
+        >>> for val_loss in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95]:
+        ...     state = plateau.step(state, val_loss)
+        ...     print(round(float(state.lr), 4), end=" ")  # torch's lr after each scheduler.step(val_loss)
+        0.1 0.1 0.1 0.05 0.05 0.025
     """
 
     base_lr: float
@@ -1128,8 +1288,13 @@ def inject_lr(factory: Callable[..., optax.GradientTransformation], lr: float, *
     working with every funcnets optimizer (they accept ``lr`` as a schedule).
 
     Example:
-      >>> opt = inject_lr(optim.sgd, 0.1, momentum=0.9)
-      >>> opt_state = set_lr(opt.init(params), 0.01)
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> from funcnets.optim.lr_scheduler import get_lr, inject_lr, set_lr
+        >>> opt = inject_lr(optim.sgd, 0.1, momentum=0.9)
+        >>> opt_state = set_lr(opt.init({"w": jnp.zeros(2)}), 0.01)  # e.g. ReduceLROnPlateau's state.lr
+        >>> round(float(get_lr(opt_state)), 4)
+        0.01
     """
     _check_lr("lr", lr)
 
@@ -1151,7 +1316,19 @@ def _is_inject(x) -> bool:
 
 
 def set_lr(opt_state: optax.OptState, lr: Array | float) -> optax.OptState:
-    """``opt_state`` with the learning rate of every :func:`inject_lr` in it set to ``lr``."""
+    """``opt_state`` with the learning rate of every :func:`inject_lr` in it set to ``lr``.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from funcnets import optim
+        >>> from funcnets.optim.lr_scheduler import inject_lr, set_lr
+        >>> opt = inject_lr(optim.sgd, 0.1)
+        >>> params = {"w": jnp.zeros(1)}
+        >>> opt_state = set_lr(opt.init(params), 0.5)
+        >>> updates, _ = opt.update({"w": jnp.ones(1)}, opt_state, params)
+        >>> float(updates["w"][0])  # -0.5·g: the new learning rate, no recompiling
+        -0.5
+    """
     found = []
 
     def put(x):
@@ -1167,7 +1344,16 @@ def set_lr(opt_state: optax.OptState, lr: Array | float) -> optax.OptState:
 
 
 def get_lr(opt_state: optax.OptState) -> Array:
-    """The learning rate held by the (first) :func:`inject_lr` in ``opt_state``."""
+    """The learning rate held by the (first) :func:`inject_lr` in ``opt_state``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import optim
+        >>> from funcnets.optim.lr_scheduler import get_lr, inject_lr
+        >>> opt = inject_lr(optim.adam, 1e-3)
+        >>> round(float(get_lr(opt.init({"w": jnp.zeros(1)}))), 6)
+        0.001
+    """
     for x in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_inject):
         if _is_inject(x):
             return x.lr
