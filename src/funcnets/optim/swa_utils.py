@@ -69,7 +69,15 @@ def _check_decay(decay: float) -> None:
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[Any, Any, Array], Any]:
-    """torch's EMA over all parameters at once: ``lerp(ema, p, 1 - decay)``."""
+    """torch's EMA over all parameters at once: ``lerp(ema, p, 1 - decay)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import swa_utils
+        >>> ema = swa_utils.get_ema_multi_avg_fn(decay=0.9)
+        >>> round(float(ema({"w": jnp.array(1.0)}, {"w": jnp.array(2.0)}, 1)["w"]), 4)  # 0.9·1 + 0.1·2
+        1.1
+    """
     _check_decay(decay)
 
     def ema_update(ema: Any, current: Any, num_averaged: Array) -> Any:
@@ -85,7 +93,15 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[Any, Any, Array], An
 
 def get_swa_multi_avg_fn() -> Callable[[Any, Any, Array], Any]:
     """torch's SWA over all parameters at once: ``lerp(avg, p, 1/(n + 1))`` (the weight is
-    torch's float32 ``1 / (n_averaged + 1)``)."""
+    torch's float32 ``1 / (n_averaged + 1)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import swa_utils
+        >>> swa = swa_utils.get_swa_multi_avg_fn()
+        >>> float(swa({"w": jnp.array(1.0)}, {"w": jnp.array(4.0)}, jnp.array(2))["w"])  # (2·1 + 4) / 3
+        2.0
+    """
 
     def swa_update(avg: Any, current: Any, num_averaged: Array) -> Any:
         w = 1 / (num_averaged + 1).astype(jnp.float32)
@@ -101,7 +117,15 @@ def get_swa_multi_avg_fn() -> Callable[[Any, Any, Array], Any]:
 
 
 def get_ema_avg_fn(decay: float = 0.999) -> Callable[[Array, Array, Array], Array]:
-    """torch's per-tensor EMA: ``decay·ema + (1 - decay)·p``."""
+    """torch's per-tensor EMA: ``decay·ema + (1 - decay)·p``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import swa_utils
+        >>> ema = swa_utils.get_ema_avg_fn(decay=0.9)
+        >>> round(float(ema(jnp.array(1.0), jnp.array(2.0), 1)), 4)  # 0.9·1 + 0.1·2
+        1.1
+    """
     _check_decay(decay)
 
     def ema_update(ema: Array, current: Array, num_averaged: Array) -> Array:
@@ -113,7 +137,15 @@ def get_ema_avg_fn(decay: float = 0.999) -> Callable[[Array, Array, Array], Arra
 
 
 def get_swa_avg_fn() -> Callable[[Array, Array, Array], Array]:
-    """torch's per-tensor equal average: ``avg + (p - avg)/(n + 1)``."""
+    """torch's per-tensor equal average: ``avg + (p - avg)/(n + 1)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import swa_utils
+        >>> swa = swa_utils.get_swa_avg_fn()
+        >>> float(swa(jnp.array(1.0), jnp.array(4.0), jnp.array(2)))  # 1 + (4 - 1)/3
+        2.0
+    """
 
     def swa_update(avg: Array, current: Array, num_averaged: Array) -> Array:
         if _is_float(avg):
@@ -141,6 +173,23 @@ class AveragedModel:
       avg_fn: ``(averaged, current, n_averaged) -> averaged`` per tensor.
       multi_avg_fn: the same over the whole pytree at once.
       use_buffers: average the buffers too (else they follow the model's).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> from funcnets.optim import swa_utils
+        >>> model = nn.Linear(2, 1)
+        >>> params, state = model.init(jax.random.key(0))
+        >>> swa = swa_utils.AveragedModel(model)
+        >>> avg = swa.init(params, state)
+        >>> for v in (1.0, 2.0, 6.0):  # three snapshots of the weights during training
+        ...     snapshot = jax.tree_util.tree_map(lambda p: jnp.full_like(p, v), params)
+        ...     avg = swa.update_parameters(avg, snapshot, state)
+        >>> float(avg.params["bias"][0]), int(avg.n_averaged)  # their equal average
+        (3.0, 3)
+        >>> y, _ = swa(avg, jnp.ones((1, 2)))  # the averaged model's forward: 3·1 + 3·1 + 3
+        >>> float(y[0, 0])
+        9.0
     """
 
     model: Module
@@ -193,6 +242,18 @@ def update_bn(
       the new ``state``: BatchNorm buffers reset, then updated once per batch
       (``num_batches_tracked`` counts the batches); other buffers as the train-mode
       forward leaves them.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> from funcnets.optim import swa_utils
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        >>> params, state = model.init(jax.random.key(0))
+        >>> params["0"] = {"weight": jnp.eye(2), "bias": jnp.zeros(2)}  # BatchNorm sees x itself
+        >>> loader = [jnp.array([[0.0, 1.0], [2.0, 3.0]]), jnp.array([[4.0, 5.0], [6.0, 7.0]])]
+        >>> state = swa_utils.update_bn(loader, model, params, state)
+        >>> state["1"]["running_mean"].tolist(), int(state["1"]["num_batches_tracked"])  # the mean over both batches
+        ([3.0, 4.0], 2)
     """
     # torch's isinstance(module, _BatchNorm): BatchNorm1d/2d/3d, not InstanceNorm
     kinds = tuple(getattr(nn, k) for k in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d") if hasattr(nn, k))
@@ -236,7 +297,15 @@ class SWALR(LRScheduler):
     """``torch.optim.swa_utils.SWALR``: anneal from ``base_lr`` to ``swa_lr`` over
     ``anneal_epochs`` epochs (``cos`` or ``linear``), then hold ``swa_lr``. torch's
     recursion anneals from whatever learning rate it takes over, so inside a
-    ``SequentialLR`` it needs ``total_epochs``."""
+    ``SequentialLR`` it needs ``total_epochs``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.optim import swa_utils
+        >>> sched = swa_utils.SWALR(0.1, swa_lr=0.05, anneal_epochs=3, anneal_strategy="linear")
+        >>> [round(lr, 4) for lr in sched(jnp.arange(6)).tolist()]  # torch's get_last_lr()[0] after 0..5 step()s
+        [0.1, 0.0833, 0.0667, 0.05, 0.05, 0.05]
+    """
 
     base_lr: float
     swa_lr: float
