@@ -109,6 +109,23 @@ def save_checkpoint(directory: str | os.PathLike, ts: TrainState, *, run: Mappin
     update make it the newest. Keeps the ``keep`` most recently written checkpoints
     (``keep <= 0``: all). Files and folders get the modes the umask gives. Returns the
     checkpoint's path.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = checkpoint.save_checkpoint(tmp.name, ts._replace(step=jnp.int32(100)), run={"epoch": 3})
+        >>> path.name, sorted(p.name for p in path.iterdir())
+        ('step_00000100', ['manifest.json', 'run.json', 'train.msgpack', 'weights.safetensors'])
+        >>> restored = checkpoint.load_checkpoint(tmp.name, like=ts)  # the newest intact one
+        >>> int(restored.step), restored.params["fc"]["weight"].shape
+        (100, (2, 3))
+        >>> bool((jax.random.key_data(restored.key) == jax.random.key_data(ts.key)).all())  # typed keys too
+        True
+        >>> tmp.cleanup()
     """
     directory = Path(directory)
     step = int(ts.step)
@@ -121,7 +138,7 @@ def save_checkpoint(directory: str | os.PathLike, ts: TrainState, *, run: Mappin
             weights = {**flatten(ts.params), **flatten(ts.model_state)}
             save_file(tmp / "weights.safetensors", weights, metadata={"format": "pt", "step": str(step)})
             fault_point("save.weights")
-            rest = {"opt_state": ts.opt_state, "step": ts.step, "key": ts.key}
+            rest = {"opt_state": ts.opt_state, "step": ts.step, "key": _key_data(ts.key)}
             atomic_write_bytes(tmp / "train.msgpack", serialization.to_bytes(jax.device_get(rest)))
             names = ["weights.safetensors", "train.msgpack"]
             if run is not None:
@@ -158,7 +175,21 @@ def save_checkpoint(directory: str | os.PathLike, ts: TrainState, *, run: Mappin
 
 # ----------------------------------------------------------------------------- find
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
-    """The ``step_*`` folders in ``directory``, by step (complete or not)."""
+    """The ``step_*`` folders in ``directory``, by step (complete or not).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for step in (3, 1, 2):
+        ...     _ = checkpoint.save_checkpoint(tmp.name, ts._replace(step=jnp.int32(step)), keep=2)
+        >>> [p.name for p in checkpoint.list_checkpoints(tmp.name)]  # the 2 most recently written, by step
+        ['step_00000001', 'step_00000002']
+        >>> tmp.cleanup()
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -200,7 +231,21 @@ def _newest_first(directory: Path) -> tuple[list[Path], str | None]:
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The checkpoint ``latest`` names, else the most recently written one with a
-    manifest, or None. (Unverified; :func:`find_checkpoint` verifies.)"""
+    manifest, or None. (Unverified; :func:`find_checkpoint` verifies.)
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> checkpoint.latest_checkpoint(tmp.name) is None
+        True
+        >>> checkpoint.latest_checkpoint(checkpoint.save_checkpoint(tmp.name, ts).parent).name
+        'step_00000000'
+        >>> tmp.cleanup()
+    """
     candidates, _ = _newest_first(Path(directory))
     complete = [p for p in candidates if (p / "manifest.json").is_file()]
     return complete[0] if complete else None
@@ -219,6 +264,19 @@ def find_checkpoint(directory: str | os.PathLike, which: int | str | os.PathLike
     default :func:`warnings.warn`), a step number (``step_{which:08d}`` in
     ``directory``), or the path of a ``step_*`` folder. An explicitly chosen checkpoint
     that is unreadable is an error, not a fallback.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for step in (1, 2):
+        ...     _ = checkpoint.save_checkpoint(tmp.name, ts._replace(step=jnp.int32(step)))
+        >>> checkpoint.find_checkpoint(tmp.name).step, checkpoint.find_checkpoint(tmp.name, 1).step
+        (2, 1)
+        >>> tmp.cleanup()
     """
     warn = warn or _warn
     directory = Path(directory)
@@ -267,6 +325,25 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     with its recorded size and sha256, and each parses (safetensors, msgpack, JSON).
 
     Raises :class:`CorruptCheckpointError` naming the first bad file.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = checkpoint.save_checkpoint(tmp.name, ts, run={"epoch": 1, "history": [{"loss": 0.5}]})
+        >>> info = checkpoint.read_checkpoint(path)  # verified: sizes, sha256, every file parses
+        >>> info.step, info.epoch, info.history
+        (0, 1, [{'loss': 0.5}])
+        >>> (path / "train.msgpack").write_bytes(b"damaged")
+        7
+        >>> checkpoint.read_checkpoint(path)
+        Traceback (most recent call last):
+            ...
+        funcnets.checkpoint.CorruptCheckpointError: ...train.msgpack...
+        >>> tmp.cleanup()
     """
     manifest, run, _, _ = _read_files(Path(path))
     return CheckpointInfo(Path(path), int(manifest["step"]), float(manifest.get("saved_at", 0.0)), manifest, run)
@@ -332,6 +409,24 @@ def load_checkpoint(path: str | os.PathLike, like: TrainState) -> TrainState:
     ``like`` is a template with the expected structure — build it exactly as for
     training (same model, optimizer, ``trainable``). Files are verified as by
     :func:`read_checkpoint`; names, shapes and dtypes against ``like``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = checkpoint.save_checkpoint(tmp.name, ts)
+        >>> wrong = train.create_train_state({"fc": {"weight": jnp.ones((2, 4)), "bias": jnp.zeros(2)}}, {}, opt,
+        ...                                  jax.random.key(0))
+        >>> checkpoint.load_checkpoint(tmp.name, like=wrong)  # another model: told what differs
+        Traceback (most recent call last):
+            ...
+        funcnets.errors.FuncnetsError: checkpoint .../step_00000000 does not match this model's params:
+          fc.weight: expected float32[2, 4], found float32[2, 3]
+        Resume with the same model (and dtype) as the run that saved it.
+        >>> tmp.cleanup()
     """
     path = Path(path)
     if not (path / "manifest.json").exists() and not _STEP_DIR.fullmatch(path.name):
@@ -339,7 +434,7 @@ def load_checkpoint(path: str | os.PathLike, like: TrainState) -> TrainState:
     _, _, weights, rest = _read_files(path)
     params = _restore_tree(flatten(like.params), weights, "params", path)
     model_state = _restore_tree(flatten(like.model_state), weights, "model_state", path)
-    template = jax.device_get({"opt_state": like.opt_state, "step": like.step, "key": like.key})
+    template = jax.device_get({"opt_state": like.opt_state, "step": like.step, "key": _key_data(like.key)})
     try:
         rest = serialization.from_state_dict(template, rest)
     except Exception as e:  # noqa: BLE001  structure mismatch raises ValueError/KeyError from flax
@@ -347,7 +442,20 @@ def load_checkpoint(path: str | os.PathLike, like: TrainState) -> TrainState:
             f"the optimizer state in {path} does not fit this run's optimizer ({type(e).__name__}: {e}). "
             f"Resume with the same optimizer and trainable parameters as the run that saved it."
         ) from None
-    return TrainState(unflatten(params), unflatten(model_state), rest["opt_state"], rest["step"], rest["key"])
+    key = rest["key"]
+    if _is_typed_key(like.key):
+        key = jax.random.wrap_key_data(key, impl=jax.random.key_impl(like.key))
+    return TrainState(unflatten(params), unflatten(model_state), rest["opt_state"], rest["step"], key)
+
+
+def _is_typed_key(key: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key)
+
+
+def _key_data(key: Any) -> Any:
+    """A PRNG key as an array msgpack can hold: a typed key (``jax.random.key``) as its
+    uint32 data, which :func:`load_checkpoint` wraps back; a raw ``PRNGKey`` as it is."""
+    return jax.random.key_data(key) if _is_typed_key(key) else key
 
 
 def _restore_tree(expected: dict, weights: dict, what: str, path: Path) -> dict:
@@ -371,7 +479,18 @@ def _restore_tree(expected: dict, weights: dict, what: str, path: Path) -> dict:
 # ----------------------------------------------------------------------------- housekeeping
 def remove_temporary(directory: str | os.PathLike) -> list[Path]:
     """Delete what an interrupted save leaves behind (``.tmp-step-*`` folders and
-    temporary ``latest`` files); returns what was removed."""
+    temporary ``latest`` files); returns what was removed.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from funcnets import checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> (Path(tmp.name) / ".tmp-step-abc").mkdir()  # what a killed save leaves
+        >>> [p.name for p in checkpoint.remove_temporary(tmp.name)]
+        ['.tmp-step-abc']
+        >>> tmp.cleanup()
+    """
     directory = Path(directory)
     removed = []
     for pattern in _TEMPORARY:
@@ -387,7 +506,21 @@ def remove_temporary(directory: str | os.PathLike) -> list[Path]:
 def clear_checkpoints(directory: str | os.PathLike) -> None:
     """Delete every checkpoint in ``directory`` (``step_*``, ``latest``, temporaries);
     other files are left alone. The ``latest`` pointer goes first, so a kill midway
-    leaves no pointer to a deleted checkpoint."""
+    leaves no pointer to a deleted checkpoint.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile
+        >>> from funcnets import checkpoint, optim, train
+        >>> opt = optim.sgd(0.1, momentum=0.9)
+        >>> params = {"fc": {"weight": jnp.ones((2, 3)), "bias": jnp.zeros(2)}}
+        >>> ts = train.create_train_state(params, {}, opt, jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = checkpoint.save_checkpoint(tmp.name, ts)
+        >>> checkpoint.clear_checkpoints(tmp.name)
+        >>> checkpoint.list_checkpoints(tmp.name), checkpoint.latest_checkpoint(tmp.name)
+        ([], None)
+        >>> tmp.cleanup()
+    """
     directory = Path(directory)
     (directory / "latest").unlink(missing_ok=True)
     for p in list_checkpoints(directory):
