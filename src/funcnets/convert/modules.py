@@ -21,7 +21,7 @@ from funcnets import nn as fnn
 __all__ = ["LEAVES", "SPECIAL", "leaf_classes", "convert_module"]
 
 # traced through (their forward is plain Python over children), not converted as a whole
-_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module", "Transformer"}
+_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module"}
 
 
 def leaf_classes() -> dict[type, type]:
@@ -85,6 +85,22 @@ def _stack(layer_arg: str) -> Callable[[Any], dict]:
     return kwargs
 
 
+def _transformer(m: Any) -> dict:
+    """nn.Transformer is a leaf: its forward checks shapes and detects causal masks with
+    Python control flow on tensor values (torch.equal), which fx cannot trace."""
+    import torch.nn as tnn
+
+    layer = m.encoder.layers[0]
+    out = dict(d_model=m.d_model, nhead=m.nhead, num_encoder_layers=len(m.encoder.layers),
+               num_decoder_layers=len(m.decoder.layers), dim_feedforward=layer.linear1.out_features,
+               dropout=layer.dropout.p, activation=_activation(layer), layer_norm_eps=layer.norm1.eps,
+               batch_first=m.batch_first, norm_first=layer.norm_first, bias=layer.linear1.bias is not None)
+    # a custom encoder/decoder (torch's custom_encoder=) is converted as the layer it is
+    if type(m.encoder) is not tnn.TransformerEncoder or type(m.decoder) is not tnn.TransformerDecoder:
+        out.update(custom_encoder=convert_module(m.encoder), custom_decoder=convert_module(m.decoder))
+    return out
+
+
 # constructor arguments that are not plain attributes of the torch module
 SPECIAL: dict[str, Callable[[Any], dict]] = {
     "MultiheadAttention": lambda m: dict(
@@ -97,6 +113,7 @@ SPECIAL: dict[str, Callable[[Any], dict]] = {
     "TransformerDecoderLayer": _transformer_layer,
     "TransformerEncoder": _stack("encoder_layer"),
     "TransformerDecoder": _stack("decoder_layer"),
+    "Transformer": _transformer,
 }
 
 
