@@ -1,7 +1,7 @@
-"""Builds funcnets' one compiled piece: oneDNN's convolutions as XLA FFI handlers
-(``src/funcnets/csrc/onednn_conv.cc``), on x86-64 Linux, where ``onednn-cpu-gomp`` has
+"""Builds funcnets' compiled pieces: oneDNN's convolutions and its LSTM/GRU layers as XLA FFI
+handlers (``src/funcnets/csrc/onednn_conv.cc``, ``onednn_rnn.cc``), on x86-64 Linux, where ``onednn-cpu-gomp`` has
 wheels. The build is optional: without it (no compiler, another platform) funcnets uses
-XLA's convolutions, and ``funcnets.nn.onednn_error()`` says why."""
+XLA's convolutions and ``lax.scan`` RNNs, and ``funcnets.nn.onednn_error()`` says why."""
 
 import platform
 import sys
@@ -25,16 +25,17 @@ def _extensions():
         return []
     import jax.ffi  # jaxlib ships XLA's FFI headers
 
+    # oneDNN's convolutions; oneDNN's LSTM/GRU layers (funcnets.nn._onednn_rnn), each optional on its own
     return [Extension(
-        "funcnets._onednn_conv",
-        sources=["src/funcnets/csrc/onednn_conv.cc"],
+        f"funcnets._onednn_{name}",
+        sources=[f"src/funcnets/csrc/onednn_{name}.cc"],
         include_dirs=[jax.ffi.include_dir(), _installed_path("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.hpp")],
         library_dirs=[_installed_path("onednn-cpu-gomp", "lib/libdnnl.so.3")],
         libraries=["dnnl"],
         extra_compile_args=["-std=c++17", "-O2", "-fopenmp", "-Wno-attributes"],
         extra_link_args=["-fopenmp"],
         optional=True,
-    )]
+    ) for name in ("conv", "rnn")]
 
 
 setup(ext_modules=_extensions())

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from funcnets import nn
+from funcnets.nn import _onednn_rnn
 from funcnets.nn import rnn as _rnn
 from funcnets.timing import interleaved
 
@@ -53,9 +54,15 @@ def main() -> None:
         return jnp.sum(y * y)
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    with _onednn_rnn.use_scan():  # the lax.scan lowering, traced (and compiled) here
+        scan_step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, jx).compile()
+    onednn = _onednn_rnn.error() is None and args.mode == "LSTM"
 
     def f_step():
         return step(params, jx)
+
+    def s_step():
+        return scan_step(params, jx)
 
     def t_step():
         tlayer.zero_grad(set_to_none=True)
@@ -73,12 +80,18 @@ def main() -> None:
           f"d input rel err {rel(gx, tx.grad.numpy()):.1e}, "
           f"d weight_hh_l0 rel err {rel(gp['weight_hh_l0'], tlayer.weight_hh_l0.grad.numpy()):.1e}")
 
-    ms = interleaved({"funcnets": f_step, "torch": t_step}, repeats=args.repeats)
+    fns = {"funcnets": f_step, "torch": t_step}
+    if onednn:
+        fns["funcnets scan"] = s_step
+    ms = interleaved(fns, repeats=args.repeats)
     print(f"{args.mode} {args.layers}x{args.hidden}{' bidirectional' if args.bidirectional else ''}, "
           f"{args.steps} steps, batch {args.batch}, input {args.input}, unroll {_rnn._UNROLL}, "
           f"torch {torch.__version__} threads {torch.get_num_threads()}, jax {jax.__version__}")
-    print(f"forward+backward: funcnets {ms['funcnets']:.1f} ms, torch eager {ms['torch']:.1f} ms, "
-          f"ratio torch/funcnets {ms['torch'] / ms['funcnets']:.2f}x")
+    print(f"forward+backward: funcnets{' (oneDNN)' if onednn else ''} {ms['funcnets']:.1f} ms, "
+          f"torch eager {ms['torch']:.1f} ms, ratio torch/funcnets {ms['torch'] / ms['funcnets']:.2f}x")
+    if onednn:
+        print(f"  funcnets lax.scan {ms['funcnets scan']:.1f} ms, ratio torch/scan "
+              f"{ms['torch'] / ms['funcnets scan']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,18 @@ Equations (torch's; ``σ`` the logistic sigmoid, ``⊙`` the elementwise product
   ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`` (``b_hn`` inside the reset product),
   ``h' = (1 - z) ⊙ n + z ⊙ h``.
 
-How it is computed: per layer, the input projections of every time step and both
+How it is computed: a float32 LSTM on CPU without ``proj_size`` or ``lengths`` runs
+each layer (both directions) as oneDNN's LSTM primitive, torch's own CPU kernel, through
+XLA's FFI (:mod:`funcnets.nn._onednn_rnn`): ``forward_training``, which keeps oneDNN's
+workspace, and under ``jax.grad``/``jax.vjp`` oneDNN's backward (a ``custom_vjp``), the
+batch split over XLA's threads. Forward mode (``jax.jvp``, ``jacfwd``) is not defined for
+it: trace such code inside ``funcnets.nn._onednn_rnn.use_scan()``. Everything else
+(float64, projections, lengths, GRU, RNN, other backends, several devices) takes the
+``lax.scan`` lowering: per layer, the input projections of every time step and both
 directions are one GEMM before the time loop; the time loop is one ``lax.scan`` that
 carries both directions together (the reverse direction reads the time-reversed
 projections), so a step is one small batched GEMM ``h @ W_hh^T`` plus the gate math.
+Dropout between layers is the same in both: it sits between the layer calls.
 
 Calling the sequence layers (the module contract's ``apply`` takes one ``x``)::
 
@@ -47,7 +55,7 @@ import numpy as np
 
 from funcnets._typing import Array, Params, PRNGKey
 from funcnets.errors import ShapeError
-from funcnets.nn import init
+from funcnets.nn import _onednn_rnn, init
 from funcnets.nn._layout import _check_float
 from funcnets.nn.dropout import dropout as _dropout
 from funcnets.nn.module import Module
@@ -145,6 +153,12 @@ def _bmm(h: Array, w: Array) -> Array:
     return jnp.einsum("dnk,dgk->dng", h, w)
 
 
+def _onednn_usable(x: Array, p: list[dict]) -> bool:
+    """Whether oneDNN computes this layer (:mod:`funcnets.nn._onednn_rnn`): float32 input,
+    states and weights on one CPU device, the extension built."""
+    return _onednn_rnn.usable(x) and all(a is None or a.dtype == np.float32 for q in p for a in q.values())
+
+
 def _layer(
     mode: str, x: Array, p: list[dict], h0: Array, c0: Array | None, mask: Array | None
 ) -> tuple[Array, Array, Array | None]:
@@ -153,6 +167,8 @@ def _layer(
     ``c0: (D, N, H)``, ``mask: (L, N)`` bool or None. Returns ``(L, N, D·H_out)``,
     ``h_n: (D, N, H_out)``, ``c_n``.
     """
+    if mode == "LSTM" and mask is None and p[0]["w_hr"] is None and _onednn_usable(x, p):
+        return _onednn_rnn.lstm_layer(x, h0, c0, *_onednn_rnn.lstm_params(p, h0.shape[-1]))
     D = len(p)
     w_ih = jnp.stack([q["w_ih"] for q in p])  # (D, G, In)
     w_hh = jnp.stack([q["w_hh"] for q in p])  # (D, G, H_out)
