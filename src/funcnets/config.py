@@ -136,13 +136,29 @@ def tune_xla_cpu() -> bool:
 
 def default_device() -> jax.Device:
     """``torch.device('cuda' if torch.cuda.is_available() else 'cpu')``: JAX's first device
-    is already the accelerator when there is one."""
+    is already the accelerator when there is one.
+
+    Example:
+        >>> import jax
+        >>> from funcnets import config
+        >>> config.default_device() == jax.devices()[0]  # the GPU when there is one, else the CPU
+        True
+    """
     return jax.devices()[0]
 
 
 # --------------------------------------------------------------------------- float64
 def float64_enabled() -> bool:
-    """Whether JAX computes in 64 bits now (``jax_enable_x64``)."""
+    """Whether JAX computes in 64 bits now (``jax_enable_x64``).
+
+    Example:
+        >>> from funcnets import config
+        >>> config.float64_enabled()  # JAX's default: 32 bits
+        False
+        >>> with config.float64():
+        ...     print(config.float64_enabled())
+        True
+    """
     return bool(jax.config.jax_enable_x64)
 
 
@@ -156,6 +172,15 @@ def enable_float64(enabled: bool = True) -> None:
 
     Args:
       enabled: ``True`` for 64-bit floats and ints, ``False`` for JAX's 32-bit default.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import config
+        >>> before = config.float64_enabled()
+        >>> config.enable_float64()  # torch.set_default_dtype(torch.float64)
+        >>> jnp.asarray([1.0]).dtype
+        dtype('float64')
+        >>> config.enable_float64(before)  # back to what it was
     """
     jax.config.update("jax_enable_x64", bool(enabled))
 
@@ -164,14 +189,19 @@ def enable_float64(enabled: bool = True) -> None:
 def float64(enabled: bool = True) -> Iterator[None]:
     """A ``with`` block computed in float64 (or, with ``enabled=False``, in float32).
 
-    Example:
-      >>> with funcnets.config.float64():
-      ...     x = jnp.ones(3, jnp.float64)     # a float64 array
-      >>> x.dtype
-      dtype('float64')
-
     A function compiled inside the block is compiled for 64 bits; arrays created inside
     keep their dtype afterwards.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from funcnets import config, losses
+        >>> x, y = np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12])  # NumPy float64, as torch users write
+        >>> with config.float64():  # torch's float64 semantics for the block
+        ...     loss = losses.mse_loss(x, y)
+        >>> loss.dtype, float(loss) > 0  # the 1e-12 difference survives
+        (dtype('float64'), True)
+        >>> config.float64_enabled()  # off again after the block
+        False
     """
     with jax.enable_x64(bool(enabled)):
         yield
@@ -190,6 +220,15 @@ def warn_if_downcast(*trees: Any, where: str) -> None:
     Args:
       *trees: arrays or pytrees of arrays (other leaves are ignored).
       where: the entry point, named in the warning.
+
+    Example:
+        >>> import numpy as np, warnings
+        >>> from funcnets import config
+        >>> with warnings.catch_warnings(record=True) as caught, config.float64(False):
+        ...     warnings.simplefilter("always")
+        ...     config.warn_if_downcast({"x": np.ones((2, 3))}, where="my_entry_point")
+        >>> caught[0].category.__name__, str(caught[0].message)[:60]
+        ('Float64DowncastWarning', 'my_entry_point: got a float64 array of shape (2, 3), but flo')
     """
     if float64_enabled():
         return
