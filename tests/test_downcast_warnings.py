@@ -180,3 +180,18 @@ def test_create_train_state_evaluate_and_batches_warn_on_float64_numpy():
         with config.float64():
             train.evaluate(MODEL, params64, state, x, y)
             assert train.batches(x, y, 3, jax.random.PRNGKey(0))[0].dtype == jnp.float64
+
+
+def test_load_state_dict_warns_on_float64_weights_unless_a_dtype_is_asked_for():
+    from funcnets import torch_io
+
+    sd = {"weight": R.standard_normal((2, 3)), "bias": np.zeros(2)}  # a float64 torch model's state_dict
+    with config.float64(False):
+        with pytest.warns(Float64DowncastWarning, match="^load_state_dict: got a float64 array"):
+            loaded = torch_io.load_state_dict(MODEL, sd)
+        assert loaded.params["weight"].dtype == jnp.float32
+        with _silent():
+            torch_io.load_state_dict(MODEL, sd, dtype=jnp.float32)  # asked for: no warning
+            torch_io.load_state_dict(MODEL, {k: v.astype(np.float32) for k, v in sd.items()})
+    with _silent(), config.float64():
+        assert torch_io.load_state_dict(MODEL, sd).params["weight"].dtype == jnp.float64

@@ -20,6 +20,7 @@ from flax import traverse_util
 
 from funcnets._io import atomic_write_bytes
 from funcnets._typing import Params, State
+from funcnets.config import warn_if_downcast
 from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
 
@@ -37,12 +38,25 @@ __all__ = [
 
 
 def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"fc": {"weight": w}} -> {"fc.weight": w}``."""
+    """``{"fc": {"weight": w}} -> {"fc.weight": w}``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.torch_io import flatten
+        >>> list(flatten({"layer1": {"0": {"conv1": {"weight": jnp.ones(1)}}}}))
+        ['layer1.0.conv1.weight']
+    """
     return traverse_util.flatten_dict(dict(tree), sep=".") if tree else {}
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"fc.weight": w} -> {"fc": {"weight": w}}``."""
+    """``{"fc.weight": w} -> {"fc": {"weight": w}}``.
+
+    Example:
+        >>> from funcnets.torch_io import unflatten
+        >>> unflatten({"fc.weight": 1, "fc.bias": 2})
+        {'fc': {'weight': 1, 'bias': 2}}
+    """
     return traverse_util.unflatten_dict(dict(flat), sep=".") if flat else {}
 
 
@@ -61,6 +75,19 @@ def state_dict(model: Module, params: Params, state: State | None = None) -> dic
 
     ``torch_module.load_state_dict({k: torch.from_numpy(v) ...}, strict=True)`` accepts it.
     ``num_batches_tracked`` is exported as int64, torch's dtype.
+
+    Example:
+        >>> import jax
+        >>> from funcnets import nn, torch_io
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        >>> params, state = model.init(jax.random.key(0))
+        >>> sd = torch_io.state_dict(model, params, state)  # torch's keys, order and dtypes
+        >>> [(k, v.shape, str(v.dtype)) for k, v in sd.items()]  # doctest: +NORMALIZE_WHITESPACE
+        [('0.weight', (4, 3), 'float32'), ('0.bias', (4,), 'float32'), ('1.weight', (4,), 'float32'),
+         ('1.bias', (4,), 'float32'), ('1.running_mean', (4,), 'float32'), ('1.running_var', (4,), 'float32'),
+         ('1.num_batches_tracked', (), 'int64')]
+
+        torch: ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`` takes it.
     """
     flat = {**flatten(params), **flatten(state or {})}
     out = {}
@@ -96,12 +123,34 @@ def load_state_dict(
         are always an error. All problems are listed in one message.
       init: ``(params, state)`` to take missing entries from when ``strict=False``
         (default: ``model.init(PRNGKey(0))``).
-      dtype: cast floating-point arrays to this dtype (default: keep the file's).
+      dtype: cast floating-point arrays to this dtype (default: keep the file's; float64
+        arrays with float64 off become float32 with a ``Float64DowncastWarning``, which
+        ``dtype=jnp.float32`` makes deliberate and silent).
     Returns:
       ``Loaded(params, state, missing_keys, unexpected_keys)``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from funcnets import nn, torch_io
+        >>> model = nn.Linear(3, 2)
+        >>> sd = {"weight": np.ones((2, 3), np.float32), "bias": np.zeros(2, np.float32)}  # e.g. torch's, .numpy()
+        >>> loaded = torch_io.load_state_dict(model, sd)
+        >>> loaded.params["weight"].shape, loaded.missing_keys, loaded.unexpected_keys
+        ((2, 3), [], [])
+        >>> torch_io.load_state_dict(model, {"weight": np.ones((2, 4), np.float32)})
+        Traceback (most recent call last):
+            ...
+        funcnets.errors.FuncnetsError: Error(s) in loading state_dict for Linear (2):
+          weight: expected shape (2, 3), the state_dict has (2, 4)
+          missing key: bias
+        ...
+        >>> torch_io.load_state_dict(model, {"weight": sd["weight"]}, strict=False).missing_keys
+        ['bias']
     """
     template = _template(model)
     given = {k: _to_numpy(v) for k, v in state_dict.items()}
+    if dtype is None:  # a float64 torch model's weights, silently float32 with float64 off
+        warn_if_downcast(given, where="load_state_dict")
     missing = [k for k in template if k not in given]
     unexpected = [k for k in given if k not in template]
     mismatched = [
@@ -163,7 +212,18 @@ _HOW_TO_GET_OWN = (
 
 
 def save_file(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> Path:
-    """Write ``{name: array}`` as ``.safetensors``, atomically."""
+    """Write ``{name: array}`` as ``.safetensors``, atomically.
+
+    Example:
+        >>> import numpy as np, tempfile
+        >>> from pathlib import Path
+        >>> from funcnets import torch_io
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = torch_io.save_file(Path(tmp.name) / "w.safetensors", {"fc.weight": np.eye(2, dtype=np.float32)})
+        >>> torch_io.load_file(path)["fc.weight"].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+        >>> tmp.cleanup()
+    """
     from safetensors.numpy import save
 
     arrays = {k: np.array(v, order="C") for k, v in tensors.items()}  # ascontiguousarray would make 0-d 1-d
@@ -179,6 +239,13 @@ def load_file(path: str | os.PathLike, *, arch: str | None = "resnet18") -> dict
     ``.pth`` files are read with ``torch.load(weights_only=True)``; checkpoints that wrap
     the weights (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel's
     ``module.`` prefix are unwrapped.
+
+    Example:
+        >>> from funcnets import torch_io
+        >>> torch_io.load_file("missing/resnet18.pth")
+        Traceback (most recent call last):
+            ...
+        FileNotFoundError: no weights file at missing/resnet18.pth. funcnets never downloads. ...
     """
     path = Path(path)
     if not path.is_file():
@@ -222,7 +289,20 @@ def load_file(path: str | os.PathLike, *, arch: str | None = "resnet18") -> dict
 
 
 def save_weights(path: str | os.PathLike, model: Module, params: Params, state: State | None = None) -> Path:
-    """Save ``model``'s weights with torch names: ``.safetensors`` (default) or ``.pth``."""
+    """Save ``model``'s weights with torch names: ``.safetensors`` (default) or ``.pth``.
+
+    Example:
+        >>> import jax, tempfile
+        >>> from pathlib import Path
+        >>> from funcnets import nn, torch_io
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> params, state = model.init(jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = torch_io.save_weights(Path(tmp.name) / "model.safetensors", model, params, state)
+        >>> sorted(torch_io.load_file(path))  # torch names: PyTorch's load_state_dict(strict=True) takes them
+        ['0.bias', '0.weight', '2.bias', '2.weight']
+        >>> tmp.cleanup()
+    """
     sd = state_dict(model, params, state)
     if Path(path).suffix.lower() in (".pth", ".pt"):
         import io
@@ -236,6 +316,20 @@ def save_weights(path: str | os.PathLike, model: Module, params: Params, state: 
 
 
 def load_weights(path: str | os.PathLike, model: Module, *, strict: bool = True, dtype: Any = None) -> Loaded:
-    """:func:`load_file` then :func:`load_state_dict`."""
+    """:func:`load_file` then :func:`load_state_dict`.
+
+    Example:
+        >>> import jax, tempfile
+        >>> from pathlib import Path
+        >>> from funcnets import nn, torch_io
+        >>> model = nn.Linear(3, 2)
+        >>> params, state = model.init(jax.random.key(0))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = torch_io.save_weights(Path(tmp.name) / "linear.safetensors", model, params)
+        >>> loaded = torch_io.load_weights(path, model)
+        >>> bool((loaded.params["weight"] == params["weight"]).all())
+        True
+        >>> tmp.cleanup()
+    """
     arch = getattr(model, "arch", None)  # torchvision's builder name (ResNet has one, LeNet none)
     return load_state_dict(model, load_file(path, arch=arch), strict=strict, dtype=dtype)
