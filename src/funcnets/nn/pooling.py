@@ -816,9 +816,6 @@ class MaxPool2d(_MaxPoolNd):
         >>> y, _ = nn.MaxPool2d(2).apply({}, {}, x)
         >>> y.tolist()
         [[[[5.0, 7.0], [13.0, 15.0]]]]
-        >>> y, _ = nn.MaxPool2d(3, stride=1, padding=1).apply({}, {}, x)  # padding is -inf, never picked
-        >>> y.shape
-        (1, 1, 4, 4)
     """
 
     _n = 2
@@ -832,10 +829,8 @@ class MaxPool3d(_MaxPoolNd):
     Example:
         >>> import jax.numpy as jnp
         >>> from funcnets import nn
-        >>> x = jnp.ones((1, 2, 3, 5, 5))
-        >>> nn.MaxPool3d(2).apply({}, {}, x)[0].shape
-        (1, 2, 1, 2, 2)
-        >>> nn.MaxPool3d(2, ceil_mode=True).apply({}, {}, x)[0].shape  # the partial last windows count
+        >>> y, _ = nn.MaxPool3d(2, ceil_mode=True).apply({}, {}, jnp.ones((1, 2, 3, 5, 5)))
+        >>> y.shape  # the partial last windows count (without ceil_mode: (1, 2, 1, 2, 2))
         (1, 2, 2, 3, 3)
     """
 
@@ -1003,11 +998,8 @@ class MaxUnpool2d(_MaxUnpoolNd):
         >>> pool, unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
         >>> (y, indices), _ = pool.apply({}, {}, jnp.array([[[[1.0, 2.0], [4.0, 3.0]]]]))
         >>> x, _ = unpool.apply({}, {}, y, indices)
-        >>> x.tolist()
+        >>> x.tolist()  # output_size=(H, W) picks the size when the pool dropped a border
         [[[[0.0, 0.0], [4.0, 0.0]]]]
-        >>> x, _ = unpool.apply({}, {}, y, indices, output_size=(3, 3))  # the size a ceil_mode pool had
-        >>> x.shape
-        (1, 1, 3, 3)
     """
 
     _n = 2
