@@ -26,7 +26,8 @@ from funcnets import optim, train
 from funcnets.models import LeNet, two_layer
 from funcnets.timing import interleaved
 
-__all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "zoo_step_fns", "machine"]
+__all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "zoo_step_fns", "machine",
+           "peak_memory", "resnet_memory"]
 
 
 class Result(NamedTuple):
@@ -34,6 +35,10 @@ class Result(NamedTuple):
     torch_ms: float
     funcnets_ms: float
     torch_compile_ms: float | None = None
+    peak_mb: float | None = None  # funcnets' process peak RSS, MB (:func:`peak_memory`)
+    torch_peak_mb: float | None = None  # torch eager's, measured the same way
+    compile_s: float | None = None  # the first-step rows: XLA's compile (JAX's monitoring event)
+    memory: dict | None = None  # the whole of :func:`resnet_memory` for this row
 
     @property
     def ratio(self) -> float:
@@ -289,6 +294,129 @@ def first_step_times(repeats: int = 3, batch: int = 8, size: int = 64) -> dict[s
     }
 
 
+# ----------------------------------------------------------------------------- memory
+_MEMORY = textwrap.dedent("""
+    import gc, json, os, resource, sys, time
+
+    def _status(field):  # MB, from the kernel's accounting of this process
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        raise KeyError(field)
+
+    def _reset_peak():  # VmHWM := VmRSS now (Linux >= 4.0); False where not allowed
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    wait = lambda out: out
+    {imports}
+    gc.collect()
+    imports_mb = _status("VmRSS")
+    {setup}
+    gc.collect()
+    baseline_mb, setup_peak_mb = _status("VmRSS"), _status("VmHWM")
+    resettable = _reset_peak()
+    t0 = time.perf_counter()
+    wait(step())
+    first_s = time.perf_counter() - t0
+    first_peak_mb = _status("VmHWM")
+    for _ in range({warmup} - 1):
+        wait(step())
+    gc.collect()
+    _reset_peak()
+    for _ in range({steps}):
+        wait(step())
+    step_peak_mb = _status("VmHWM")
+    print(json.dumps(dict(
+        imports_mb=imports_mb, baseline_mb=baseline_mb, setup_peak_mb=setup_peak_mb, first_peak_mb=first_peak_mb,
+        step_peak_mb=step_peak_mb, end_mb=_status("VmRSS"), first_s=first_s, resettable=resettable,
+        ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+""")
+
+
+def peak_memory(imports: str, setup: str, steps: int = 5, warmup: int = 2,
+                env: dict[str, str] | None = None) -> dict[str, float]:
+    """Resident memory (RSS, MB) of a train step, in a fresh Python process (Linux).
+
+    ``imports`` (Python source) imports the libraries; ``setup`` builds the model, the
+    batch and the optimizer and defines ``step()``, one train step, and optionally
+    ``wait(out)`` (e.g. ``jax.block_until_ready``) applied to what ``step()`` returns.
+    The process runs ``warmup`` steps (the first one compiles, for JAX) then ``steps``
+    more, and reports (all MB, from ``/proc/self/status``; the peak is the kernel's
+    high-water mark ``VmHWM``, reset to the current RSS between phases through
+    ``/proc/self/clear_refs``):
+
+    * ``imports_mb``: RSS after ``imports``; ``baseline_mb``: RSS after ``setup`` (weights,
+      batch, and whatever state the setup creates: funcnets' ``create_train_state``
+      makes the momentum buffers here, torch's SGD at its first step);
+    * ``first_peak_mb``: the peak during the first step (for funcnets: trace, XLA's
+      compile and the first run), ``step_peak_mb``: the peak during the ``steps`` steps
+      after warm-up (run time alone);
+    * ``peak_mb``: the process's peak over setup, first step and steps — what ``top`` or
+      an out-of-memory killer sees; ``step_mb = step_peak_mb - baseline_mb``: what a step
+      needs beyond the weights, batch and setup state; ``train_mb = peak_mb - imports_mb``:
+      everything training adds to the imported libraries (the same content on both
+      sides: weights, batch, optimizer state, compile, activations, gradients);
+    * ``first_s``: the first step's seconds; ``ru_maxrss_mb``: ``getrusage``'s peak,
+      for reference only — a child process's ``ru_maxrss`` starts at its parent's peak
+      (Linux carries the parent's high-water mark across ``fork``/``vfork`` + ``exec``),
+      so a benchmark process that has grown to gigabytes would report gigabytes for
+      every child.
+    """
+    code = _MEMORY.format(imports=imports.strip(), setup=setup.strip(), steps=steps, warmup=warmup)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise RuntimeError(f"peak_memory: the measuring process failed:\n{out.stderr[-3000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["peak_mb"] = max(r["setup_peak_mb"], r["first_peak_mb"], r["step_peak_mb"])
+    r["step_mb"] = r["step_peak_mb"] - r["baseline_mb"]
+    r["train_mb"] = r["peak_mb"] - r["imports_mb"]
+    return r
+
+
+def resnet_memory(batch: int, size: int = 64, steps: int = 5, aot_cache: str | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """:func:`peak_memory` of the suite's ResNet-18 train step (:func:`resnet_step_fns`:
+    SGD momentum 0.9, cross-entropy, 10-class head, ``(batch, 3, size, size)`` float32)
+    for ``"funcnets"`` and ``"torch"`` eager, each in its own fresh process that imports
+    only its own library. funcnets' first step compiles (the AOT cache off) unless
+    ``aot_cache`` names an AOT cache directory: then a first process fills it and a
+    second one, loading the step without compiling, is measured. ``env``: extra
+    environment for both processes (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``)."""
+    data = (f"rng = np.random.default_rng(0); x = rng.random(({batch}, 3, {size}, {size}), np.float32)\n"
+            f"y = (np.arange({batch}) % 10)")
+    funcnets_setup = (
+        f"{data}\nx, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)\n"
+        "model, params, state = recipes.build_model('resnet18')\nopt = optim.sgd(1e-2, momentum=0.9)\n"
+        "box = [train.create_train_state(params, state, opt, jax.random.PRNGKey(0))]\n"
+        "del params, state  # create_train_state copied them (the step donates its state)\n"
+        "fn = train.make_train_step(train.supervised_loss(model), opt)\n"
+        "def step():\n    box[0], metrics = fn(box[0], (x, y))\n    return metrics\n"
+        "wait = jax.block_until_ready\njax.block_until_ready(box)"
+    )
+    torch_setup = (
+        f"{data}\nx, y = torch.from_numpy(x), torch.from_numpy(y).long()\n"
+        "m = torchvision.models.resnet18(); m.fc = torch.nn.Linear(512, 10)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=1e-2, momentum=0.9)\n"
+        "def step():\n    opt.zero_grad()\n    loss = torch.nn.functional.cross_entropy(m(x), y)\n"
+        "    loss.backward()\n    opt.step()\n    return loss"
+    )
+    funcnets_env = {**(env or {}), "FUNCNETS_AOT_CACHE": aot_cache or "0", "FUNCNETS_COMPILATION_CACHE": "0"}
+    imports = "import jax, jax.numpy as jnp, numpy as np\nfrom funcnets import optim, recipes, train"
+    if aot_cache:
+        peak_memory(imports, funcnets_setup, steps=1, warmup=1, env=funcnets_env)  # compiles and saves
+    return {
+        "funcnets": peak_memory(imports, funcnets_setup, steps=steps, env=funcnets_env),
+        "torch": peak_memory("import numpy as np, torch, torchvision", torch_setup, steps=steps, env=env),
+    }
+
+
 # ----------------------------------------------------------------------------- suite
 WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict]] = {
     # name: (builder, builder kwargs)
@@ -307,8 +435,14 @@ WORKLOADS: dict[str, tuple[Callable[..., dict[str, Callable]], dict]] = {
 }
 
 
+# workloads whose peak memory the suite measures too (issue 26): the ResNet-18 batch
+MEMORY = {"ResNet-18 train step, batch 8, 3x64x64": 8, "ResNet-18 train step, batch 32, 3x64x64": 32}
+
+
 def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int = 15,
-        first_step: bool = True, log: Callable[[str], None] = print) -> list[Result]:
+        first_step: bool = True, memory: bool = True, log: Callable[[str], None] = print) -> list[Result]:
+    """The suite's rows; ``memory``: also :func:`resnet_memory` for the :data:`MEMORY`
+    workloads (two fresh processes each, after the timings)."""
     results = []
     for name, (builder, kwargs) in WORKLOADS.items():
         if only and not any(o.lower() in name.lower() for o in only):
@@ -323,32 +457,64 @@ def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int 
                 compiled = interleaved({"torch.compile": cfns["torch.compile"]}, repeats=repeats)["torch.compile"]
             except Exception as e:  # noqa: BLE001
                 log(f"  torch.compile unavailable: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
-        results.append(Result(name, ms["torch"], ms["funcnets"], compiled))
+        mem = None
+        if memory and name in MEMORY:
+            log(f"  peak memory, separate processes (batch {MEMORY[name]})")
+            del fns  # the measurement runs in other processes; free this one's copies first
+            mem = resnet_memory(MEMORY[name])
+        results.append(Result(name, ms["torch"], ms["funcnets"], compiled,
+                              peak_mb=mem and mem["funcnets"]["peak_mb"], torch_peak_mb=mem and mem["torch"]["peak_mb"],
+                              memory=mem))
     if first_step and (not only or any("first" in o.lower() for o in only)):
         log("running: ResNet-18 first step in a new process")
         t = first_step_times()
-        results.append(Result("ResNet-18 first step, new process (compile), cold cache", t["torch"] * 1e3, t["funcnets_cold"] * 1e3))
-        results.append(Result("ResNet-18 first step, new process, warm compilation cache", t["torch"] * 1e3, t["funcnets_warm"] * 1e3))
-        results.append(Result("ResNet-18 first step, new process, AOT cache warm (funcnets warmup)", t["torch"] * 1e3, t["funcnets_aot"] * 1e3))
+        for label, mode in (("new process (compile), cold cache", "cold"),
+                            ("new process, warm compilation cache", "warm"),
+                            ("new process, AOT cache warm (funcnets warmup)", "aot")):
+            results.append(Result(f"ResNet-18 first step, {label}", t["torch"] * 1e3, t[f"funcnets_{mode}"] * 1e3,
+                                  compile_s=t["phases"][mode]["compile_s"]))
         for mode, phases in t["phases"].items():
             log(f"  first step, {mode}: " + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in phases.items()))
     return results
 
 
+def _memory_cell(r: Result) -> str:
+    if r.peak_mb is None or r.torch_peak_mb is None:
+        return f"{'':>17}"
+    return f"{r.torch_peak_mb:7.0f} / {r.peak_mb:<5.0f} MB"
+
+
 def format_table(results: list[Result]) -> str:
     w = max(len(r.name) for r in results) if results else 10
-    lines = [f"{'workload':<{w}}  {'torch eager':>12}  {'torch.compile':>13}  {'funcnets':>10}  {'speed-up':>8}",
-             "-" * (w + 53)]
+    lines = [f"{'workload':<{w}}  {'torch eager':>12}  {'torch.compile':>13}  {'funcnets':>10}  {'speed-up':>8}"
+             f"  {'peak RSS torch/fn':>17}", "-" * (w + 72)]
     for r in results:
         tc = f"{r.torch_compile_ms:10.1f} ms" if r.torch_compile_ms else f"{'n/a':>13}"
-        lines.append(f"{r.name:<{w}}  {r.torch_ms:9.1f} ms  {tc}  {r.funcnets_ms:7.1f} ms  {r.ratio:7.2f}×")
+        lines.append(f"{r.name:<{w}}  {r.torch_ms:9.1f} ms  {tc}  {r.funcnets_ms:7.1f} ms  {r.ratio:7.2f}×"
+                     f"  {_memory_cell(r)}")
     lines.append("speed-up = torch eager / funcnets (medians of interleaved runs, warm-up excluded)")
+    if any(r.peak_mb is not None for r in results):
+        lines.append("peak RSS = the peak resident memory of a fresh process per library, imports included "
+                     "(funcnets.benchmark.peak_memory)")
+        for r in results:
+            if r.memory:
+                f, t = r.memory["funcnets"], r.memory["torch"]
+                lines.append(f"  {r.name}: imports {t['imports_mb']:.0f} / {f['imports_mb']:.0f} MB, training adds "
+                             f"{t['train_mb']:.0f} / {f['train_mb']:.0f} MB (first step's peak {t['first_peak_mb']:.0f}"
+                             f" / {f['first_peak_mb']:.0f}, steady steps' {t['step_peak_mb']:.0f} / "
+                             f"{f['step_peak_mb']:.0f}; a step over its setup {t['step_mb']:.0f} / {f['step_mb']:.0f})")
     return "\n".join(lines)
 
 
 def write_json(results: list[Result], path: str | os.PathLike) -> None:
-    rows = [{"name": r.name, "torch_ms": r.torch_ms, "funcnets_ms": r.funcnets_ms, "ratio": r.ratio,
-             "torch_compile_ms": r.torch_compile_ms} for r in results]
+    rows = []
+    for r in results:
+        row = {"name": r.name, "torch_ms": r.torch_ms, "funcnets_ms": r.funcnets_ms, "ratio": r.ratio,
+               "torch_compile_ms": r.torch_compile_ms}
+        # the newer fields only where they apply
+        row.update({k: v for k, v in (("peak_mb", r.peak_mb), ("torch_peak_mb", r.torch_peak_mb),
+                                      ("compile_s", r.compile_s), ("memory", r.memory)) if v is not None})
+        rows.append(row)
     Path(path).write_text(json.dumps({"machine": machine(), "results": rows}, indent=1))
 
 
