@@ -1,5 +1,9 @@
 """The AOT cache: compiled train steps saved to disk, loaded by a new process without tracing.
 
+Both :func:`funcnets.train.make_train_step` and :func:`funcnets.train.make_train_epoch`
+(the scanned epoch, whose steps per epoch are its batches' leading axis, so part of the
+key) go through it.
+
 JAX's persistent compilation cache skips XLA's compile in a new process, but the step is
 still traced and lowered to find the cache key: 0.3-0.5 s for a ResNet-18 step, 1.2 s
 with the compile-cache lookup. This cache stores the compiled executable itself
@@ -18,7 +22,8 @@ directory. The setting is read once per step function, at its first call.
 The key (a SHA-256) covers everything that changes the program:
 
 * the train step's closure: the loss function, the optimizer and every option of
-  :func:`funcnets.train.make_train_step`, fingerprinted by :func:`fingerprint`;
+  :func:`funcnets.train.make_train_step` (or ``make_train_epoch``, keyed apart),
+  fingerprinted by :func:`fingerprint`;
 * the arguments' tree structure, shapes, dtypes, weak types and shardings;
 * JAX's trace context (``jax_enable_x64``, matmul precision, meshes, ...) and the other
   JAX settings, funcnets' own context variables (convolution lowering, layout, ...);
