@@ -101,12 +101,12 @@ def scale_by_torch_adam(
     State: :class:`TorchAdamState` (``exp_avg``, ``exp_avg_sq`` like params; ``count``).
 
     Example:
-        >>> import jax.numpy as jnp, optax
+        >>> import jax, jax.numpy as jnp, optax
         >>> from funcnets import optim
         >>> sched = optim.lr_scheduler.OneCycleLR(0.01, total_steps=100)
         >>> tx = optax.chain(optim.scale_by_torch_adam(b1=sched.momentum), optax.scale_by_learning_rate(sched))
         >>> state = tx.init(jnp.zeros(2))
-        >>> updates, state = tx.update(jnp.array([0.5, -3.0]), state)
+        >>> updates, state = jax.jit(tx.update)(jnp.array([0.5, -3.0]), state)  # one compile, not op by op
         >>> [round(u, 6) for u in updates.tolist()]  # first Adam step: -lr·sign(g), lr = 0.01/25
         [-0.0004, 0.0004]
     """
