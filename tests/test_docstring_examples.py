@@ -20,6 +20,7 @@ import io
 import pkgutil
 import sys
 import warnings
+from pathlib import Path
 
 import jax
 import pytest
@@ -29,6 +30,7 @@ from funcnets import config, nn
 from test_docs import REFERENCED_MODULES
 
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _public(name: str) -> bool:
@@ -102,6 +104,24 @@ def test_every_layer_container_and_loss_has_an_example():
         f"{len(missing)} of funcnets.nn's {len(modules)} Module classes have no >>> example in their "
         f"docstring (an 'Example:' section, see nn.Conv2d): {', '.join(missing)}"
     )
+
+
+def test_the_reference_renders_the_examples_as_code():
+    # mkdocstrings reads the source with griffe, whose Google parser knows "Examples:" only;
+    # docs/griffe_example_sections.py (in mkdocs.yml) makes "Example:" that section, not an
+    # admonition of Markdown in which ">>> y.tolist()" is a quote and "[0.0, 2.0]" a link
+    import griffe  # mkdocstrings-python's reader (the docs extra)
+
+    extension = griffe.load_extensions(f"{ROOT / 'docs' / 'griffe_example_sections.py'}:ExampleSections")
+    package = griffe.load("funcnets", search_paths=[str(ROOT / "src")], resolve_aliases=False, extensions=extension)
+    classes = [obj for name in nn.__all__ if inspect.isclass(obj := getattr(nn, name)) and _example_count(obj)]
+    assert len(classes) > 100
+    not_code = []
+    for cls in classes:
+        docstring = package[f"{cls.__module__}.{cls.__qualname__}".removeprefix("funcnets.")].docstring
+        if "examples" not in [section.kind.value for section in docstring.parse("google")]:
+            not_code.append(cls.__name__)
+    assert not not_code, f"these classes' examples would render as text, not code: {not_code}"
 
 
 def test_the_runner_fails_on_a_wrong_printed_value_and_finds_every_module():
