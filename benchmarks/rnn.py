@@ -5,7 +5,23 @@ process; medians of interleaved runs, warm-up excluded, ``block_until_ready``
 
     python benchmarks/rnn.py [--repeats 11] [--mode LSTM] [--unroll 1] [--bidirectional] [--torch-threads 1]
 
-Prints both times and the ratio torch_ms / funcnets_ms (> 1: funcnets is faster).
+Prints both times and the ratio torch_ms / funcnets_ms (> 1: funcnets is faster), and
+for a float32 LSTM with funcnets' oneDNN extension built, the ``lax.scan`` lowering's time
+too (traced under ``funcnets.nn._onednn_rnn.use_scan()``), interleaved with the others.
+
+Figures (2-core AVX-512 CPU, torch 2.14.1 with 2 OpenMP threads, jax 0.10.2):
+
+* lax.scan lowering, idle machine: funcnets 194 ms, torch 97 ms (0.50x).
+* oneDNN's LSTM (each layer one forward_training and one backward custom call, the
+  batch of 32 split in 2 chunks over XLA's threads), 2026-12-02 on a machine loaded by
+  other jobs (load average 14-20 on the 2 cores), same process, ms:
+  unidirectional oneDNN 981 (1 chunk) / 1074 (2 chunks), lax.scan 1012, torch 8674;
+  bidirectional 2909 / 2856, lax.scan 2868, torch 19909. Under that load torch's
+  OpenMP team suffers most and no figure says what an idle machine gives. CPU time per
+  step, everything on one core (``taskset``, torch 1 thread): oneDNN 299, lax.scan 285,
+  torch 305 ms: the same work (torch runs the same oneDNN primitive, "rnn ref"), so the
+  gain has to come from the 2 batch chunks running on both cores, as torch's 2 threads do.
+  To be measured again on an idle machine.
 """
 
 from __future__ import annotations

@@ -324,7 +324,19 @@ def _check_hparams(m: Any) -> None:
 
 class RNNBase(Module):
     """What RNN, LSTM and GRU share (torch's ``RNNBase``). Subclasses are dataclasses with
-    torch's constructor fields and a ``mode`` ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")."""
+    torch's constructor fields and a ``mode`` ("RNN_TANH", "RNN_RELU", "LSTM", "GRU").
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> gru = nn.GRU(4, 8, bidirectional=True)
+        >>> isinstance(gru, nn.RNNBase), gru.mode
+        (True, 'GRU')
+        >>> params, state = gru.init(jax.random.key(0))
+        >>> (out, h_n), state = gru.apply(params, state, (jnp.ones((5, 3, 4)), None, jnp.array([5, 2, 4])))
+        >>> out.shape, h_n.shape, float(abs(out[2:, 1]).max())
+        ((5, 3, 16), (2, 3, 8), 0.0)
+    """
 
     mode: str
     proj_size: int = 0
@@ -544,6 +556,15 @@ class RNN(RNNBase):
 
     ``x: (L, N, input_size) -> (output (L, N, D·hidden_size), h_n (D·num_layers, N, hidden_size))``;
     see :meth:`RNNBase.apply`. As torch's, the repr does not show ``nonlinearity``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> rnn = nn.RNN(4, 8, num_layers=2, nonlinearity='relu')
+        >>> params, state = rnn.init(jax.random.key(0))
+        >>> (out, h_n), state = rnn.apply(params, state, jnp.ones((5, 3, 4)))
+        >>> out.shape, h_n.shape
+        ((5, 3, 8), (2, 3, 8))
     """
 
     input_size: int
@@ -572,6 +593,15 @@ class LSTM(RNNBase):
     ``x: (L, N, input_size) -> (output (L, N, D·H_out), (h_n (D·num_layers, N, H_out),
     c_n (D·num_layers, N, hidden_size)))``, ``H_out = proj_size or hidden_size``;
     see :meth:`RNNBase.apply`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> lstm = nn.LSTM(4, 8, num_layers=2, batch_first=True)
+        >>> params, state = lstm.init(jax.random.key(0))
+        >>> (out, (h_n, c_n)), state = lstm.apply(params, state, jnp.ones((3, 5, 4)))
+        >>> out.shape, h_n.shape
+        ((3, 5, 8), (2, 3, 8))
     """
 
     input_size: int
@@ -592,6 +622,15 @@ class GRU(RNNBase):
 
     ``x: (L, N, input_size) -> (output (L, N, D·hidden_size), h_n (D·num_layers, N, hidden_size))``;
     see :meth:`RNNBase.apply`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> gru = nn.GRU(4, 8)
+        >>> params, state = gru.init(jax.random.key(0))
+        >>> (out, h_n), state = gru.apply(params, state, (jnp.ones((5, 3, 4)), jnp.zeros((1, 3, 8))))
+        >>> out.shape, h_n.shape
+        ((5, 3, 8), (1, 3, 8))
     """
 
     input_size: int
@@ -608,7 +647,15 @@ class GRU(RNNBase):
 # ------------------------------------------------------------------------------ cells
 class RNNCellBase(Module):
     """One time step (torch's ``RNNCellBase``): parameters ``weight_ih (G, input_size)``,
-    ``weight_hh (G, hidden_size)``, ``bias_ih``, ``bias_hh (G,)``, ``G = gates·hidden_size``."""
+    ``weight_hh (G, hidden_size)``, ``bias_ih``, ``bias_hh (G,)``, ``G = gates·hidden_size``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> cell = nn.GRUCell(4, 8)
+        >>> isinstance(cell, nn.RNNCellBase), cell.param_names()
+        (True, ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'))
+    """
 
     mode: str
 
@@ -706,7 +753,17 @@ class RNNCellBase(Module):
 
 @dataclass(frozen=True, repr=False)
 class RNNCell(RNNCellBase):
-    """``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``x: (N, input_size) -> (N, hidden_size)``."""
+    """``h' = act(W_ih x + b_ih + W_hh h + b_hh)``; ``x: (N, input_size) -> (N, hidden_size)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> cell = nn.RNNCell(4, 8)
+        >>> params, state = cell.init(jax.random.key(0))
+        >>> h, state = cell.apply(params, state, jnp.ones((3, 4)))
+        >>> h.shape
+        (3, 8)
+    """
 
     input_size: int
     hidden_size: int
@@ -725,7 +782,17 @@ class RNNCell(RNNCellBase):
 
 @dataclass(frozen=True, repr=False)
 class LSTMCell(RNNCellBase):
-    """One LSTM step: ``(x (N, input_size), (h, c) (N, hidden_size)) -> (h', c')``."""
+    """One LSTM step: ``(x (N, input_size), (h, c) (N, hidden_size)) -> (h', c')``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> cell = nn.LSTMCell(4, 8)
+        >>> params, state = cell.init(jax.random.key(0))
+        >>> (h, c), state = cell.apply(params, state, (jnp.ones((3, 4)), (jnp.zeros((3, 8)), jnp.zeros((3, 8)))))
+        >>> h.shape, c.shape
+        ((3, 8), (3, 8))
+    """
 
     input_size: int
     hidden_size: int
@@ -736,7 +803,17 @@ class LSTMCell(RNNCellBase):
 
 @dataclass(frozen=True, repr=False)
 class GRUCell(RNNCellBase):
-    """One GRU step: ``(x (N, input_size), h (N, hidden_size)) -> h'``."""
+    """One GRU step: ``(x (N, input_size), h (N, hidden_size)) -> h'``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> cell = nn.GRUCell(4, 8)
+        >>> params, state = cell.init(jax.random.key(0))
+        >>> h, state = cell.apply(params, state, jnp.ones((4,)))
+        >>> h.shape
+        (8,)
+    """
 
     input_size: int
     hidden_size: int
