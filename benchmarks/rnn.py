@@ -6,7 +6,7 @@ process; medians of interleaved runs, warm-up excluded, ``block_until_ready``
     python benchmarks/rnn.py [--repeats 11] [--mode LSTM] [--unroll 1] [--bidirectional] [--torch-threads 1]
 
 Prints both times and the ratio torch_ms / funcnets_ms (> 1: funcnets is faster), and
-for a float32 LSTM with funcnets' oneDNN extension built, the ``lax.scan`` lowering's time
+for a float32 LSTM or GRU with funcnets' oneDNN extension built, the ``lax.scan`` lowering's time
 too (traced under ``funcnets.nn._onednn_rnn.use_scan()``), interleaved with the others.
 
 Figures (2-core AVX-512 CPU, torch 2.14.1 with 2 OpenMP threads, jax 0.10.2):
@@ -72,7 +72,7 @@ def main() -> None:
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     with _onednn_rnn.use_scan():  # the lax.scan lowering, traced (and compiled) here
         scan_step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, jx).compile()
-    onednn = _onednn_rnn.error() is None and args.mode == "LSTM"
+    onednn = _onednn_rnn.error() is None and args.mode in ("LSTM", "GRU")
 
     def f_step():
         return step(params, jx)

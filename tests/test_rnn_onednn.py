@@ -1,6 +1,7 @@
-"""oneDNN's LSTM layers (funcnets.nn._onednn_rnn) against torch.nn.LSTM, and when they are taken.
+"""oneDNN's LSTM and GRU layers (funcnets.nn._onednn_rnn) against torch.nn.LSTM/GRU, and
+when they are taken.
 
-float32 LSTMs on CPU without projections or lengths run each layer as oneDNN's
+float32 LSTMs (without projections) and GRUs on CPU without lengths run each layer as oneDNN's
 forward_training / backward primitives (custom calls); the comparison is
 tests/test_rnn.py's: the same weights in torch and funcnets, outputs and final states
 within 1e-5, the gradients of the input, h0, c0 and every parameter within 1e-4 relative,
@@ -38,6 +39,13 @@ def test_lstm_matches_torch(num_layers, bidirectional, batch_first, with_hx, bia
     _check_sequence_layer(nn.LSTM, kwargs, np.float32, with_hx, batched, False, seed=num_layers * 7 + with_hx)
 
 
+@pytest.mark.parametrize("num_layers,bidirectional,batch_first,with_hx,bias,batched", CASES[1:5])
+def test_gru_matches_torch(num_layers, bidirectional, batch_first, with_hx, bias, batched):
+    """torch's GRU is oneDNN's linear-before-reset GRU with the gates reordered (z, r, n)."""
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias)
+    _check_sequence_layer(nn.GRU, kwargs, np.float32, with_hx, batched, False, seed=num_layers * 5 + with_hx)
+
+
 def _hlo(layer, params, x, grad: bool) -> str:
     def f(p, x):
         y, (h, c) = layer.forward(p, x)
@@ -59,6 +67,10 @@ def test_onednn_is_the_path_taken():
     assert fwd.count("funcnets_lstm_forward") == 2 and "funcnets_lstm_backward" not in fwd
     assert grad.count("funcnets_lstm_backward") == 2
     assert "while" not in grad  # no lax.scan left
+    gru = nn.GRU(IN, HID)
+    gparams, _ = gru.init(jax.random.key(0))
+    text = jax.jit(jax.grad(lambda p, x: jnp.sum(gru.forward(p, x)[0]))).lower(gparams, x).as_text()
+    assert "funcnets_gru_forward" in text and "funcnets_gru_backward" in text and "while" not in text
 
 
 def test_scan_is_kept_where_onednn_does_not_apply():
@@ -72,9 +84,9 @@ def test_scan_is_kept_where_onednn_does_not_apply():
     lengths = jnp.array([5, 2, 3])
     text = jax.jit(lambda p, x: layer.forward(p, x, lengths=lengths)[0]).lower(params, x).as_text()
     assert "funcnets_lstm" not in text
-    gru = nn.GRU(IN, HID)
-    gparams, _ = gru.init(jax.random.key(0))
-    assert "funcnets_" not in jax.jit(lambda p, x: gru.forward(p, x)[0]).lower(gparams, x).as_text()
+    rnn = nn.RNN(IN, HID)
+    rparams, _ = rnn.init(jax.random.key(0))
+    assert "funcnets_" not in jax.jit(lambda p, x: rnn.forward(p, x)[0]).lower(rparams, x).as_text()
 
 
 def test_forward_mode_under_use_scan():

@@ -184,3 +184,21 @@ def lstm_params(p: list[dict], hidden: int) -> tuple[Array, Array, Array]:
     if p[0]["b_ih"] is None:
         return w_ih, w_hh, jnp.zeros((len(p), 4 * hidden), w_ih.dtype)
     return w_ih, w_hh, jnp.stack([q["b_ih"] + q["b_hh"] for q in p])
+
+
+def gru_params(p: list[dict], hidden: int) -> tuple[Array, Array, Array]:
+    """``(w_ih (D, 3H, I), w_hh (D, 3H, H), bias (D, 4H))`` for :func:`gru_layer` from
+    torch's per-direction GRU weights: the gate rows ``r, z, n`` reordered to oneDNN's
+    ``u, r, o`` (``z, r, n``), the bias ``b_iz + b_hz, b_ir + b_hr, b_in, b_hn``; no bias
+    is a zero bias."""
+    H = hidden
+
+    def zrn(w):
+        return jnp.concatenate([w[H : 2 * H], w[:H], w[2 * H :]])
+
+    w_ih = jnp.stack([zrn(q["w_ih"]) for q in p])
+    w_hh = jnp.stack([zrn(q["w_hh"]) for q in p])
+    if p[0]["b_ih"] is None:
+        return w_ih, w_hh, jnp.zeros((len(p), 4 * H), w_ih.dtype)
+    b = [zrn(q["b_ih"]) + jnp.concatenate([zrn(q["b_hh"])[: 2 * H], jnp.zeros_like(q["b_hh"][:H])]) for q in p]
+    return w_ih, w_hh, jnp.stack([jnp.concatenate([bi, q["b_hh"][2 * H :]]) for bi, q in zip(b, p)])

@@ -11,13 +11,14 @@ Equations (torch's; ``σ`` the logistic sigmoid, ``⊙`` the elementwise product
   ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`` (``b_hn`` inside the reset product),
   ``h' = (1 - z) ⊙ n + z ⊙ h``.
 
-How it is computed: a float32 LSTM on CPU without ``proj_size`` or ``lengths`` runs
-each layer (both directions) as oneDNN's LSTM primitive, torch's own CPU kernel, through
+How it is computed: a float32 LSTM (without ``proj_size``) or GRU on CPU without
+``lengths`` runs each layer (both directions) as oneDNN's LSTM or linear-before-reset GRU
+primitive (torch's GRU, gates reordered), torch's own CPU kernels, through
 XLA's FFI (:mod:`funcnets.nn._onednn_rnn`): ``forward_training``, which keeps oneDNN's
 workspace, and under ``jax.grad``/``jax.vjp`` oneDNN's backward (a ``custom_vjp``), the
 batch split over XLA's threads. Forward mode (``jax.jvp``, ``jacfwd``) is not defined for
-it: trace such code inside ``funcnets.nn._onednn_rnn.use_scan()``. Everything else
-(float64, projections, lengths, GRU, RNN, other backends, several devices) takes the
+them: trace such code inside ``funcnets.nn._onednn_rnn.use_scan()``. Everything else
+(float64, projections, lengths, RNN, other backends, several devices) takes the
 ``lax.scan`` lowering: per layer, the input projections of every time step and both
 directions are one GEMM before the time loop; the time loop is one ``lax.scan`` that
 carries both directions together (the reverse direction reads the time-reversed
@@ -169,6 +170,8 @@ def _layer(
     """
     if mode == "LSTM" and mask is None and p[0]["w_hr"] is None and _onednn_usable(x, p):
         return _onednn_rnn.lstm_layer(x, h0, c0, *_onednn_rnn.lstm_params(p, h0.shape[-1]))
+    if mode == "GRU" and mask is None and _onednn_usable(x, p):  # torch's GRU is oneDNN's lbr_gru
+        return (*_onednn_rnn.gru_layer(x, h0, *_onednn_rnn.gru_params(p, h0.shape[-1])), None)
     D = len(p)
     w_ih = jnp.stack([q["w_ih"] for q in p])  # (D, G, In)
     w_hh = jnp.stack([q["w_hh"] for q in p])  # (D, G, H_out)
