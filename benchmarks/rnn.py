@@ -16,7 +16,8 @@ Figures (2-core AVX-512 CPU, torch 2.14.1 with 2 OpenMP threads, jax 0.10.2):
   batch of 32 split in 2 chunks over XLA's threads), 2026-12-02 on a machine loaded by
   other jobs (load average 14-20 on the 2 cores), same process, ms:
   unidirectional oneDNN 981 (1 chunk) / 1074 (2 chunks), lax.scan 1012, torch 8674;
-  bidirectional 2909 / 2856, lax.scan 2868, torch 19909. Under that load torch's
+  bidirectional 2909 / 2856, lax.scan 2868, torch 19909; at load 9.5-12.5 (this
+  script, --repeats 5) unidirectional oneDNN 791, lax.scan 980, torch 2003. Under load torch's
   OpenMP team suffers most and no figure says what an idle machine gives. CPU time per
   step, everything on one core (``taskset``, torch 1 thread): oneDNN 299, lax.scan 285,
   torch 305 ms: the same work (torch runs the same oneDNN primitive, "rnn ref"), so the
