@@ -346,6 +346,11 @@ def test_bench_command_writes_json(tmp_path, capsys):
     (row,) = data["results"]
     assert set(row) >= {"name", "torch_ms", "funcnets_ms", "ratio"}
     assert row["ratio"] == pytest.approx(row["torch_ms"] / row["funcnets_ms"])
+    # the work torch counts: 500 steps x (forward 64x1000x100 + 64x100x10, backward the
+    # weight gradients and the hidden layer's input gradient), 2 FLOP per multiply-add
+    per_step = 2 * (64 * 1000 * 100 + 64 * 100 * 10) + 2 * (100 * 64 * 10 + 64 * 10 * 100 + 1000 * 64 * 100)
+    assert row["gflop"] == pytest.approx(500 * per_step / 1e9)
+    assert 0 < row["peak_fraction"] < 5 and "of limit" in out
     assert (tmp_path / "b.png").stat().st_size > 1000 and "speed-up" in out
 
 

@@ -27,7 +27,7 @@ from funcnets.models import LeNet, two_layer
 from funcnets.timing import interleaved
 
 __all__ = ["Result", "run", "format_table", "write_json", "plot", "resnet_step_fns", "zoo_step_fns", "machine",
-           "peak_memory", "resnet_memory"]
+           "peak_memory", "resnet_memory", "gemm_peak_gflops", "torch_gflop"]
 
 
 class Result(NamedTuple):
@@ -39,6 +39,8 @@ class Result(NamedTuple):
     torch_peak_mb: float | None = None  # torch eager's, measured the same way
     compile_s: float | None = None  # the first-step rows: XLA's compile (JAX's monitoring event)
     memory: dict | None = None  # the whole of :func:`resnet_memory` for this row
+    gflop: float | None = None  # the work of one call, counted on torch's side (:func:`torch_gflop`)
+    peak_fraction: float | None = None  # funcnets' GFLOP/s over the machine's (:func:`gemm_peak_gflops`)
 
     @property
     def ratio(self) -> float:
@@ -59,6 +61,32 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+# ----------------------------------------------------------------------------- the limit
+def gemm_peak_gflops(n: int = 1024, repeats: int = 15) -> float:
+    """The machine's limit as the suite states it (issue 26): GFLOP/s of XLA's jitted
+    ``n x n @ n x n`` float32 matmul, median of ``repeats`` timed calls after warm-up,
+    measured in the same run as the workloads (``2 n^3`` FLOP a call)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda a, b: a @ b)
+    ms = interleaved({"gemm": lambda: mm(a, a)}, repeats=repeats)["gemm"]
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def torch_gflop(fn: Callable[[], Any]) -> float | None:
+    """GFLOP of one call of ``fn`` (a torch step: forward, backward, update), counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, as FLOP counts
+    are usually stated; elementwise work is not counted). The same work as funcnets'
+    call, since both run the same model; None where torch cannot count it."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops() / 1e9 or None
+    except Exception:  # noqa: BLE001  (a count is a nicety: never fail the suite for it)
+        return None
 
 
 # ----------------------------------------------------------------------------- builders
@@ -442,13 +470,18 @@ MEMORY = {"ResNet-18 train step, batch 8, 3x64x64": 8, "ResNet-18 train step, ba
 def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int = 15,
         first_step: bool = True, memory: bool = True, log: Callable[[str], None] = print) -> list[Result]:
     """The suite's rows; ``memory``: also :func:`resnet_memory` for the :data:`MEMORY`
-    workloads (two fresh processes each, after the timings)."""
+    workloads (two fresh processes each, after the timings). Each timed row also gets
+    ``gflop`` (one call's work) and ``peak_fraction``: funcnets' GFLOP/s against
+    :func:`gemm_peak_gflops`, measured first in the same run."""
     results = []
+    peak = gemm_peak_gflops()
+    log(f"machine limit: XLA's 1024^3 float32 matmul at {peak:.0f} GFLOP/s")
     for name, (builder, kwargs) in WORKLOADS.items():
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         log(f"running: {name}")
         fns = builder(**kwargs)
+        gflop = torch_gflop(fns["torch"])  # also one more warm-up call of torch's
         ms = interleaved(fns, repeats=repeats)
         compiled = None
         if torch_compile:
@@ -464,7 +497,8 @@ def run(only: list[str] | None = None, torch_compile: bool = True, repeats: int 
             mem = resnet_memory(MEMORY[name])
         results.append(Result(name, ms["torch"], ms["funcnets"], compiled,
                               peak_mb=mem and mem["funcnets"]["peak_mb"], torch_peak_mb=mem and mem["torch"]["peak_mb"],
-                              memory=mem))
+                              memory=mem, gflop=gflop,
+                              peak_fraction=gflop and gflop / (ms["funcnets"] * 1e-3) / peak))
     if first_step and (not only or any("first" in o.lower() for o in only)):
         log("running: ResNet-18 first step in a new process")
         t = first_step_times()
@@ -487,12 +521,16 @@ def _memory_cell(r: Result) -> str:
 def format_table(results: list[Result]) -> str:
     w = max(len(r.name) for r in results) if results else 10
     lines = [f"{'workload':<{w}}  {'torch eager':>12}  {'torch.compile':>13}  {'funcnets':>10}  {'speed-up':>8}"
-             f"  {'peak RSS torch/fn':>17}", "-" * (w + 72)]
+             f"  {'of limit':>8}  {'peak RSS torch/fn':>17}", "-" * (w + 82)]
     for r in results:
         tc = f"{r.torch_compile_ms:10.1f} ms" if r.torch_compile_ms else f"{'n/a':>13}"
+        limit = f"{r.peak_fraction:7.0%}" if r.peak_fraction else f"{'':>7}"
         lines.append(f"{r.name:<{w}}  {r.torch_ms:9.1f} ms  {tc}  {r.funcnets_ms:7.1f} ms  {r.ratio:7.2f}×"
-                     f"  {_memory_cell(r)}")
+                     f"  {limit:>8}  {_memory_cell(r)}")
     lines.append("speed-up = torch eager / funcnets (medians of interleaved runs, warm-up excluded)")
+    if any(r.peak_fraction for r in results):
+        lines.append("of limit = funcnets' GFLOP/s (matmul and convolution FLOPs, counted by torch's "
+                     "FlopCounterMode) over XLA's 1024^3 float32 matmul in the same run")
     if any(r.peak_mb is not None for r in results):
         lines.append("peak RSS = the peak resident memory of a fresh process per library, imports included "
                      "(funcnets.benchmark.peak_memory)")
@@ -513,7 +551,8 @@ def write_json(results: list[Result], path: str | os.PathLike) -> None:
                "torch_compile_ms": r.torch_compile_ms}
         # the newer fields only where they apply
         row.update({k: v for k, v in (("peak_mb", r.peak_mb), ("torch_peak_mb", r.torch_peak_mb),
-                                      ("compile_s", r.compile_s), ("memory", r.memory)) if v is not None})
+                                      ("compile_s", r.compile_s), ("memory", r.memory), ("gflop", r.gflop),
+                                      ("peak_fraction", r.peak_fraction)) if v is not None})
         rows.append(row)
     Path(path).write_text(json.dumps({"machine": machine(), "results": rows}, indent=1))
 
