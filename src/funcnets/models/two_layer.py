@@ -116,9 +116,12 @@ def train(
       as ``print(t, loss.item())`` (so ``losses[99]`` is its first printed line).
 
     Example:
+      >>> from funcnets.autograd import my_relu
       >>> w = init(jax.random.PRNGKey(0), 8, 4, 2)
       >>> x, y = data(jax.random.PRNGKey(1), 16, 8, 2)
       >>> w, losses = train(w, x, y, 1e-3, steps=100, relu=my_relu)
+      >>> losses.shape, bool(losses[-1] < losses[0])
+      ((100,), True)
     """
     w, x, y = _as_arrays("two_layer.train", w, x, y)
     return _train(w, x, y, lr, steps, relu, grad_fn)
