@@ -78,17 +78,30 @@ def _warn_mismatch(mask: Any, other: Any, name: str, other_name: str) -> None:
         )
 
 
+@jax.custom_jvp
 def _safe_softmax(x: Array) -> Array:
     """Softmax over the last axis whose all-``-inf`` rows are 0 (torch's ``_safe_softmax``).
 
     The row maximum is replaced by 0 where it is ``-inf`` (so ``x - max`` is ``-inf``, not
     ``NaN``) and an all-zero row is divided by 1; every other row is the ordinary softmax.
+    Its derivative is the closed form on the saved output ``w``, ``dw = w·(dx - Σ w·dx)``
+    (torch's ``_softmax_backward_data``): reverse mode keeps only ``w`` and makes one
+    reduction and one elementwise pass, where autodiff through ``exp``/``sum``/divide keeps
+    the exponentials and the row sums and makes more passes over the ``(N, H, L, S)`` scores.
     """
-    m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    m = jnp.max(x, axis=-1, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), x.dtype))
     e = jnp.exp(x - m)
     s = jnp.sum(e, axis=-1, keepdims=True)
     return e / jnp.where(s == 0, jnp.ones((), x.dtype), s)
+
+
+@_safe_softmax.defjvp
+def _safe_softmax_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    w = _safe_softmax(x)
+    wt = w * t
+    return w, wt - w * jnp.sum(wt, axis=-1, keepdims=True)
 
 
 # ------------------------------------------------------------------ scaled dot product
@@ -172,15 +185,26 @@ def scaled_dot_product_attention(
 
 def _attend(
     q: Array, k: Array, v: Array, mask: Array | None, scale: float, dropout_p: float,
-    key: PRNGKey | None, *, safe: bool,
+    key: PRNGKey | None, *, safe: bool, layout: str | None = None,
 ) -> tuple[Array, Array]:
-    """``(softmax(q·kᵀ·scale + mask) @ v, weights)``; ``safe`` gives all-masked rows 0."""
-    scores = jnp.matmul(q * jnp.asarray(scale, q.dtype), jnp.swapaxes(k, -1, -2))
+    """``(softmax(q·kᵀ·scale + mask) @ v, weights)``; ``safe`` gives all-masked rows 0.
+
+    ``layout`` None: ``(*, L, E)`` operands, weights ``(*, L, S)``. ``"lnhd"``/``"nlhd"``:
+    multi-head attention's heads in place, ``q (L, N, H, D)``/``(N, L, H, D)``, ``k``, ``v``
+    likewise with ``S``; weights ``(N, H, L, S)``, output in ``q``'s layout.
+    """
+    q = q * jnp.asarray(scale, q.dtype)
+    if layout is None:
+        scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2))
+    else:
+        kv = layout.replace("l", "s")
+        scores = jnp.einsum(f"{layout},{kv}->nhls", q, k)
     if mask is not None:
         scores = scores + mask.astype(scores.dtype)
     w = _safe_softmax(scores) if safe else jax.nn.softmax(scores, axis=-1)
     w_drop = _dropout(w, dropout_p, True, key) if dropout_p > 0.0 else w
-    return jnp.matmul(w_drop, v), w
+    out = jnp.matmul(w_drop, v) if layout is None else jnp.einsum(f"nhls,{kv}->{layout}", w_drop, v)
+    return out, w
 
 
 # ------------------------------------------------------------------ multi-head attention
@@ -213,6 +237,7 @@ def multi_head_attention_forward(
     *,
     dropout_key: PRNGKey | None = None,
     _who: str = "multi_head_attention_forward",
+    _batch_first: bool = False,
 ) -> tuple[Array, Array | None]:
     """``torch.nn.functional.multi_head_attention_forward`` (sequence-first layout).
 
@@ -231,14 +256,22 @@ def multi_head_attention_forward(
       heads, ``(N, num_heads, L, S)`` with ``average_attn_weights=False``, None when
       ``need_weights`` is False (unbatched: without the ``N`` axis).
     """
+    # _batch_first (MultiheadAttention(batch_first=True) on a batched input): query, key,
+    # value and the output are (N, L, E). Each layout is computed in place, the heads as a
+    # (…, H, head_dim) split of the last axis and the attention as einsums over them, so
+    # no (L, N, E) <-> (N, L, E) or head transposes are written in the program; XLA places
+    # the few its dots need. Same numbers as torch's view/transpose sequence.
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     is_batched = _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads, _who)
     if not is_batched:
+        _batch_first = False
         query, key, value = query[:, None], key[:, None], value[:, None]
         if key_padding_mask is not None:
             key_padding_mask = jnp.asarray(key_padding_mask)[None]
-    tgt_len, bsz, embed_dim = query.shape
-    src_len = key.shape[0]
+    sa = 1 if _batch_first else 0  # the sequence axis; the batch axis is 1 - sa
+    layout = "nlhd" if _batch_first else "lnhd"
+    tgt_len, bsz, embed_dim = query.shape[sa], query.shape[1 - sa], query.shape[2]
+    src_len = key.shape[sa]
     dtype = query.dtype
 
     _warn_mismatch(key_padding_mask, attn_mask, "key_padding_mask", "attn_mask")
@@ -269,7 +302,7 @@ def multi_head_attention_forward(
             f"{'sequence length and batch' if use_separate_proj_weight else 'shape'}, got key "
             f"{tuple(key.shape)} and value {tuple(value.shape)}."
         )
-    if key.shape[1] != bsz:
+    if key.shape[1 - sa] != bsz:
         raise ShapeError(
             f"{_who} expected key/value with batch size {bsz} (query {tuple(query.shape)}), got "
             f"{tuple(key.shape)}."
@@ -298,65 +331,64 @@ def multi_head_attention_forward(
                     f"{_who}: the shape of the 2D attn_mask is {tuple(attn_mask.shape)}, but should be "
                     f"(L, S) = {(tgt_len, src_len)} (query length, key length)."
                 )
-            attn_mask = attn_mask[None]
+            attn_mask = attn_mask[None, None]
         elif attn_mask.shape != (bsz * num_heads, tgt_len, src_len):
             raise ShapeError(
                 f"{_who}: the shape of the 3D attn_mask is {tuple(attn_mask.shape)}, but should be "
                 f"(N*num_heads, L, S) = {(bsz * num_heads, tgt_len, src_len)}; one mask per batch "
                 f"element and head, batch-major (mask.repeat_interleave(num_heads, 0) of an (N, L, S) mask)."
             )
+        else:
+            attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
 
     if bias_k is not None and bias_v is not None:
         if static_k is not None or static_v is not None:
             raise ValueError("bias cannot be added to static key or value.")
-        k = jnp.concatenate([k, jnp.broadcast_to(bias_k, (1, bsz, embed_dim)).astype(k.dtype)])
-        v = jnp.concatenate([v, jnp.broadcast_to(bias_v, (1, bsz, embed_dim)).astype(v.dtype)])
+        one = (bsz, 1, embed_dim) if _batch_first else (1, bsz, embed_dim)
+        k = jnp.concatenate([k, jnp.broadcast_to(bias_k, one).astype(k.dtype)], axis=sa)
+        v = jnp.concatenate([v, jnp.broadcast_to(bias_v, one).astype(v.dtype)], axis=sa)
         attn_mask = _pad_last(attn_mask)
         key_padding_mask = _pad_last(key_padding_mask)
     elif bias_k is not None or bias_v is not None:
         raise ValueError("bias_k and bias_v must be given together")
 
-    # (len, N, E) -> (N·heads, len, head_dim), torch's view + transpose
-    q = q.reshape(tgt_len, bsz * num_heads, head_dim).transpose(1, 0, 2)
-    k = _heads(k, static_k, bsz, num_heads, head_dim, "static_k")
-    v = _heads(v, static_v, bsz, num_heads, head_dim, "static_v")
+    # heads: (…, E) -> (…, num_heads, head_dim), torch's view (its transpose is left to the einsums)
+    q = q.reshape(q.shape[:2] + (num_heads, head_dim))
+    k = _heads(k, static_k, bsz, num_heads, head_dim, _batch_first, "static_k")
+    v = _heads(v, static_v, bsz, num_heads, head_dim, _batch_first, "static_v")
 
     if add_zero_attn:
-        zeros = jnp.zeros((bsz * num_heads, 1, head_dim), dtype)
-        k = jnp.concatenate([k, zeros], axis=1)
-        v = jnp.concatenate([v, zeros], axis=1)
+        zeros = jnp.zeros(k.shape[:sa] + (1,) + k.shape[sa + 1:], dtype)
+        k = jnp.concatenate([k, zeros], axis=sa)
+        v = jnp.concatenate([v, zeros], axis=sa)
         attn_mask = _pad_last(attn_mask)
         key_padding_mask = _pad_last(key_padding_mask)
-    src_len = k.shape[1]
+    src_len = k.shape[sa]
 
     if key_padding_mask is not None:
         if key_padding_mask.shape != (bsz, src_len):
             raise ShapeError(
-                f"{_who} expected key_padding_mask of shape (N, S) = {(bsz, key.shape[0])}, got "
+                f"{_who} expected key_padding_mask of shape (N, S) = {(bsz, key.shape[sa])}, got "
                 f"{tuple(key_padding_mask.shape)}: one entry per batch element and key position."
             )
-        kpm = jnp.broadcast_to(key_padding_mask[:, None, None, :], (bsz, num_heads, 1, src_len))
-        kpm = kpm.reshape(bsz * num_heads, 1, src_len)
+        kpm = key_padding_mask[:, None, None, :]
         attn_mask = kpm if attn_mask is None else attn_mask + kpm
 
     if not training:
         dropout_p = 0.0
 
+    scale = 1.0 / math.sqrt(head_dim)
     if need_weights:
-        out, w = _attend(q, k, v, attn_mask, 1.0 / math.sqrt(head_dim), dropout_p, dropout_key, safe=False)
-        w = w.reshape(bsz, num_heads, tgt_len, src_len)
+        out, w = _attend(q, k, v, attn_mask, scale, dropout_p, dropout_key, safe=False, layout=layout)
         if average_attn_weights:
             w = w.mean(axis=1)
-    else:
-        q4 = q.reshape(bsz, num_heads, tgt_len, head_dim)
-        k4 = k.reshape(bsz, num_heads, src_len, head_dim)
-        v4 = v.reshape(bsz, num_heads, src_len, head_dim)
-        if attn_mask is not None:
-            attn_mask = attn_mask.reshape((1,) + attn_mask.shape if attn_mask.shape[0] == 1 else (bsz, num_heads, -1, src_len))
-        out = scaled_dot_product_attention(q4, k4, v4, attn_mask, dropout_p, is_causal, dropout_key=dropout_key)
+    else:  # torch's scaled_dot_product_attention path, its safe softmax and causal mask
+        if is_causal:
+            attn_mask = jnp.where(jnp.tril(jnp.ones((tgt_len, src_len), bool)), jnp.zeros((), dtype),
+                                  jnp.asarray(-jnp.inf, dtype))
+        out, _ = _attend(q, k, v, attn_mask, scale, dropout_p, dropout_key, safe=True, layout=layout)
         w = None
-    out = out.reshape(bsz, num_heads, tgt_len, head_dim).transpose(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
-    out = linear(out, out_proj_weight, out_proj_bias)
+    out = linear(out.reshape(out.shape[:2] + (embed_dim,)), out_proj_weight, out_proj_bias)
     if not is_batched:
         out = out[:, 0]
         if w is not None:
@@ -371,16 +403,21 @@ def _pad_last(mask: Array | None) -> Array | None:
     return jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, 1)])
 
 
-def _heads(x: Array, static: Array | None, bsz: int, num_heads: int, head_dim: int, name: str) -> Array:
+def _heads(x: Array, static: Array | None, bsz: int, num_heads: int, head_dim: int, batch_first: bool,
+           name: str) -> Array:
+    """The projected keys or values as heads, ``(S, N, H, head_dim)`` (``(N, S, H,
+    head_dim)`` batch-first); a given ``static_k``/``static_v`` ``(N·H, S, head_dim)`` (torch's
+    layout) is brought to the same."""
     if static is None:
-        return x.reshape(x.shape[0], bsz * num_heads, head_dim).transpose(1, 0, 2)
+        return x.reshape(x.shape[:2] + (num_heads, head_dim))
     static = jnp.asarray(static)
     if static.ndim != 3 or static.shape[0] != bsz * num_heads or static.shape[2] != head_dim:
         raise ShapeError(
             f"multi_head_attention_forward expected {name} of shape (N*num_heads, S, head_dim) = "
             f"({bsz * num_heads}, S, {head_dim}), got {tuple(static.shape)}."
         )
-    return static
+    static = static.reshape(bsz, num_heads, static.shape[1], head_dim)
+    return static.transpose((0, 2, 1, 3) if batch_first else (2, 0, 1, 3))
 
 
 def _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads, who) -> bool:
@@ -440,7 +477,17 @@ def _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads, 
 
 @dataclass(frozen=True, repr=False)
 class NonDynamicallyQuantizableLinear(Linear):
-    """torch's ``out_proj`` class: a :class:`Linear` under another name (for quantization)."""
+    """torch's ``out_proj`` class: a :class:`Linear` under another name (for quantization).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets.nn.attention import NonDynamicallyQuantizableLinear
+        >>> m = NonDynamicallyQuantizableLinear(8, 4)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((2, 8)))
+        >>> y.shape
+        (2, 4)
+    """
 
 
 _MHA_ARGS = (
@@ -474,6 +521,16 @@ class MultiheadAttention(Module):
     Shapes: query ``(L, N, E)`` (``(N, L, E)`` with ``batch_first``, ``(L, E)``
     unbatched), key ``(S, N, kdim)``, value ``(S, N, vdim)``; out like query; weights
     ``(N, L, S)`` (``(N, num_heads, L, S)`` with ``average_attn_weights=False``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.MultiheadAttention(embed_dim=8, num_heads=2, batch_first=True)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> x = jnp.ones((2, 5, 8))                        # (N, L, E)
+        >>> (out, weights), state = m.apply(params, state, (x, x, x))
+        >>> out.shape, weights.shape
+        ((2, 5, 8), (2, 5, 5))
     """
 
     embed_dim: int
@@ -590,7 +647,6 @@ class MultiheadAttention(Module):
                     f"{who}: for batched (3-D) query {tuple(query.shape)}, expected key and value to be 3-D, "
                     f"got {tuple(key.shape)} and {tuple(value.shape)}."
                 )
-            query, key, value = (jnp.swapaxes(a, 0, 1) for a in (query, key, value))
         separate = not self._qkv_same_embed_dim
         out_p = params["out_proj"]
         out, w = multi_head_attention_forward(
@@ -602,10 +658,8 @@ class MultiheadAttention(Module):
             attn_mask=attn_mask, use_separate_proj_weight=separate,
             q_proj_weight=params.get("q_proj_weight"), k_proj_weight=params.get("k_proj_weight"),
             v_proj_weight=params.get("v_proj_weight"), average_attn_weights=average_attn_weights,
-            is_causal=is_causal, dropout_key=dropout_key, _who=who,
+            is_causal=is_causal, dropout_key=dropout_key, _who=who, _batch_first=self.batch_first and batched,
         )
-        if self.batch_first and batched:
-            out = jnp.swapaxes(out, 0, 1)
         return out, w
 
     def apply(self, params, state, x, *, train=False, key=None):
