@@ -87,7 +87,17 @@ def _layer_norm(x, normalized_shape, weight, bias, eps, who):
 class LayerNorm(Module):
     """Layer normalisation over the trailing ``normalized_shape`` dimensions;
     ``(*, *normalized_shape) -> same``. ``elementwise_affine`` adds ``weight`` (ones) and,
-    if ``bias``, ``bias`` (zeros), both of shape ``normalized_shape``."""
+    if ``bias``, ``bias`` (zeros), both of shape ``normalized_shape``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.LayerNorm(8)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.arange(16.0).reshape(2, 8))
+        >>> y.shape, round(float(y[0].std()), 4)              # each row: mean 0, std 1
+        ((2, 8), 1.0)
+    """
 
     normalized_shape: ShapeLike
     eps: float = 1e-5

@@ -178,6 +178,15 @@ class TransformerEncoderLayer(_Layer):
     unbatched); src_mask ``(S, S)`` or ``(N·nhead, S, S)``, bool (True = ignore) or
     float (added); src_key_padding_mask ``(N, S)``, bool (True = padding) or float.
     Returns the output with ``src``'s shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, batch_first=True)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((2, 5, 8)))
+        >>> y.shape
+        (2, 5, 8)
     """
 
     def forward(
@@ -235,6 +244,16 @@ class TransformerDecoderLayer(_Layer):
     unbatched); memory ``(S, N, E)``; tgt_mask ``(T, T)``/``(N·nhead, T, T)``;
     memory_mask ``(T, S)``/``(N·nhead, T, S)``; tgt/memory_key_padding_mask ``(N, T)``/``(N, S)``.
     Returns the output with ``tgt``'s shape.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.TransformerDecoderLayer(d_model=8, nhead=2, dim_feedforward=16, batch_first=True)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> tgt, memory = jnp.ones((2, 3, 8)), jnp.ones((2, 5, 8))
+        >>> y, state = m.apply(params, state, (tgt, memory))
+        >>> y.shape
+        (2, 3, 8)
     """
 
     _attn_names = ("self_attn", "multihead_attn")
@@ -339,6 +358,18 @@ class TransformerEncoder(_Stack):
     Every layer gets the same ``mask``, ``src_key_padding_mask`` and ``is_causal``.
     ``enable_nested_tensor``/``mask_check`` choose torch's inference fast path and are
     accepted for the signature; funcnets has one path (see the module docstring).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16)
+        >>> m = nn.TransformerEncoder(layer, num_layers=2)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> sorted(params["layers"])
+        ['0', '1']
+        >>> y, state = m.apply(params, state, jnp.ones((5, 2, 8)))   # (S, N, E)
+        >>> y.shape
+        (5, 2, 8)
     """
 
     encoder_layer: Module
@@ -384,7 +415,19 @@ class TransformerEncoder(_Stack):
 @dataclass(frozen=True, repr=False)
 class TransformerDecoder(_Stack):
     """``num_layers`` decoder layers and an optional final ``norm``
-    (``torch.nn.TransformerDecoder``); every layer attends to the same ``memory``."""
+    (``torch.nn.TransformerDecoder``); every layer attends to the same ``memory``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> layer = nn.TransformerDecoderLayer(d_model=8, nhead=2, dim_feedforward=16)
+        >>> m = nn.TransformerDecoder(layer, num_layers=2, norm=nn.LayerNorm(8))
+        >>> params, state = m.init(jax.random.key(0))
+        >>> tgt, memory = jnp.ones((3, 2, 8)), jnp.ones((5, 2, 8))   # (T, N, E), (S, N, E)
+        >>> y, state = m.apply(params, state, (tgt, memory))
+        >>> y.shape
+        (3, 2, 8)
+    """
 
     decoder_layer: Module
     num_layers: int
@@ -441,6 +484,17 @@ class Transformer(Module):
 
     Args (``forward``): src ``(S, N, E)``, tgt ``(T, N, E)`` (batch first with
     ``batch_first``); masks as in the encoder and decoder. Returns ``(T, N, E)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+        ...                    dim_feedforward=16, batch_first=True)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> src, tgt = jnp.ones((2, 5, 8)), jnp.ones((2, 3, 8))
+        >>> y, state = m.apply(params, state, (src, tgt))
+        >>> y.shape
+        (2, 3, 8)
     """
 
     d_model: int = 512
