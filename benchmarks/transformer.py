@@ -34,7 +34,8 @@ load the machine, load average 15-19, 2026-12-02):
 MultiheadAttention 228.6 -> 178.6 ms, torch 167.0 (0.73x -> 0.94x); the layer 516.3 ->
 478.9 ms, torch 450.0 (0.87x -> 0.94x). This script at 2 threads under load 9-12
 (torch's OpenMP suffers most from the load): layer 1187.7 vs torch 1872.4 ms (1.58x), MHA
-508.0 vs 1021.9 ms (2.01x). Not yet re-measured on an idle machine.
+508.0 vs 1021.9 ms (2.01x); under load 6: layer 703.0 vs 1247.9 ms (1.78x), MHA 301.4 vs
+548.6 ms (1.82x). Not yet re-measured on an idle machine.
 """
 
 from __future__ import annotations
