@@ -160,7 +160,17 @@ def _rms_norm(x, normalized_shape, weight, eps, who):
 @dataclass(frozen=True, repr=False)
 class RMSNorm(Module):
     """Root-mean-square normalisation over the trailing ``normalized_shape`` dimensions;
-    ``(*, *normalized_shape) -> same``; ``elementwise_affine`` adds ``weight`` (ones)."""
+    ``(*, *normalized_shape) -> same``; ``elementwise_affine`` adds ``weight`` (ones).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.RMSNorm(4)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.array([[1.0, 2.0, 3.0, 4.0]]))
+        >>> [round(float(v), 4) for v in y[0]]  # x / sqrt(mean(x^2)) = x / sqrt(7.5), as torch
+        [0.3651, 0.7303, 1.0954, 1.4606]
+    """
 
     normalized_shape: ShapeLike
     eps: float | None = None
@@ -232,7 +242,18 @@ def _group_norm(x, num_groups, weight, bias, eps, who):
 @dataclass(frozen=True, repr=False)
 class GroupNorm(Module):
     """Group normalisation; ``(N, C, *) -> same`` with ``C = num_channels``. ``affine``
-    adds ``weight`` (ones) and, if ``bias``, ``bias`` (zeros), both ``(C,)``."""
+    adds ``weight`` (ones) and, if ``bias``, ``bias`` (zeros), both ``(C,)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.GroupNorm(2, 4)  # channels {0, 1} and {2, 3} normalised together
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.arange(16.0).reshape(1, 4, 2, 2))
+        >>> groups = y.reshape(2, 8)
+        >>> [round(float(v), 4) for v in groups.std(1)], [abs(round(float(v), 4)) for v in groups.mean(1)]
+        ([1.0, 1.0], [0.0, 0.0])
+    """
 
     num_groups: int
     num_channels: int
@@ -317,7 +338,17 @@ def _local_response_norm(x, size, alpha, beta, k, who):
 @dataclass(frozen=True, repr=False)
 class LocalResponseNorm(Module):
     """Local response normalisation across channels; ``(N, C, *) -> same``
-    (see :func:`local_response_norm` for the formula)."""
+    (see :func:`local_response_norm` for the formula).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.LocalResponseNorm(2, alpha=1.0, beta=1.0, k=1.0)
+        >>> params, state = m.init(jax.random.key(0))
+        >>> y, state = m.apply(params, state, jnp.ones((1, 3, 1, 1)))
+        >>> [round(float(v), 4) for v in y.ravel()]  # channel 0's window holds one channel, the others two
+        [0.6667, 0.5, 0.5]
+    """
 
     size: int
     alpha: float = 1e-4
