@@ -8,7 +8,13 @@ forward (ConvNeXt's LayerNorm2d). Where the named model takes long to compile on
 the family's class is built smaller (DenseNet, ResNet with Bottleneck blocks, RegNet,
 ViT, Swin with 2x2 shifted windows on an 8x8 map, MaxViT at 32 pixels, which
 ``maxvit_t`` cannot take); the test id keeps the name of the family's representative.
+
+Then every classification model torchvision has (``list_models(module=torchvision.models)``,
+80 names) at its real size, built on the meta device: ``check_convertible`` traces it and
+finds every function, method and layer of its train and eval graphs convertible.
 """
+
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +23,7 @@ import pytest
 import torch
 import torchvision
 
-from funcnets.convert import from_torch
+from funcnets.convert import UnsupportedOperationError, check_convertible, from_torch
 
 tv = torchvision.models
 
@@ -77,3 +83,55 @@ def test_torchvision_family_eval_logits(name):
     err = float(np.abs(np.asarray(y) - ref).max() / np.abs(ref).max())
     assert np.abs(ref).max() > 1e-6, "degenerate logits: the comparison would prove nothing"
     assert err <= 1e-4, f"{name}: relative error {err:.2e}"
+
+
+_block_params = tv.regnet.BlockParams.from_init_params
+
+
+def _block_params_on_cpu(*args, **kwargs):
+    with torch.device("cpu"):
+        return _block_params(*args, **kwargs)
+
+
+def _on_meta(name):
+    """torchvision's model ``name`` (weights=None) with its tensors on the meta device: no
+    memory, no initialisation (vit_h_14's 632M parameters in a tenth of a second). RegNet's
+    builders compute the block widths with torch ops and ``.tolist()``, which meta tensors
+    cannot give: that computation runs on the CPU."""
+    with torch.device("meta"), mock.patch.object(tv.regnet.BlockParams, "from_init_params", _block_params_on_cpu):
+        return tv.get_model(name, weights=None)
+
+
+ALL_NAMES = tv.list_models(module=tv)
+
+
+def test_the_zoo_is_torchvisions_classification_list():
+    assert len(ALL_NAMES) == 80 and set(ZOO) <= set(ALL_NAMES)
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_every_torchvision_classification_model_converts(name):
+    m = _on_meta(name)
+    assert next(m.parameters()).is_meta
+    check_convertible(m)  # raises UnsupportedOperationError listing what would not convert
+
+
+def test_check_convertible_refuses_what_from_torch_refuses():
+    """The same error as from_torch's, with source lines, on a meta-device module."""
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tv.resnet18()
+
+        def forward(self, x):
+            return torch.fft.rfft(self.body(x)).real
+
+    with torch.device("meta"):
+        net = Net()
+    with pytest.raises(UnsupportedOperationError) as e:
+        check_convertible(net)
+    assert len(e.value.problems) == 1 and "fft" in str(e.value)
+    assert "test_from_torch_zoo.py" in str(e.value) and "torch.fft.rfft(self.body(x))" in str(e.value)
+    with pytest.raises(UnsupportedOperationError) as e2:
+        from_torch(Net())
+    assert e2.value.problems == e.value.problems

@@ -13,6 +13,7 @@ names, so the weights are copied over unchanged.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -26,6 +27,12 @@ _CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module"}
 
 def leaf_classes() -> dict[type, type]:
     """``{torch.nn class: funcnets.nn class}`` for every layer funcnets has (imports torch)."""
+    return dict(_leaf_table())
+
+
+@functools.cache
+def _leaf_table() -> dict[type, type]:
+    # built once: convert_module asks for it per submodule (1,000 times for EfficientNet-B7)
     import torch.nn as tnn
 
     out = {}
@@ -117,6 +124,11 @@ SPECIAL: dict[str, Callable[[Any], dict]] = {
 }
 
 
+@functools.cache
+def _parameters(cls: type) -> tuple[tuple[str, inspect.Parameter], ...]:
+    return tuple(inspect.signature(cls).parameters.items())
+
+
 def convert_module(m: Any) -> fnn.Module:
     """The funcnets layer equal to torch layer ``m`` (same hyperparameters, same names).
 
@@ -124,7 +136,7 @@ def convert_module(m: Any) -> fnn.Module:
       TypeError: ``m``'s class has no funcnets counterpart.
       ValueError: a constructor argument funcnets does not support.
     """
-    table = leaf_classes()
+    table = _leaf_table()
     cls = next((table[c] for c in type(m).__mro__ if c in table), None)
     if cls is None:
         raise TypeError(f"funcnets has no layer for torch.nn.{type(m).__name__}")
@@ -132,7 +144,7 @@ def convert_module(m: Any) -> fnn.Module:
     if special is not None:
         return cls(**special(m))
     kwargs = {}
-    for name, p in inspect.signature(cls).parameters.items():
+    for name, p in _parameters(cls):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name.startswith("_"):
             continue
         default = None if p.default is p.empty else p.default
