@@ -31,7 +31,6 @@ import numpy as np
 from funcnets._typing import Array, Params, PRNGKey, State
 from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
-from funcnets.nn._init_prng import init_key
 
 __all__ = ["Module", "Scope", "replace", "capture", "Captured", "run_child"]
 
@@ -81,15 +80,12 @@ class Module:
         """Fresh ``(params, state)`` with torch's default initialisation.
 
         Compiled once per module (it is hashable): op-by-op, a ResNet's hundred small
-        random draws take seconds. The draws come from a counter-based hash generator
-        seeded by ``key``'s bits (:mod:`funcnets.nn._init_prng`: threefry's draws made the
-        compile take seconds); the same key gives the same parameters.
+        random draws take seconds.
         """
         return _compiled_init(self, key)
 
     def init_tree(self, key: PRNGKey) -> tuple[dict, dict]:
         """The traceable body of :meth:`init`: own params/buffers, then each child's."""
-        key = init_key(key)
         kids = self.children()
         keys = jax.random.split(key, len(kids) + 1)
         params, state = self.init_own(keys[0])
