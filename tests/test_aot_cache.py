@@ -1,4 +1,4 @@
-"""The AOT cache of compiled train steps and scanned epochs (funcnets.aot): a new process loads the step
+"""The AOT cache of compiled train steps (funcnets.aot): a new process loads the step
 without tracing and computes bitwise the same; a changed shape, model or optimizer
 setting misses; corrupt or mismatched entries are ignored with a warning; writes are
 atomic. A small MLP with BatchNorm keeps the compiles short."""
@@ -37,28 +37,8 @@ def two_steps(step, ts, batch) -> list[np.ndarray]:
     return [np.asarray(v) for v in jax.tree_util.tree_leaves((ts, m1, m2))]
 
 
-def build_epoch(steps: int = 3):
-    """A fresh scanned epoch (make_train_epoch) of ``steps`` steps of ``build``'s model,
-    its state and the stacked batches ``x: (steps, 3, 8)``."""
-    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
-    params, state = model.init(jax.random.PRNGKey(0))
-    opt = optim.sgd(0.1, momentum=0.9)
-    ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(1))
-    xs = jax.random.normal(jax.random.PRNGKey(2), (steps, 3, 8))
-    ys = jnp.arange(steps * 3, dtype=jnp.int32).reshape(steps, 3) % 3
-    return train.make_train_epoch(train.supervised_loss(model), opt), ts, (xs, ys)
-
-
-def two_epochs(epoch, ts, batches) -> list[np.ndarray]:
-    return two_steps(epoch, ts, batches)
-
-
-BUILDERS = {"step": (build, two_steps), "epoch": (build_epoch, two_epochs)}
-
-
-# a new process: the same builds and steps (imported from this file), for each kind
-# ("step", "epoch"); reports what the AOT cache did and whether JAX traced anything
-# during the steps
+# a new process: the same build and steps (imported from this file); reports whether JAX
+# traced anything during the steps
 CHILD = textwrap.dedent("""
     import importlib.util, json, sys
     import jax, numpy as np
@@ -69,24 +49,18 @@ CHILD = textwrap.dedent("""
     traced = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, secs, **kw: traced.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None)
-    report = {}
-    for kind in sys.argv[4].split(","):
-        build, run = mod.BUILDERS[kind]
-        step, ts, batch = build()
-        jax.block_until_ready((ts, batch))
-        before = dict(aot.stats)
-        traced.clear()
-        out = run(step, ts, batch)
-        np.savez(f"{sys.argv[2]}-{kind}.npz", *out)
-        report[kind] = {"stats": {k: aot.stats[k] - before[k] for k in before}, "traced_during_steps": len(traced)}
-    print(json.dumps(report))
+    step, ts, batch = mod.build()
+    jax.block_until_ready((ts, batch))
+    traced.clear()
+    out = mod.two_steps(step, ts, batch)
+    np.savez(sys.argv[2], *out)
+    print(json.dumps({"stats": aot.stats, "traced_during_steps": len(traced)}))
 """)
 
 
-def _child(cache: str, out: str, kinds: str) -> dict:
+def _child(cache: str, out: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("FUNCNETS_AOT_CACHE", "FUNCNETS_COMPILATION_CACHE")}
-    res = subprocess.run([sys.executable, "-c", CHILD, cache, out, __file__, kinds], capture_output=True, text=True,
-                         env=env, timeout=300)
+    res = subprocess.run([sys.executable, "-c", CHILD, cache, out, __file__], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -95,60 +69,25 @@ def _entries(d):
     return sorted(p.name for p in (d).iterdir() if p.suffix == ".step")
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """Two new processes in turn on one empty cache, each running the step and the epoch:
-    ``(dir, cache, first's report, second's report)``; outputs in ``dir/{a,b}-{kind}.npz``."""
-    d = tmp_path_factory.mktemp("two-processes")
-    cache = d / "jax"
-    first = _child(str(cache), str(d / "a"), "step,epoch")
-    entries = _entries(cache / "funcnets-aot")
-    second = _child(str(cache), str(d / "b"), "step,epoch")
-    return d, cache, first, second, entries
-
-
-def _check_two_processes(two_processes, kind, ref):
-    d, cache, first, second, entries = two_processes
-    f, s = first[kind], second[kind]
-    assert f["stats"]["traced"] == 1 and f["stats"]["saved"] == 1 and f["traced_during_steps"] >= 1, first
-    assert len(entries) == 2  # the step's and the epoch's
+def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path, monkeypatch):
+    cache = tmp_path / "jax"
+    first = _child(str(cache), str(tmp_path / "a.npz"))
+    assert first["stats"]["traced"] == 1 and first["stats"]["saved"] == 1 and first["traced_during_steps"] >= 1
+    assert len(_entries(cache / "funcnets-aot")) == 1
+    second = _child(str(cache), str(tmp_path / "b.npz"))
     # loaded from the AOT cache: nothing traced (JAX's own trace event never fired)
-    assert s["stats"]["loaded"] == 1 and s["stats"]["traced"] == 0, second
-    assert s["traced_during_steps"] == 0, second
-    a, b = np.load(d / f"a-{kind}.npz"), np.load(d / f"b-{kind}.npz")
-    assert len(a.files) == len(ref) > 10
-    for i, r in enumerate(ref):
-        np.testing.assert_array_equal(a[f"arr_{i}"], r)
-        np.testing.assert_array_equal(b[f"arr_{i}"], r)
-
-
-def test_new_process_loads_without_tracing_and_matches_bitwise(two_processes, monkeypatch):
+    assert second["stats"]["loaded"] == 1 and second["stats"]["traced"] == 0, second
+    assert second["traced_during_steps"] == 0, second
     # the plain jitted step in this process (the cache off): the same bits
     monkeypatch.setenv("FUNCNETS_AOT_CACHE", "0")
     step, ts, batch = build()
     ref = two_steps(step, ts, batch)
     assert aot.cache_dir() is None and step._jitted._off
-    _check_two_processes(two_processes, "step", ref)
-
-
-def test_new_process_loads_the_scanned_epoch_without_tracing(two_processes, monkeypatch):
-    monkeypatch.setenv("FUNCNETS_AOT_CACHE", "0")
-    epoch, ts, batches = build_epoch()
-    ref = two_epochs(epoch, ts, batches)
-    assert epoch._off and ref[-1].shape == (3,)  # the plain jitted epoch; metrics stacked per step
-    _check_two_processes(two_processes, "epoch", ref)
-    # in this process with the cache on: another number of steps per epoch is another
-    # program; the same number loads the first process's entry
-    cache = two_processes[1] / "funcnets-aot"
-    monkeypatch.setenv("FUNCNETS_AOT_CACHE", str(cache))
-    before = dict(aot.stats)
-    two_epochs(*build_epoch(steps=2))
-    assert _stats_delta(before) == {"traced": 1, "loaded": 0, "saved": 1, "rejected": 0, "unkeyable": 0}
-    before = dict(aot.stats)
-    got = two_epochs(*build_epoch())
-    assert _stats_delta(before) == {"traced": 0, "loaded": 1, "saved": 0, "rejected": 0, "unkeyable": 0}
-    for r, g in zip(ref, got):
-        np.testing.assert_array_equal(r, g)
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert len(a.files) == len(ref) > 10
+    for i, r in enumerate(ref):
+        np.testing.assert_array_equal(a[f"arr_{i}"], r)
+        np.testing.assert_array_equal(b[f"arr_{i}"], r)
 
 
 @pytest.fixture

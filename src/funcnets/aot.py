@@ -1,8 +1,9 @@
 """The AOT cache: compiled train steps saved to disk, loaded by a new process without tracing.
 
-Both :func:`funcnets.train.make_train_step` and :func:`funcnets.train.make_train_epoch`
-(the scanned epoch, whose steps per epoch are its batches' leading axis, so part of the
-key) go through it.
+:func:`funcnets.train.make_train_step` goes through it. The scanned epoch of
+:func:`funcnets.train.make_train_epoch` does not: deserialised by jaxlib 0.10, it failed
+at run time (``NOT_FOUND: Function wrapped_broadcast not found``) when a resumed
+``funcnets train`` loaded it.
 
 JAX's persistent compilation cache skips XLA's compile in a new process, but the step is
 still traced and lowered to find the cache key: 0.3-0.5 s for a ResNet-18 step, 1.2 s
@@ -22,7 +23,7 @@ directory. The setting is read once per step function, at its first call.
 The key (a SHA-256) covers everything that changes the program:
 
 * the train step's closure: the loss function, the optimizer and every option of
-  :func:`funcnets.train.make_train_step` (or ``make_train_epoch``, keyed apart),
+  :func:`funcnets.train.make_train_step`,
   fingerprinted by :func:`fingerprint`;
 * the arguments' tree structure, shapes, dtypes, weak types and shardings;
 * JAX's trace context (``jax_enable_x64``, matmul precision, meshes, ...) and the other

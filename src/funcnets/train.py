@@ -350,8 +350,9 @@ def make_train_epoch(
 
     ``batches`` has a leading steps axis on every leaf (``x: (steps, N, ...)``); the
     returned metrics are stacked per step. Same result as calling the step in a loop.
-    ``precision`` as in :func:`make_train_step`. The compiled epoch goes through the AOT
-    cache as the step does (:mod:`funcnets.aot`), keyed also by the steps per epoch.
+    ``precision`` as in :func:`make_train_step`. The epoch is not in the AOT cache
+    (:mod:`funcnets.aot`): a scanned epoch deserialised by jaxlib 0.10 failed at run time
+    (``NOT_FOUND: Function wrapped_broadcast not found``) in a resumed ``funcnets train``.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -374,11 +375,7 @@ def make_train_epoch(
         with conv_lowering(lowering):
             return lax.scan(step, ts, batches)
 
-    # the AOT cache's key, as make_train_step's: the closure here; the number of steps
-    # per epoch is the batches' leading axis, part of the arguments' signature
-    closure = ("make_train_epoch", loss_fn, optimizer, trainable, donate, batch_norm, accumulate_steps,
-               grad_norm, precision)
-    epoch_fn = CachedJit(jax.jit(epoch, donate_argnums=(0,) if donate else ()), closure, what="train epoch")
+    epoch_fn = jax.jit(epoch, donate_argnums=(0,) if donate else ())
     return _WarnIfDowncast(epoch_fn, "the epoch of make_train_epoch")
 
 
