@@ -12,6 +12,10 @@ too (traced under ``funcnets.nn._onednn_rnn.use_scan()``), interleaved with the 
 Figures (2-core AVX-512 CPU, torch 2.14.1 with 2 OpenMP threads, jax 0.10.2):
 
 * lax.scan lowering, idle machine: funcnets 194 ms, torch 97 ms (0.50x).
+* oneDNN lowering, near-idle machine (load 1.7, this script alone), 2026-12-02, same
+  process: LSTM oneDNN 196.2 ms, torch 174.6 ms (0.89x), lax.scan 360.1 ms (0.48x);
+  --bidirectional 477.0 / 428.8 ms (0.90x), scan 615.7 (0.70x); --mode GRU 130.9 / 230.9 ms
+  (1.76x), scan 220.9 (1.05x).
 * oneDNN's LSTM (each layer one forward_training and one backward custom call, the
   batch of 32 split in 2 chunks over XLA's threads), 2026-12-02 on a machine loaded by
   other jobs (load average 14-20 on the 2 cores), same process, ms:
