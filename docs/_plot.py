@@ -34,26 +34,36 @@ DOCS = Path(__file__).resolve().parent
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+)(?P<info>[^`\n]*)$")
 
 
-def page_blocks(page: Path) -> list[tuple[int, str]]:
-    """``(line, code)`` of the page's ```python blocks as tests/test_docs.py runs them:
-    not those after ``<!-- skip -->``, and not the figure blocks (``exec="true"``)."""
-    lines = page.read_text().splitlines()
+def blocks(path: Path) -> list[dict]:
+    """The fenced blocks of a page: ``{"lang", "info", "code", "line", "skip"}`` (``skip``:
+    the line before it is ``<!-- skip -->``). tests/test_docs.py runs pages with it too."""
+    lines = path.read_text().splitlines()
     out, i = [], 0
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
             i += 1
             continue
-        indent, fence, info = m["indent"], m["fence"], m["info"].strip()
+        indent, fence = m["indent"], m["fence"]
         end = i + 1
         while end < len(lines) and lines[end].strip() != fence:
             end += 1
         previous = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
-        if info.split()[:1] == ["python"] and previous != "<!-- skip -->" and 'exec="true"' not in info:
-            body = [ln[len(indent) :] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1 : end]]
-            out.append((i + 1, "\n".join(body) + "\n"))
+        body = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1 : end]]
+        info = m["info"].strip()
+        out.append({
+            "lang": info.split()[0] if info else "", "info": info, "code": "\n".join(body) + "\n",
+            "line": i + 1, "skip": previous == "<!-- skip -->",
+        })  # fmt: skip
         i = end + 1
     return out
+
+
+def page_blocks(page: Path) -> list[tuple[int, str]]:
+    """``(line, code)`` of the page's ```python blocks as tests/test_docs.py runs them:
+    not those after ``<!-- skip -->``, and not the figure blocks (``exec="true"``)."""
+    return [(b["line"], b["code"]) for b in blocks(page)
+            if b["lang"] == "python" and not b["skip"] and 'exec="true"' not in b["info"]]
 
 
 def page_namespace(namespace: dict, page: str, *names: str) -> dict:

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 sys.path.insert(0, str(ROOT / "docs"))
 import hooks  # noqa: E402  (docs/hooks.py: what the API reference renders)
+from _plot import blocks  # noqa: E402  (the pages' fenced blocks, as the figure blocks read them)
 
-FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+)(?P<info>[^`\n]*)$")
 REFERENCED_MODULES = [
     "funcnets", "funcnets.config", "funcnets.autograd", "funcnets.nn", "funcnets.nn.functional",
     "funcnets.nn.init", "funcnets.losses", "funcnets.optim", "funcnets.optim.lr_scheduler",
@@ -47,30 +47,6 @@ REFERENCED_MODULES = [
 
 
 # --------------------------------------------------------------------------- blocks
-def blocks(path: Path) -> list[dict]:
-    """The fenced blocks of a page: ``{"lang", "info", "code", "line", "skip"}``."""
-    lines = path.read_text().splitlines()
-    out, i = [], 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        indent, fence = m["indent"], m["fence"]
-        end = i + 1
-        while end < len(lines) and lines[end].strip() != fence:
-            end += 1
-        previous = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
-        body = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1 : end]]
-        info = m["info"].strip()
-        out.append({
-            "lang": info.split()[0] if info else "", "info": info, "code": "\n".join(body) + "\n",
-            "line": i + 1, "skip": previous == "<!-- skip -->",
-        })  # fmt: skip
-        i = end + 1
-    return out
-
-
 def runnable(path: Path) -> list[tuple[dict, dict | None]]:
     """``(python block, its expected-output block or None)`` for the blocks to run."""
     bs = blocks(path)
