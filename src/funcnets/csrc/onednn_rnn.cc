@@ -28,6 +28,7 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+#include "onednn_pool.h"
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -36,18 +37,14 @@ constexpr auto f32 = memory::data_type::f32;
 
 namespace {
 
+using funcnets_onednn::OneThread;
+using funcnets_onednn::ParallelChunks;
+using funcnets_onednn::Run;
+
 dnnl::engine& Engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
 }
-
-// OpenMP's thread count is per calling thread; XLA may run the call inline on the Python
-// thread, whose setting is torch's, so it is put back.
-struct OneThread {
-  int prev = omp_get_max_threads();
-  OneThread() { omp_set_num_threads(1); }
-  ~OneThread() { omp_set_num_threads(prev); }
-};
 
 // One layer: kind 'l' (LSTM, gates i f c~ o, one bias per gate) or 'g' (lbr_gru, gates
 // u r o, a fourth bias inside the reset product), T steps, batch n, input i, hidden h,
@@ -182,51 +179,6 @@ std::vector<size_t> WorkspaceOffsets(const Geometry& g, const Chunks& ch) {
   std::vector<size_t> off{0};
   for (int64_t c = 0; c < ch.count; ++c) off.push_back(off.back() + AlignUp(Get(g, ch.Size(c, g.n), 'f').workspace.get_size()));
   return off;
-}
-
-// Runs chunk(i) for i in [0, chunks) on the calling thread and XLA's pool (as in
-// onednn_conv.cc): returns when all are done, with the first error any chunk threw.
-template <typename F>
-std::string ParallelChunks(ffi::ThreadPool& pool, int64_t chunks, F chunk) {
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::mutex mu;
-    std::condition_variable cv;
-    int64_t done = 0;
-    std::string error;
-  };
-  auto st = std::make_shared<State>();
-  auto work = [st, chunks, &chunk] {
-    OneThread one;
-    for (int64_t i; (i = st->next.fetch_add(1)) < chunks;) {
-      std::string error;
-      try {
-        chunk(i);
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      std::lock_guard<std::mutex> l(st->mu);
-      if (st->error.empty()) st->error = error;
-      if (++st->done == chunks) st->cv.notify_all();
-    }
-  };
-  for (int64_t t = 1; t < chunks; ++t) pool.Schedule([work] { work(); });
-  work();
-  std::unique_lock<std::mutex> l(st->mu);
-  st->cv.wait(l, [&] { return st->done == chunks; });
-  return st->error;
-}
-
-template <typename F>
-ffi::Error Run(const char* what, F body) {
-  OneThread one;  // before any oneDNN call: creating a primitive may open a parallel region
-  try {
-    std::string error = body();
-    if (error.empty()) return ffi::Error::Success();
-    return ffi::Error::Internal(std::string("oneDNN ") + what + ": " + error);
-  } catch (const std::exception& e) {
-    return ffi::Error::Internal(std::string("oneDNN ") + what + ": " + e.what());
-  }
 }
 
 // Chunk memories: the rows of sequences [n0, n0 + b) of a (T, N, C) or (D, N, C) buffer.
