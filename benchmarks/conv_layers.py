@@ -25,7 +25,6 @@ import torch
 from funcnets.nn import functional as F
 from funcnets.nn._conv import use_gemm
 from funcnets.nn._onednn import error as onednn_error
-from funcnets.nn._onednn import reverse_mode_only
 from funcnets.timing import interleaved
 
 # name, C_in, C_out, kernel, stride, padding, input H=W, occurrences per step
@@ -57,8 +56,7 @@ def layer_fns(c_in, c_out, k, stride, pad, hw, batch, reps, input_grad):
             return F.conv2d(x, w, stride=stride, padding=pad)
 
     def conv_vjp(x, w, g):
-        with reverse_mode_only():  # as in a train step: oneDNN's gradients where oneDNN runs
-            y, vjp = jax.vjp(conv, x, w)
+        y, vjp = jax.vjp(conv, x, w)
         dx, dw = vjp(g)
         return y, (dx, dw) if input_grad else dw  # y is returned so XLA keeps the forward
 

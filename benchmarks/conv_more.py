@@ -5,11 +5,11 @@ gradients), jitted.
 
     python benchmarks/conv_more.py [--batch 32] [--repeats 9] [--no-xla]
 
-Columns: funcnets' CPU lowerings under a plain ``jax.vjp`` (shifted multiply-adds for
-the depthwise convolution, the sub-pixel decomposition for the transposed ones, see
-``funcnets/nn/_conv.py``), the same inside a train step (``reverse_mode_only``, as
-``funcnets.train`` differentiates: oneDNN's gradients for the convolutions oneDNN runs,
-oneDNN's deconvolution for 2-D transposed ones), and XLA's own convolution
+Columns: funcnets' CPU lowerings under a plain ``jax.vjp`` (shifted multiply-adds with a
+one-pass weight gradient for the depthwise convolution, oneDNN's deconvolution or one GEMM
+for the transposed ones, oneDNN's 2-D convolutions under the 1-D and 3-D ones, see
+``funcnets/nn/_conv.py``; ``funcnets.train``'s step takes the same kernels), and XLA's own
+convolution
 (``conv_lowering("xla")``; skipped with ``--no-xla``, it takes seconds a call), against
 torch's ``F.conv2d``/``F.conv_transpose2d`` in NCHW. Medians of interleaved runs, warm-up
 excluded (:func:`funcnets.timing.interleaved`); ratio = torch ms / funcnets ms. The
@@ -29,12 +29,11 @@ import numpy as np
 import torch
 
 from funcnets.nn import conv_lowering
-from funcnets.nn._onednn import reverse_mode_only
 from funcnets.nn import functional as F
 from funcnets.timing import interleaved
 
-# column: (conv_lowering, inside a train step's reverse_mode_only)
-MODES = {"jax.vjp": ("auto", False), "train step": ("auto", True), "xla": ("xla", False)}
+# column: conv_lowering
+MODES = {"jax.vjp": "auto", "xla": "xla"}
 
 # name, transposed, C_in, C_out, kernel, stride, padding, groups, spatial size, channels-last, batch
 # (batch None: --batch)
@@ -82,10 +81,8 @@ def case_fns(transposed, c_in, c_out, k, stride, pad, groups, size, channels_las
     jx, jw, jb, jg = map(jnp.asarray, (x, w, b, g))
     layout = F.channels_last if channels_last else contextlib.nullcontext
     for column in columns:
-        lowering, train_step = MODES[column]
-
-        def step(x, w, b, g, lowering=lowering, train_step=train_step):
-            with conv_lowering(lowering), layout(), reverse_mode_only() if train_step else contextlib.nullcontext():
+        def step(x, w, b, g, lowering=MODES[column]):
+            with conv_lowering(lowering), layout():
                 y, vjp = jax.vjp(lambda x, w, b: f_conv(x, w, b, **kwargs), x, w, b)
             return y, vjp(g)  # y is returned so that XLA keeps the forward pass
 

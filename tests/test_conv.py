@@ -9,7 +9,6 @@ gradients: float64 within 1e-10, float32 within 1e-5 (values) and 1e-4 (gradient
 relative to the largest reference value.
 """
 
-import contextlib
 import math
 from functools import partial
 
@@ -22,7 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from funcnets import ShapeError, nn
-from funcnets.nn import _conv, _onednn
+from funcnets.nn import _conv
 from funcnets.nn import functional as F
 from helpers import assert_close, to_np
 
@@ -57,7 +56,7 @@ def _compare(layer, tlayer, x, rng, dtype, output_size=None):
     yt = tlayer(xt, output_size=list(output_size)) if output_size else tlayer(xt)
     g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(torch.tensor(g))
-    trace_context = (_conv._LOWERING.get(), _onednn._REVERSE_ONLY.get())
+    trace_context = _conv._LOWERING.get()
     y, dp, dx = _forward_backward(layer, params, jnp.asarray(x), jnp.asarray(g), output_size, trace_context)
     what = repr(layer)
     assert y.shape == tuple(yt.shape) and y.dtype == dtype, what
@@ -175,26 +174,24 @@ def test_functional_forms_match_torch(x64, n):
 
 
 # ------------------------------------------------------------------ lowerings
-@pytest.mark.parametrize("lowering", ["auto", "train", "xla"])
+@pytest.mark.parametrize("lowering", ["auto", "xla"])
 @pytest.mark.parametrize("stride,dilation,multiplier", [(1, 1, 1), (2, 1, 2), (1, 2, 1)])
 def test_depthwise_lowerings_match_torch(x64, lowering, stride, dilation, multiplier):
-    """Depthwise Conv2d: the shifted multiply-adds (auto on CPU; "train": inside a train
-    step's reverse_mode_only, with the one-pass weight gradient) and XLA's grouped
-    convolution all equal torch, values and gradients, under jit."""
+    """Depthwise Conv2d: the shifted multiply-adds (auto on CPU, with the one-pass weight
+    gradient) and XLA's grouped convolution both equal torch, values and gradients, under jit."""
     rng = np.random.default_rng(stride + 3 * dilation)
     layer = nn.Conv2d(3, 3 * multiplier, 3, stride=stride, padding=1, dilation=dilation, groups=3)
     shape = (2, 3, 7, 8)
     assert _conv.use_depthwise(shape, (3 * multiplier, 1, 3, 3), 3) == (jax.default_backend() == "cpu")
-    train = _onednn.reverse_mode_only() if lowering == "train" else contextlib.nullcontext()
-    with nn.conv_lowering("auto" if lowering == "train" else lowering), train:
+    with nn.conv_lowering(lowering):
         _compare(layer, torch.nn.Conv2d(3, 3 * multiplier, 3, stride=stride, padding=1, dilation=dilation, groups=3),
                  rng.standard_normal(shape), rng, np.float64)
         hlo = jax.jit(lambda x, w: layer({"weight": w}, {}, x)[0]).lower(jnp.zeros(shape), jnp.zeros((3 * multiplier, 1, 3, 3))).as_text()
         jaxpr = str(jax.make_jaxpr(jax.grad(lambda w: layer({"weight": w}, {}, jnp.ones(shape))[0].sum()))(
             jnp.ones((3 * multiplier, 1, 3, 3))))
     assert ("feature_group_count = 3" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
-    # the train step's weight gradient is one variadic reduction over the 9 taps
-    assert ("reduce[" in jaxpr) == (lowering == "train" and jax.default_backend() == "cpu")
+    # the weight gradient is the one-pass primitive (one variadic reduction over the 9 taps)
+    assert ("funcnets_depthwise_backward_weights" in jaxpr) == (lowering == "auto" and jax.default_backend() == "cpu")
 
 
 @pytest.mark.parametrize("lowering", ["auto", "xla"])
@@ -229,7 +226,8 @@ def test_conv1d_conv3d_lowerings_match_torch(x64, lowering, n):
 
 @pytest.mark.parametrize("lowering", ["auto", "xla"])
 def test_transposed_lowerings_match_torch_float32(lowering):
-    """The sub-pixel decomposition (auto on CPU) and XLA's input-dilated convolution, float32."""
+    """Float32 on CPU: oneDNN's deconvolution, or one GEMM for k2 s2 (auto), and XLA's
+    input-dilated convolution; the sub-pixel decomposition is the float64 tests' lowering."""
     rng = np.random.default_rng(0)
     for k, s, p, op in [(2, 2, 0, 0), (4, 2, 1, 0), (3, 2, 1, 1), (3, 3, 0, 2)]:
         layer, tlayer = nn.ConvTranspose2d(4, 3, k, s, p, op), torch.nn.ConvTranspose2d(4, 3, k, s, p, op)
@@ -240,17 +238,15 @@ def test_transposed_lowerings_match_torch_float32(lowering):
         assert (f"lhs_dilate = [{s}, {s}]" in hlo) == (lowering == "xla" or jax.default_backend() != "cpu")
 
 
-def test_transposed_onednn_in_a_train_step():
-    """Inside a train step's reverse_mode_only on CPU, a 2-D float32 transposed convolution
-    with groups=1 is oneDNN's deconvolution (where oneDNN is built), with oneDNN's
-    gradients: torch's numbers, float32 tolerances."""
+def test_transposed_onednn():
+    """On CPU a 2-D float32 transposed convolution with groups=1 is oneDNN's deconvolution
+    (where oneDNN is built), with oneDNN's gradients: torch's numbers, float32 tolerances."""
     rng = np.random.default_rng(0)
     for k, s, p, op, d in [(4, 2, 1, 0, 1), (3, 3, 2, 2, 2)]:
         layer, tlayer = nn.ConvTranspose2d(5, 3, k, s, p, op, dilation=d), torch.nn.ConvTranspose2d(5, 3, k, s, p, op, dilation=d)
-        with _onednn.reverse_mode_only():
-            _compare(layer, tlayer, rng.standard_normal((2, 5, 6, 7)).astype(np.float32), rng, np.float32)
-            hlo = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, s, p, op, 1, d)).lower(
-                jnp.zeros((2, 5, 6, 7)), jnp.zeros((5, 3, k, k))).as_text()
+        _compare(layer, tlayer, rng.standard_normal((2, 5, 6, 7)).astype(np.float32), rng, np.float32)
+        hlo = jax.jit(lambda x, w: F.conv_transpose2d(x, w, None, s, p, op, 1, d)).lower(
+            jnp.zeros((2, 5, 6, 7)), jnp.zeros((5, 3, k, k))).as_text()
         assert ("funcnets_conv_backward_data" in hlo) == (nn.onednn_error() is None and jax.default_backend() == "cpu")
     # channels-last: oneDNN's own layout, no transposes around it
     x = rng.standard_normal((2, 5, 6, 7)).astype(np.float32)
@@ -261,7 +257,7 @@ def test_transposed_onednn_in_a_train_step():
     ref.backward(torch.tensor(g))
 
     def cl(x, w):
-        with _onednn.reverse_mode_only(), F.channels_last():
+        with F.channels_last():
             return F.conv_transpose2d(x.transpose(0, 2, 3, 1), w, None, 2, 1).transpose(0, 3, 1, 2)
 
     y, pull = jax.vjp(cl, jnp.asarray(x), jnp.asarray(w))

@@ -50,7 +50,6 @@ from funcnets.aot import CachedJit
 from funcnets.config import float64_enabled, warn_if_downcast
 from funcnets.losses import cross_entropy
 from funcnets.nn._conv import conv_lowering
-from funcnets.nn._onednn import reverse_mode_only
 from funcnets.nn.module import Module
 from funcnets.optim import merge, split
 from funcnets.optim.accumulate import accumulate_gradients
@@ -189,16 +188,15 @@ def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable
             return loss, aux
 
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        with reverse_mode_only():  # so oneDNN computes the convolutions' gradients on CPU
-            if accumulate_steps == 1:
-                (_, (new_state, metrics)), grads = grad_fn(train_p, ts.model_state, batch, sub)
-            else:
-                # a loop of micro-batches: XLA:CPU's convolution is pathological inside a
-                # loop body, as in make_train_epoch
-                with conv_lowering("gemm" if jax.default_backend() == "cpu" else "auto"):
-                    grads, new_state, metrics = accumulate_gradients(
-                        grad_fn, train_p, ts.model_state, batch, sub, accumulate_steps
-                    )
+        if accumulate_steps == 1:
+            (_, (new_state, metrics)), grads = grad_fn(train_p, ts.model_state, batch, sub)
+        else:
+            # a loop of micro-batches: XLA:CPU's convolution is pathological inside a
+            # loop body, as in make_train_epoch
+            with conv_lowering("gemm" if jax.default_backend() == "cpu" else "auto"):
+                grads, new_state, metrics = accumulate_gradients(
+                    grad_fn, train_p, ts.model_state, batch, sub, accumulate_steps
+                )
         updates, opt_state = optimizer.update(grads, ts.opt_state, train_p)
         if scaled:  # a skipped step leaves the BatchNorm buffers as they were, too
             skipped = _scaler_state(opt_state).found_inf

@@ -44,8 +44,9 @@ train step, batch 64: 5.6 -> ~3.5 ms (torch 4.8 ms).
 
 Beyond ResNet's and LeNet's convolutions (:func:`conv_nd`, :func:`conv_transpose_nd`;
 ``benchmarks/conv_more.py``), XLA:CPU has four more pathologies. Forward + backward,
-float32, torch eager in the same process (its ms first), "train step" meaning inside
-:func:`~funcnets.nn._onednn.reverse_mode_only` as ``funcnets.train`` differentiates:
+float32, torch eager in the same process (its ms first). "In a train step" are figures
+from before every lowering below was a primitive (:mod:`funcnets.nn._bilinear`), when only
+``funcnets.train``'s step took these gradients; now ``jax.grad``/``jax.vjp`` do too:
 
 * grouped convolutions: depthwise 3×3 over 32×56×56, batch 32: torch 21, XLA 242 ms.
   :func:`conv_depthwise` is one fusion of the 9 shifted multiply-adds (its gradient the
@@ -84,6 +85,7 @@ from jax import lax
 
 from funcnets._typing import Array
 from funcnets.nn import _onednn
+from funcnets.nn._bilinear import bilinear_trio
 
 GEMM_MAX_PIXELS = 16  # output H'·W' at or below which the GEMM lowering wins (measured above)
 
@@ -357,16 +359,14 @@ def _conv_by_2d(x: Array, w: Array, stride, pads, dilation, groups: int, layout:
 def conv_depthwise(x: Array, w: Array, stride, pads, dilation, layout: str = "NCHW") -> Array:
     """A depthwise convolution (``groups == C_in``, weight ``(C_in·m, 1, *k)``, channel
     multiplier ``m``) as a sum of ``prod(k)`` shifted multiply-adds over the padded input,
-    one XLA fusion; its gradients are the same kind of fusions and ``prod(k)`` reductions.
-    XLA:CPU's grouped convolution is 30× slower than torch here (see the module's table).
-
-    Inside :func:`~funcnets.nn._onednn.reverse_mode_only` (a train step) the weight
-    gradient is one variadic reduction (:func:`_depthwise_weight_grad`) instead of
-    ``prod(k)`` passes over the input and the output gradient."""
+    one XLA fusion; its input gradient is the same kind of fusion, and its weight gradient
+    one variadic reduction over the taps (:func:`_depthwise_weight_grad`, one pass over the
+    input and the output gradient instead of autodiff's ``prod(k)``). XLA:CPU's grouped
+    convolution is 30× slower than torch here (see the module's table). The three are
+    primitives (:mod:`funcnets.nn._bilinear`), so every transformation takes them."""
     geometry = (tuple(stride), tuple(tuple(p) for p in pads), tuple(dilation), layout)
-    if _onednn._REVERSE_ONLY.get():
-        return _depthwise_vjp(x, w, *geometry)
-    return _depthwise(x, w, *geometry)
+    out = jax.eval_shape(lambda x, w: _depthwise(x, w, *geometry), x, w).shape
+    return _depthwise_prims.forward(x, w, out, geometry)
 
 
 def _depthwise_taps(x: Array, w_shape, stride, pads, dilation, layout: str):
@@ -413,23 +413,17 @@ def _depthwise_weight_grad(x, g, w_shape, stride, pads, dilation, layout):
     return jnp.stack(sums, axis=-1).reshape(w_shape)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _depthwise_vjp(x, w, stride, pads, dilation, layout):
-    return _depthwise(x, w, stride, pads, dilation, layout)
+def _depthwise_input_grad(g, w, x_shape, stride, pads, dilation, layout):
+    x = jax.ShapeDtypeStruct(x_shape, g.dtype)
+    return jax.linear_transpose(lambda x: _depthwise(x, w, stride, pads, dilation, layout), x)(g)[0]
 
 
-def _depthwise_vjp_fwd(x, w, stride, pads, dilation, layout):
-    return _depthwise(x, w, stride, pads, dilation, layout), (x, w)
-
-
-def _depthwise_vjp_bwd(stride, pads, dilation, layout, residuals, g):
-    x, w = residuals
-    geometry = (stride, pads, dilation, layout)
-    dx = jax.vjp(lambda x: _depthwise(x, w, *geometry), x)[1](g)[0]
-    return dx, _depthwise_weight_grad(x, g, w.shape, *geometry)
-
-
-_depthwise_vjp.defvjp(_depthwise_vjp_fwd, _depthwise_vjp_bwd)
+_depthwise_prims = bilinear_trio(
+    "funcnets_depthwise",
+    lambda x, w, _, *geometry: _depthwise(x, w, *geometry),
+    _depthwise_input_grad,  # (g, w, x_shape, ...)
+    _depthwise_weight_grad,  # (x, g, w_shape, ...)
+)
 
 
 # ----------------------------------------------------------------------------- transposed
@@ -441,15 +435,15 @@ def transposed_out_size(size: int, k: int, s: int, p: int, op: int, d: int) -> i
 def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilation, groups: int,
                       layout: str = "NCHW") -> Array:
     """``torch.nn.functional.conv_transposeNd``, weight ``(C_in, C_out/groups, *k)``,
-    activations channels-first (``"NCHW"``) or channels-last (``"NHWC"``). On CPU:
-    :func:`conv_transpose_subpixel`, or inside a train step's
-    :func:`~funcnets.nn._onednn.reverse_mode_only` oneDNN's deconvolution
-    (:func:`conv_transpose_onednn`) for 2-D float32 ones with ``groups=1``; elsewhere, or
-    in ``conv_lowering("xla")``, XLA's input-dilated convolution (:func:`conv_transpose_xla`)."""
+    activations channels-first (``"NCHW"``) or channels-last (``"NHWC"``). On CPU: oneDNN's
+    deconvolution (:func:`conv_transpose_onednn`) for 2-D float32 ones with ``groups=1``
+    (but one GEMM for NCHW non-overlapping kernels, :func:`_subpixel_gemm`), else
+    :func:`conv_transpose_subpixel`; elsewhere, or in ``conv_lowering("xla")``, XLA's
+    input-dilated convolution (:func:`conv_transpose_xla`)."""
     args = (stride, padding, output_padding, dilation)
     if _LOWERING.get() == "xla" or jax.default_backend() != "cpu":
         return conv_transpose_xla(x, w, *args, groups, layout)
-    if (w.ndim == 4 and _onednn._REVERSE_ONLY.get() and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
+    if (w.ndim == 4 and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
             and not _subpixel_gemm(w, stride, dilation, groups, layout)):
         return conv_transpose_onednn(x, w, *args, layout)
     return conv_transpose_subpixel(x, w, *args, groups, layout)
@@ -465,36 +459,16 @@ def _subpixel_gemm(w, stride, dilation, groups: int, layout: str) -> bool:
 
 def conv_transpose_onednn(x: Array, w: Array, stride, padding, output_padding, dilation, layout="NCHW") -> Array:
     """A 2-D transposed convolution as torch runs it on CPU: oneDNN's input gradient of the
-    convolution it transposes (whose OIHW weight is ``w`` itself), with oneDNN's forward
-    convolution and weight gradient as its gradients (a custom VJP, reverse mode only).
-    oneDNN takes NHWC: NCHW activations are transposed in and out."""
+    convolution it transposes (:func:`funcnets.nn._onednn.conv_transpose2d`), with oneDNN's
+    forward convolution and weight gradient as its gradients. XLA's weight gradient of this
+    geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at batch 32, 32x32 (oneDNN's:
+    part of a 69 ms step). oneDNN takes NHWC: NCHW activations are transposed in and out."""
     if layout == "NCHW":
         y = conv_transpose_onednn(x.transpose(0, 2, 3, 1), w, stride, padding, output_padding, dilation, "NHWC")
         return y.transpose(0, 3, 1, 2)
     out = tuple(transposed_out_size(L, k, s, p, o, d)
                 for L, k, s, p, o, d in zip(x.shape[1:3], w.shape[2:], stride, padding, output_padding, dilation))
-    return _deconv_onednn(x, w, (x.shape[0], *out, w.shape[1]), tuple(stride), tuple(padding), tuple(dilation))
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _deconv_onednn(x, w, out_shape, stride, padding, dilation):
-    return _onednn._backward_data(x, w, out_shape, stride, padding, dilation)
-
-
-def _deconv_onednn_fwd(x, w, out_shape, stride, padding, dilation):
-    return _deconv_onednn(x, w, out_shape, stride, padding, dilation), (x, w)
-
-
-def _deconv_onednn_bwd(out_shape, stride, padding, dilation, residuals, g):
-    # without this VJP, reverse mode would transpose _backward_data's XLA tangent: XLA's
-    # weight gradient of that geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at
-    # batch 32, 32x32 (oneDNN's: part of a 69 ms step)
-    x, w = residuals
-    geometry = (stride, padding, dilation)
-    return _onednn._forward(g, w, *geometry), _onednn._backward_weights(g, x, w.shape, *geometry)
-
-
-_deconv_onednn.defvjp(_deconv_onednn_fwd, _deconv_onednn_bwd)
+    return _onednn.conv_transpose2d(x, w, out, stride, padding, dilation)
 
 
 def _forward_weight(w: Array, groups: int) -> Array:
