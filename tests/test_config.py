@@ -50,3 +50,23 @@ def test_import_exposes_every_public_name():
     # a fresh process: a submodule imported by another test must not hide a missing import
     code = "import funcnets; print([n for n in funcnets.__all__ if not hasattr(funcnets, n)])"
     assert _flags_after_import({}, code) == "[]"
+
+
+def test_one_off_compile_options(monkeypatch):
+    # Module.init compiles with them: accepted by this jaxlib's XLA, and the draws equal
+    # the default compile's to float32 rounding (XLA may contract a multiply-add).
+    import jax
+    import jaxlib
+    import numpy as np
+
+    from funcnets import nn
+    from funcnets.config import one_off_compile_options
+
+    assert one_off_compile_options()
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Linear(8, 4))
+    ours = jax.tree.leaves(model.init(jax.random.PRNGKey(1)))
+    default = jax.tree.leaves(jax.jit(model.init_tree)(jax.random.PRNGKey(1)))
+    for a, b in zip(ours, default, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-7, atol=1e-8)
+    monkeypatch.setattr(jaxlib, "__version__", "0.11.0")
+    assert one_off_compile_options() == {}

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from funcnets._typing import Array, Params, PRNGKey, State
-from funcnets.config import warn_if_downcast
+from funcnets.config import one_off_compile_options, warn_if_downcast
 from funcnets.errors import ShapeError
 
 __all__ = ["Module", "Scope", "replace", "capture", "Captured", "run_child"]
@@ -176,7 +176,7 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(jax.jit, static_argnums=0, compiler_options=one_off_compile_options())
 def _compiled_init(module: Module, key: PRNGKey) -> tuple[dict, dict]:
     return module.init_tree(key)
 
