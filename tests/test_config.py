@@ -68,5 +68,9 @@ def test_one_off_compile_options(monkeypatch):
     default = jax.tree.leaves(jax.jit(model.init_tree)(jax.random.PRNGKey(1)))
     for a, b in zip(ours, default, strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-7, atol=1e-8)
+    # JAX takes compiler options only on a top-level jit: inside a trace, init is traced
+    key = jax.random.PRNGKey(1)
+    for nested in (jax.jit(lambda: model.init(key))(), jax.jit(model.init)(key), jax.eval_shape(model.init, key)):
+        assert [x.shape for x in jax.tree.leaves(nested)] == [x.shape for x in ours]
     monkeypatch.setattr(jaxlib, "__version__", "0.11.0")
     assert one_off_compile_options() == {}

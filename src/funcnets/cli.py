@@ -753,9 +753,11 @@ def _cmd_port(args) -> int:
     model, params, state = generated.load()
     import jax
 
+    from funcnets.config import one_off_compile_options
+
     if args.input_dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    y, _ = jax.jit(model.apply)(params, state, x.numpy())
+    y, _ = jax.jit(model.apply, compiler_options=one_off_compile_options())(params, state, x.numpy())
     with torch.no_grad():
         ref = module(x)
     ys, refs = jax.tree_util.tree_leaves(y), [r.numpy() for r in jax.tree_util.tree_leaves(

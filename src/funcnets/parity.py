@@ -18,6 +18,7 @@ import numpy as np
 
 from funcnets import losses, optim, torch_io, train
 from funcnets.autograd import backward, my_relu, relu
+from funcnets.config import one_off_compile_options
 from funcnets.errors import FuncnetsError
 from funcnets.models import LeNet, resnet18, two_layer
 from funcnets.nn.module import Captured, Module, capture
@@ -169,7 +170,7 @@ def _lenet_rows(torch) -> list[Row]:
         return losses.cross_entropy(logits, target, label_smoothing=0.1), logits
 
     # one compiled program: op by op, the backward pass compiles each primitive (~4x slower)
-    grads, logits = jax.jit(jax.grad(loss, has_aux=True))(params, jnp.asarray(_np(x)), jnp.asarray(_np(target)))
+    grads, logits = jax.jit(jax.grad(loss, has_aux=True), compiler_options=one_off_compile_options())(params, jnp.asarray(_np(x)), jnp.asarray(_np(target)))
     rows.append(_diff("LeNet", "logits", "f32", logits, _np(out), 1e-5))
     ours = dict(model.named_parameters(grads))
     rows.append(_worst("LeNet", "grads of all 10 params (CE)", "f32", [(ours[n], _np(p.grad)) for n, p in tnet.named_parameters()], 1e-4))
@@ -205,7 +206,8 @@ def _resnet_rows(torch, torchvision, quick: bool) -> list[Row]:
             x = torch.rand(2, 3, 64, 64, dtype=dtype)
             xj = jnp.asarray(_np(x))
             # jitted: compiling the whole forward (and backward) is ~2.5x cheaper than op by op
-            forward = jax.jit(lambda p, s, x, train: model(p, s, x, train=train), static_argnames="train")
+            forward = jax.jit(lambda p, s, x, train: model(p, s, x, train=train), static_argnames="train",
+                              compiler_options=one_off_compile_options())
             rows.append(_diff("ResNet-18", "eval logits", label, forward(loaded.params, loaded.state, xj, False)[0],
                               _np(tm.eval()(x)), tol))
             labels = torch.rand(2, 1000, dtype=dtype)
@@ -221,7 +223,7 @@ def _resnet_rows(torch, torchvision, quick: bool) -> list[Row]:
                     pred, new_state = model(p, s, x, train=True)
                     return jnp.sum(pred - labels), (pred, new_state)
 
-                grads, (pred, new_state) = jax.jit(jax.grad(loss, has_aux=True))(
+                grads, (pred, new_state) = jax.jit(jax.grad(loss, has_aux=True), compiler_options=one_off_compile_options())(
                     loaded.params, loaded.state, xj, jnp.asarray(_np(labels)))
             else:
                 pred, new_state = forward(loaded.params, loaded.state, xj, True)
@@ -463,7 +465,7 @@ def _locate_fn(model: Module, train: bool):
                    jnp.zeros(()))
         return loss, (y, [(c.input, c.output) for c in calls])
 
-    return jax.jit(jax.grad(forward, has_aux=True)), names
+    return jax.jit(jax.grad(forward, has_aux=True), compiler_options=one_off_compile_options()), names
 
 
 def locate(

@@ -37,6 +37,7 @@ from funcnets.checkpoint import (
     remove_temporary,
     save_checkpoint,
 )
+from funcnets.config import one_off_compile_options
 from funcnets.data import Split, fingerprint, random_shift
 from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module
@@ -825,7 +826,7 @@ def zoo_parity(name: str, batch: int = 2, seed: int = 0, tol: float = 1e-4) -> Z
             ref = tm(x)
         ref = (ref[0] if isinstance(ref, tuple) else ref).numpy().astype(np.float64)
         del tm
-        y, _ = jax.jit(lambda p, s, x: model(p, s, x))(loaded.params, loaded.state, jax.numpy.asarray(x.numpy()))
+        y, _ = jax.jit(lambda p, s, x: model(p, s, x), compiler_options=one_off_compile_options())(loaded.params, loaded.state, jax.numpy.asarray(x.numpy()))
         y = np.asarray(y[0] if isinstance(y, tuple) else y, np.float64)
         if y.shape != ref.shape:
             raise FuncnetsError(f"logits of shape {y.shape}, torchvision's {ref.shape}")

@@ -80,9 +80,16 @@ class Module:
         """Fresh ``(params, state)`` with torch's default initialisation.
 
         Compiled once per module (it is hashable): op-by-op, a ResNet's hundred small
-        random draws take seconds.
+        random draws take seconds. Called inside a trace (``jax.jit``, ``jax.eval_shape``)
+        it is traced into the outer program.
         """
-        return _compiled_init(self, key)
+        if not isinstance(key, jax.core.Tracer):
+            try:
+                return _compiled_init(self, key)
+            except ValueError as e:  # a concrete key closed over by an outer jit
+                if "top-level" not in str(e):
+                    raise
+        return _traced_init(self, key)
 
     def init_tree(self, key: PRNGKey) -> tuple[dict, dict]:
         """The traceable body of :meth:`init`: own params/buffers, then each child's."""
@@ -176,9 +183,14 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-@partial(jax.jit, static_argnums=0, compiler_options=one_off_compile_options())
-def _compiled_init(module: Module, key: PRNGKey) -> tuple[dict, dict]:
+def _init_tree(module: Module, key: PRNGKey) -> tuple[dict, dict]:
     return module.init_tree(key)
+
+
+# Run once per model: compiled for compile time (config.one_off_compile_options). JAX
+# takes compiler options only on a top-level jit, so inside a trace the plain one.
+_compiled_init = jax.jit(_init_tree, static_argnums=0, compiler_options=one_off_compile_options())
+_traced_init = jax.jit(_init_tree, static_argnums=0)
 
 
 class Scope:
