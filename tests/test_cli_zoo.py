@@ -104,13 +104,13 @@ def test_parity_model_and_zoo(tmp_path, capsys):
     assert code == 0, out
     assert "squeezenet1_1  2×3×17×17" in out and "1 of 1 models within 0.0001" in out
     md = tmp_path / "zoo.md"
-    code, out, _ = _run(capsys, "parity", "--zoo", "--only", "squeezenet1_0,mobilenet_v3_small", "--markdown", md)
+    code, out, _ = _run(capsys, "parity", "--zoo", "--only", "squeezenet1_0,resnet18", "--markdown", md)
     assert code == 0, out
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ") and "model" not in line]
-    assert [r.split(" | ")[0][2:] for r in rows] == ["squeezenet1_0", "mobilenet_v3_small"]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["squeezenet1_0", "resnet18"]
     for r in rows:
         cells = r.strip("| ").split(" | ")
-        assert cells[-1] == "yes" and float(cells[3]) <= 1e-4 and cells[1] in ("2×3×21×21", "2×3×33×33")
+        assert cells[-1] == "yes" and float(cells[3]) <= 1e-4 and cells[1] in ("2×3×21×21", "2×3×32×32")
     assert "2 of 2 models within 0.0001" in md.read_text()
 
 
