@@ -23,6 +23,11 @@ except ImportError as e:
         f"pip install -e '.[test]' (torch==2.14.1, torchvision==0.29.1)."
     ) from None
 
+# One torch thread: on the loaded 2-core machine (two pytest workers, XLA's own pool)
+# torch's two OpenMP threads spin-wait against each other: 100 float64 LeNet SGD steps
+# took 8-78 s with two threads and 0.24 s with one. Tests that need more set it locally.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def x64():
