@@ -95,8 +95,9 @@ def test_torchvision_weights_file_gets_a_new_head(name, tmp_path):
         np.testing.assert_array_equal(np.asarray(flat[k]), v.numpy(), err_msg=k)
     if name == "googlenet":
         assert model.transform_input and not model.aux_logits
-    y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, np.zeros((2, 3, 64, 64), np.float32))
-    assert y.shape == (2, 10)
+    # the loaded trees go through the new-head model: traced (shapes and dtypes), not compiled
+    y, _ = jax.eval_shape(lambda p, s, x: model(p, s, x), params, state, np.zeros((2, 3, 64, 64), np.float32))
+    assert y.shape == (2, 10) and y.dtype == np.float32
 
 
 def test_parity_model_and_zoo(tmp_path, capsys):
