@@ -56,6 +56,14 @@ def _small(lib, v2: bool, sd_prob=0.0, dropout=0.0, attention_dropout=0.0, num_c
                                attention_dropout=attention_dropout, num_classes=num_classes, **extra)
 
 
+def _torch_weights(model, torch_factory):
+    """torchvision's initialisation loaded into ``model``: milliseconds, where compiling
+    ``model.init`` takes seconds."""
+    torch.manual_seed(0)
+    params, state, *_ = torch_io.load_state_dict(model, torch_factory().state_dict())
+    return params, state
+
+
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
 def test_float64_small_swin(v2, x64):
     check_float64(f"swin_small_{'v2' if v2 else 'v1'}", 18, 2, lambda: _small(TS, v2), lambda: _small(S, v2))
@@ -102,14 +110,13 @@ def test_init_is_torchvisions():
     assert bound * 0.98 < np.abs(f["features.0.0.weight"]).max() <= bound
     std_ok(f["head.weight"], 0.02, "head")
 
-    model = get_model("swin_v2_t", num_classes=10)
-    params, state = jax.jit(model.init_tree)(jax.random.PRNGKey(0))
-    attn = params["features"]["3"]["1"]["attn"]
-    np.testing.assert_allclose(attn["logit_scale"], np.log(10.0) * np.ones((6, 1, 1)), rtol=1e-6)
-    std_ok(attn["cpb_mlp"]["0"]["weight"], 0.02, "cpb_mlp trunc_normal(0.02)")
+    s = init_leaves(get_model("swin_v2_t", num_classes=10), "features.3.1.attn.logit_scale",
+                    "features.3.1.attn.cpb_mlp.0.weight", "features.3.1.attn.relative_coords_table",
+                    "features.3.1.attn.relative_position_index")
+    np.testing.assert_allclose(s["features.3.1.attn.logit_scale"], np.log(10.0) * np.ones((6, 1, 1)), rtol=1e-6)
+    std_ok(s["features.3.1.attn.cpb_mlp.0.weight"], 0.02, "cpb_mlp trunc_normal(0.02)")
     # the buffers equal torchvision's (a V2 attention on CPU: cheap)
     t_attn = TS.ShiftedWindowAttentionV2(192, [8, 8], [4, 4], 6)
-    s = torch_io.flatten(state)
     np.testing.assert_allclose(s["features.3.1.attn.relative_coords_table"], to_np(t_attn.relative_coords_table),
                                rtol=1e-6)
     np.testing.assert_array_equal(s["features.3.1.attn.relative_position_index"], to_np(t_attn.relative_position_index))
@@ -140,7 +147,7 @@ def test_stochastic_depth_rates_are_torchvisions():
 
 def test_stochastic_depth_and_dropout_in_training():
     model = _small(S, True, sd_prob=0.9, dropout=0.2, attention_dropout=0.2)
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = _torch_weights(model, lambda: _small(TS, True))  # no init to compile
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 18, 18))
     run = jax.jit(lambda p, s, x, k: model(p, s, x, train=True, key=k)[0])
     a, b = run(params, state, x, jax.random.PRNGKey(2)), run(params, state, x, jax.random.PRNGKey(2))
@@ -171,7 +178,7 @@ def test_too_small_input_and_bad_settings():
 
 def test_fine_tuning_replaces_the_head():
     model = _small(S, False, num_classes=1000)
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = _torch_weights(model, lambda: _small(TS, False, num_classes=1000))  # pretrained; no init to compile
     model, params, state = nn.replace(model, params, state, "head", nn.Linear(16, 10), jax.random.PRNGKey(1))
     y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 18, 18)))
     assert y.shape == (2, 10)

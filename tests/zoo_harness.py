@@ -178,9 +178,15 @@ def check_float64(name: str, size: int, batch: int, torch_factory, our_factory, 
 
 
 def init_leaves(model, *names):
-    """Selected leaves of ``model.init`` (torch's names): XLA drops the draws of every other
-    parameter, which for a 100M-entry classifier would take seconds."""
-    f = jax.jit(lambda k: {n: flatten(model.init_tree(k)[0])[n] for n in names}, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    """Selected parameters and buffers of ``model.init`` (torch's names): XLA drops the
+    draws of every other parameter, which for a 100M-entry classifier would take seconds."""
+
+    def leaves(k):
+        params, state = model.init_tree(k)
+        flat = {**flatten(state), **flatten(params)}
+        return {n: flat[n] for n in names}
+
+    f = jax.jit(leaves, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
     return {n: np.asarray(v) for n, v in f.items()}
 
 
