@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from torchvision.models import maxvit as TM
 
-from funcnets import nn, optim
+from funcnets import nn, optim, torch_io
 from funcnets.errors import ShapeError
 from funcnets.models import get_model
 from funcnets.models import maxvit as M
@@ -40,6 +41,14 @@ def _small(lib, sd_prob=0.0, mlp_dropout=0.0, attention_dropout=0.0, num_classes
                       attention_dropout=attention_dropout, num_classes=num_classes)
 
 
+def _torch_weights(model, torch_factory):
+    """torchvision's initialisation loaded into ``model``: milliseconds, where compiling
+    ``model.init`` takes seconds."""
+    torch.manual_seed(0)
+    params, state, *_ = torch_io.load_state_dict(model, torch_factory().state_dict())
+    return params, state
+
+
 def test_float64_small_maxvit(x64):
     check_float64("maxvit_small", 32, 2, lambda: _small(TM), lambda: _small(M))
 
@@ -51,7 +60,8 @@ def test_init_is_torchvisions():
                     pre + "MBconv.layers.conv_b.0.weight", pre + "MBconv.layers.squeeze_excitation.fc1.bias",
                     pre + "window_attention.attn_layer.1.relative_position_bias_table",
                     pre + "grid_attention.mlp_layer.1.weight", pre + "grid_attention.mlp_layer.1.bias",
-                    "classifier.3.weight", "classifier.5.weight")
+                    "classifier.3.weight", "classifier.5.weight",
+                    "blocks.1.layers.0.layers.grid_attention.attn_layer.1.relative_position_index")
     for k in ("stem.0.0.weight", pre + "MBconv.layers.conv_b.0.weight", pre + "grid_attention.mlp_layer.1.weight",
               "classifier.3.weight", "classifier.5.weight"):
         std_ok(f[k], 0.02, k)  # normal_(std=0.02) for every conv and Linear
@@ -62,8 +72,7 @@ def test_init_is_torchvisions():
     t = f[pre + "window_attention.attn_layer.1.relative_position_bias_table"]  # (9, 2): trunc_normal_(0.02)
     assert t.shape == (9, 2) and 0 < np.abs(t).max() < 0.1
     # the relative position index equals torchvision's
-    _, state = model.init(jax.random.PRNGKey(0))
-    idx = state["blocks"]["1"]["layers"]["0"]["layers"]["grid_attention"]["attn_layer"]["1"]["relative_position_index"]
+    idx = f["blocks.1.layers.0.layers.grid_attention.attn_layer.1.relative_position_index"]
     np.testing.assert_array_equal(idx, TM._get_relative_position_index(2, 2).numpy())
     # maxvit_t's norm layers: BatchNorm eps 1e-3, momentum 0.01 in the convolutions
     bns = [m for _, m in get_model("maxvit_t").named_modules() if isinstance(m, nn.BatchNorm2d)]
@@ -71,7 +80,6 @@ def test_init_is_torchvisions():
 
 
 def test_stochastic_depth_rates_are_torchvisions():
-    import torch
     import torchvision
 
     model = get_model("maxvit_t")
@@ -84,7 +92,7 @@ def test_stochastic_depth_rates_are_torchvisions():
 
 def test_stochastic_depth_and_dropout_in_training():
     model = _small(M, sd_prob=0.9, mlp_dropout=0.2, attention_dropout=0.2)
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = _torch_weights(model, lambda: _small(TM))  # no init to compile
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 32, 32))
     run = jax.jit(lambda p, s, x, k: model(p, s, x, train=True, key=k)[0])
     a, b = run(params, state, x, jax.random.PRNGKey(2)), run(params, state, x, jax.random.PRNGKey(2))
@@ -117,7 +125,7 @@ def test_input_size_errors():
 
 def test_fine_tuning_replaces_the_head():
     model = _small(M, num_classes=1000)
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = _torch_weights(model, lambda: _small(TM, num_classes=1000))  # pretrained; no init to compile
     model, params, state = nn.replace(model, params, state, "classifier.5", nn.Linear(16, 10, bias=False),
                                       jax.random.PRNGKey(1))
     y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 32, 32)))
