@@ -367,15 +367,20 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert (tmp_path / "b.png").stat().st_size > 1000 and "speed-up" in out
 
 
-def test_conv_layers_benchmark_runs():
-    """benchmarks/conv_layers.py times all 11 distinct convolutions of ResNet-18 and sums a step."""
+def test_conv_layers_benchmark_runs(capsys):
+    """benchmarks/conv_layers.py times all 11 distinct convolutions of ResNet-18 and sums a
+    step. Its main(argv) runs here, not in a new process that imports jax and torch again."""
+    import importlib.util
+
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "conv_layers.py"
-    out = subprocess.run([sys.executable, str(script), "--batch", "2", "--reps", "1", "--repeats", "1"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lowering = {line[:21].strip(): line[25:33].strip() for line in out.stdout.splitlines()
+    spec = importlib.util.spec_from_file_location("conv_layers_benchmark", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--batch", "2", "--reps", "1", "--repeats", "1"])
+    stdout = capsys.readouterr().out
+    lowering = {line[:21].strip(): line[25:33].strip() for line in stdout.splitlines()
                 if line[25:33].strip() in ("oneDNN", "XLA", "GEMM")}
-    assert len(lowering) == 11 and "sum over one step" in out.stdout
+    assert len(lowering) == 11 and "sum over one step" in stdout, stdout
     large = "XLA" if onednn_error() else "oneDNN"
     assert lowering["layer1 3x3"] == large and lowering["layer4 3x3"] == "GEMM"  # the per-shape choice
 
