@@ -1,7 +1,7 @@
 """Layers: hand-computed cases, torch parity over option grids, gradients, errors, repr."""
 
 import itertools
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -88,18 +88,39 @@ POOL_CASES = [
 ]
 
 
+@lru_cache(maxsize=None)
+def _max_pool2d_grid():
+    """Every POOL_CASES case's input, cotangent, output and input gradient, float64, from
+    one compiled program (op by op, or one program a case, the compiles took the time)."""
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((2, 3, 9, 8)) for _ in POOL_CASES]
+    with jax.enable_x64(True):
+        shapes = [jax.eval_shape(lambda x: F.max_pool2d(x, k, s, p, d, c), jnp.asarray(x)).shape
+                  for (k, s, p, d, c), x in zip(POOL_CASES, xs)]
+        gs = [rng.standard_normal(shape) for shape in shapes]
+
+        @jax.jit
+        def run(xs, gs):
+            out = []
+            for (k, s, p, d, c), x, g in zip(POOL_CASES, xs, gs):
+                y, pull = jax.vjp(lambda x: F.max_pool2d(x, k, s, p, d, c), x)
+                out.append((y, pull(g)[0]))
+            return out
+
+        got = run([jnp.asarray(x) for x in xs], [jnp.asarray(g) for g in gs])
+    return {case: (x, g, y, grad) for case, x, g, (y, grad) in zip(POOL_CASES, xs, gs, got)}
+
+
 @pytest.mark.parametrize("k,s,p,d,ceil", POOL_CASES)
-def test_max_pool2d_matches_torch(x64, k, s, p, d, ceil):
-    x = RNG.standard_normal((2, 3, 9, 8))
+def test_max_pool2d_matches_torch(k, s, p, d, ceil):
+    x, g, got, grad = _max_pool2d_grid()[k, s, p, d, ceil]
+    assert got.dtype == jnp.float64
     tx = torch.tensor(x, requires_grad=True)
     ref = TF.max_pool2d(tx, k, s, p, d, ceil_mode=ceil)
-    got = F.max_pool2d(jnp.asarray(x), k, s, p, d, ceil)
     assert got.shape == tuple(ref.shape)
     np.testing.assert_array_equal(got, to_np(ref))
-    g = RNG.standard_normal(ref.shape)
     ref.backward(torch.tensor(g))
-    _, pull = jax.vjp(lambda x: F.max_pool2d(x, k, s, p, d, ceil), jnp.asarray(x))
-    np.testing.assert_allclose(pull(jnp.asarray(g))[0], to_np(tx.grad), atol=1e-12)
+    np.testing.assert_allclose(grad, to_np(tx.grad), atol=1e-12)
 
 
 @pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
@@ -108,7 +129,8 @@ def test_max_pool2d_forward_mode_and_second_order(x64, k, s, p):
     from jax.test_util import check_grads
 
     x = jnp.asarray(RNG.standard_normal((2, 3, 9, 8)))
-    check_grads(lambda x: F.max_pool2d(x, k, s, p) ** 2, (x,), order=2, modes=("fwd", "rev"), eps=1e-6)
+    # jitted: check_grads evaluates the function and its derivatives many times at one shape
+    check_grads(jax.jit(lambda x: F.max_pool2d(x, k, s, p) ** 2), (x,), order=2, modes=("fwd", "rev"), eps=1e-6)
 
 
 def test_max_pool2d_with_more_than_127_window_positions(x64):
@@ -117,8 +139,10 @@ def test_max_pool2d_with_more_than_127_window_positions(x64):
     tx = torch.tensor(x, requires_grad=True)
     ref = TF.max_pool2d(tx, 12, 1)
     ref.sum().backward()
-    np.testing.assert_array_equal(F.max_pool2d(jnp.asarray(x), 12, 1), to_np(ref))
-    g = jax.grad(lambda x: jnp.sum(F.max_pool2d(x, 12, 1)))(jnp.asarray(x))
+    # one program: op by op, the 144 window positions' slices took 10 s of compiles
+    y, g = jax.jit(lambda x: (F.max_pool2d(x, 12, 1), jax.grad(lambda x: jnp.sum(F.max_pool2d(x, 12, 1)))(x)))(jnp.asarray(x))
+    assert y.dtype == jnp.float64
+    np.testing.assert_array_equal(y, to_np(ref))
     np.testing.assert_array_equal(g, to_np(tx.grad))
 
 
@@ -127,7 +151,7 @@ def test_max_pool2d_gradient_at_ties_goes_to_one_element(k, s, p):
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # every window is a tie
     out = TF.max_pool2d(x, k, s, p)
     out.sum().backward()
-    (g,) = jax.grad(lambda x: jnp.sum(F.max_pool2d(x, k, s, p)), argnums=(0,))(jnp.zeros((1, 1, 4, 4)))
+    (g,) = jax.jit(jax.grad(lambda x: jnp.sum(F.max_pool2d(x, k, s, p)), argnums=(0,)))(jnp.zeros((1, 1, 4, 4)))
     np.testing.assert_array_equal(g, to_np(x.grad))
     assert float(jnp.sum(g)) == out.numel() and float(jnp.max(g)) >= 1.0  # not split between ties
 
@@ -138,10 +162,10 @@ def test_max_pool2d_propagates_nan_like_torch(k, s, p):
     x[0, 0, 0, 1] = np.nan
     tx = torch.tensor(x, requires_grad=True)
     ref = TF.max_pool2d(tx, k, s, p)
-    np.testing.assert_array_equal(F.max_pool2d(jnp.asarray(x), k, s, p), to_np(ref))
+    y, g = jax.jit(lambda x: (F.max_pool2d(x, k, s, p), jax.grad(lambda x: jnp.sum(F.max_pool2d(x, k, s, p)))(x)))(jnp.asarray(x))
+    np.testing.assert_array_equal(y, to_np(ref))
     assert np.isnan(to_np(ref)[0, 0, 0, 0])
     ref.sum().backward()
-    g = jax.grad(lambda x: jnp.sum(F.max_pool2d(x, k, s, p)))(jnp.asarray(x))
     np.testing.assert_array_equal(g, to_np(tx.grad))
 
 
@@ -198,9 +222,13 @@ def test_batchnorm_gradients_and_errors(x64):
         y, rm, rv = F.batch_norm(x, jnp.zeros(2), jnp.ones(2), w, b, training=True)
         return jnp.sin(y), rm, rv
 
-    check_grads(f, (x, w, b), order=2, modes=["fwd", "rev"])
-    with F.batch_norm_groups(3):
-        check_grads(f, (x, w, b), order=1, modes=["fwd", "rev"])
+    def grouped(x, w, b):  # the groups are read while tracing: inside the jitted function
+        with F.batch_norm_groups(3):
+            return f(x, w, b)
+
+    # jitted: check_grads evaluates each function many times at one shape
+    check_grads(jax.jit(f), (x, w, b), order=2, modes=["fwd", "rev"])
+    check_grads(jax.jit(grouped), (x, w, b), order=1, modes=["fwd", "rev"])
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(jnp.ones((1, 2, 1, 1)), None, None, training=True)
 
@@ -357,34 +385,52 @@ LAYOUTS = {
 }
 
 
+@lru_cache(maxsize=None)
+def _layouts_of(layer, shape):
+    """``layer`` on a random input of ``shape``, train and eval, in NCHW and inside each
+    layout block (input moved in, output moved back): outputs, buffers and the gradients
+    for one random cotangent, float64, from one compiled program a layer."""
+    rng = np.random.default_rng(LAYOUT_CASES.index((layer, shape)))
+    with jax.enable_x64(True):
+        params, state = layer.init(jax.random.PRNGKey(0))
+        params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(rng.standard_normal(p.shape)), params)
+        x = jnp.asarray(rng.standard_normal(shape))
+
+        def in_layout(p, x, train, layout):
+            if layout == "nchw":
+                return layer.apply(p, state, x, train=train)
+            block, to_layout, to_nchw = LAYOUTS[layout]
+            with block():  # read while tracing
+                y, s = layer.apply(p, state, x.transpose(to_layout), train=train)
+            return y.transpose(to_nchw), s
+
+        @jax.jit
+        def run(p, x, key):
+            out = {}
+            for train in (True, False):
+                for layout in ("nchw", *LAYOUTS):
+                    (y, s), pull = jax.vjp(partial(in_layout, train=train, layout=layout), p, x)
+                    g = jax.random.normal(key, y.shape, y.dtype)  # the same cotangent in each layout
+                    out[f"{layout} {train}"] = (y, s, pull((g, jax.tree_util.tree_map(jnp.zeros_like, s))))
+            return out
+
+        return run(params, x, jax.random.PRNGKey(1))
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("layer,shape", LAYOUT_CASES, ids=lambda v: repr(v) if isinstance(v, nn.Module) else None)
-def test_layouts_equal_nchw(x64, layer, shape, train, layout):
+def test_layouts_equal_nchw(layer, shape, train, layout):
     """Inside F.channels_last() a layer takes and returns (N, H, W, C), inside
     F.batch_last() (C, H, W, N): the same numbers, buffers and gradients as NCHW,
     transposed."""
-    block, to_layout, to_nchw = LAYOUTS[layout]
-    params, state = layer.init(jax.random.PRNGKey(0))
-    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(RNG.standard_normal(p.shape)), params)
-    x = jnp.asarray(RNG.standard_normal(shape))
-
-    def nchw(p, x):
-        return layer.apply(p, state, x, train=train)
-
-    def cl(p, x):
-        with block():
-            y, s = layer.apply(p, state, x.transpose(to_layout), train=train)
-        return y.transpose(to_nchw), s
-
-    (y0, s0), pull0 = jax.vjp(nchw, params, x)
-    (y1, s1), pull1 = jax.vjp(cl, params, x)
+    out = _layouts_of(layer, shape)
+    (y0, s0, g0), (y1, s1, g1) = out[f"nchw {train}"], out[f"{layout} {train}"]
+    assert y1.dtype == jnp.float64
     assert_close(y1, y0, 1e-12, "output")
     for a, b in zip(jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s0)):
         assert_close(a, b, 1e-12, "buffers")
-    g = jnp.asarray(RNG.standard_normal(y0.shape))
-    ds = jax.tree_util.tree_map(jnp.zeros_like, s0)
-    for a, b in zip(jax.tree_util.tree_leaves(pull1((g, ds))), jax.tree_util.tree_leaves(pull0((g, ds)))):
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g0)):
         assert_close(a, b, 1e-12, "gradient")
 
 
@@ -440,4 +486,4 @@ def test_batch_last_conv_lowerings_and_derivatives(x64, lowering, stride, paddin
             return F.conv2d(x.transpose(1, 2, 3, 0), w, **args).transpose(3, 0, 1, 2)
 
     assert_close(conv(x, w), F.conv2d(x, w, **args), 1e-12, "batch-last conv")
-    check_grads(conv, (x, w), order=2, modes=["fwd", "rev"])
+    check_grads(jax.jit(conv), (x, w), order=2, modes=["fwd", "rev"])  # jitted: many calls at one shape
