@@ -17,11 +17,11 @@ import pytest
 import torch
 from torchvision.models import maxvit as TM
 
-from funcnets import nn, optim, torch_io
+from funcnets import nn, optim
 from funcnets.errors import ShapeError
 from funcnets.models import get_model
 from funcnets.models import maxvit as M
-from zoo_harness import check_float32_parity_and_export, check_float64, init_leaves, std_ok
+from zoo_harness import check_float32_parity_and_export, check_float64, init_leaves, std_ok, torch_weights
 
 CASES = {
     "maxvit_t": (223, 1, {"input_size": (223, 223)}),
@@ -39,14 +39,6 @@ def _small(lib, sd_prob=0.0, mlp_dropout=0.0, attention_dropout=0.0, num_classes
     return lib.MaxVit(input_size=input_size, stem_channels=8, partition_size=2, block_channels=[8, 16],
                       block_layers=[2, 1], head_dim=4, stochastic_depth_prob=sd_prob, mlp_dropout=mlp_dropout,
                       attention_dropout=attention_dropout, num_classes=num_classes)
-
-
-def _torch_weights(model, torch_factory):
-    """torchvision's initialisation loaded into ``model``: milliseconds, where compiling
-    ``model.init`` takes seconds."""
-    torch.manual_seed(0)
-    params, state, *_ = torch_io.load_state_dict(model, torch_factory().state_dict())
-    return params, state
 
 
 def test_float64_small_maxvit(x64):
@@ -92,7 +84,7 @@ def test_stochastic_depth_rates_are_torchvisions():
 
 def test_stochastic_depth_and_dropout_in_training():
     model = _small(M, sd_prob=0.9, mlp_dropout=0.2, attention_dropout=0.2)
-    params, state = _torch_weights(model, lambda: _small(TM))  # no init to compile
+    params, state = torch_weights(model, lambda: _small(TM))  # no init to compile
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 32, 32))
     run = jax.jit(lambda p, s, x, k: model(p, s, x, train=True, key=k)[0])
     a, b = run(params, state, x, jax.random.PRNGKey(2)), run(params, state, x, jax.random.PRNGKey(2))
@@ -125,7 +117,7 @@ def test_input_size_errors():
 
 def test_fine_tuning_replaces_the_head():
     model = _small(M, num_classes=1000)
-    params, state = _torch_weights(model, lambda: _small(TM, num_classes=1000))  # pretrained; no init to compile
+    params, state = torch_weights(model, lambda: _small(TM, num_classes=1000))  # pretrained; no init to compile
     model, params, state = nn.replace(model, params, state, "classifier.5", nn.Linear(16, 10, bias=False),
                                       jax.random.PRNGKey(1))
     y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 32, 32)))

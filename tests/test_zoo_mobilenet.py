@@ -20,7 +20,7 @@ from funcnets.errors import ShapeError
 from funcnets.models import MobileNetV2, MobileNetV3, get_model
 from funcnets.models.mobilenetv3 import InvertedResidualConfig
 from zoo_harness import check_float32_parity_and_export, check_float64, check_structure_and_weights_both_ways, \
-    init_leaves, std_ok
+    init_leaves, std_ok, torch_weights
 
 _tvm = torchvision.models
 
@@ -113,13 +113,20 @@ def test_init_is_torchvisions():
 
 
 # ------------------------------------------------------------------ dropout, errors, fine-tuning
+_TORCH_SMALL = {  # torchvision's small models, whose weights these tests load (no model.init to compile)
+    "v2": lambda num_classes=10: _tvm.MobileNetV2(num_classes, 0.5, _V2_SETTING),
+    "v3": lambda num_classes=10: _tvm.MobileNetV3(_v3_setting(_tvm.mobilenetv3.InvertedResidualConfig), 32,
+                                                  num_classes),
+}
+
+
 @pytest.mark.parametrize("which", ["v2", "v3"])
 def test_dropout_in_training_needs_a_key_and_is_deterministic(which):
     if which == "v2":
         model = MobileNetV2(10, 0.5, _V2_SETTING, dropout=0.5)
     else:
         model = MobileNetV3(_v3_setting(InvertedResidualConfig), 32, 10, dropout=0.5)
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = torch_weights(model, _TORCH_SMALL[which])  # no init to compile
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 9, 9))
     f = jax.jit(lambda p, s, x, k: model(p, s, x, train=True, key=k))
     a, sa = f(params, state, x, jax.random.PRNGKey(2))
@@ -152,7 +159,7 @@ def test_fine_tuning_replaces_the_head(which):
         model, head, n_in = MobileNetV2(1000, 0.5, _V2_SETTING), "classifier.1", 1280
     else:
         model, head, n_in = MobileNetV3(_v3_setting(InvertedResidualConfig), 32, 1000), "classifier.3", 32
-    params, state = model.init(jax.random.PRNGKey(0))
+    params, state = torch_weights(model, lambda: _TORCH_SMALL[which](1000))  # pretrained; no init to compile
     model, params, state = nn.replace(model, params, state, head, nn.Linear(n_in, 10), jax.random.PRNGKey(1))
     y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 9, 9)))
     assert y.shape == (2, 10)

@@ -28,7 +28,7 @@ from funcnets.models import swin_transformer as S
 from helpers import assert_close, to_np
 from zoo_harness import (
     check_float32_parity_and_export, check_float64, check_structure_and_weights_both_ways, init_leaves, std_ok,
-    torch_model,
+    torch_model, torch_weights,
 )
 
 # torchvision runs any input from 4×4 (one patch); 36 exercises padding, shifts and masks
@@ -54,14 +54,6 @@ def _small(lib, v2: bool, sd_prob=0.0, dropout=0.0, attention_dropout=0.0, num_c
     extra = dict(block=lib.SwinTransformerBlockV2, downsample_layer=lib.PatchMergingV2) if v2 else {}
     return lib.SwinTransformer([2, 2], 8, [2, 2], [1, 2], [4, 4], stochastic_depth_prob=sd_prob, dropout=dropout,
                                attention_dropout=attention_dropout, num_classes=num_classes, **extra)
-
-
-def _torch_weights(model, torch_factory):
-    """torchvision's initialisation loaded into ``model``: milliseconds, where compiling
-    ``model.init`` takes seconds."""
-    torch.manual_seed(0)
-    params, state, *_ = torch_io.load_state_dict(model, torch_factory().state_dict())
-    return params, state
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
@@ -147,7 +139,7 @@ def test_stochastic_depth_rates_are_torchvisions():
 
 def test_stochastic_depth_and_dropout_in_training():
     model = _small(S, True, sd_prob=0.9, dropout=0.2, attention_dropout=0.2)
-    params, state = _torch_weights(model, lambda: _small(TS, True))  # no init to compile
+    params, state = torch_weights(model, lambda: _small(TS, True))  # no init to compile
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 3, 18, 18))
     run = jax.jit(lambda p, s, x, k: model(p, s, x, train=True, key=k)[0])
     a, b = run(params, state, x, jax.random.PRNGKey(2)), run(params, state, x, jax.random.PRNGKey(2))
@@ -178,7 +170,7 @@ def test_too_small_input_and_bad_settings():
 
 def test_fine_tuning_replaces_the_head():
     model = _small(S, False, num_classes=1000)
-    params, state = _torch_weights(model, lambda: _small(TS, False, num_classes=1000))  # pretrained; no init to compile
+    params, state = torch_weights(model, lambda: _small(TS, False, num_classes=1000))  # no init to compile
     model, params, state = nn.replace(model, params, state, "head", nn.Linear(16, 10), jax.random.PRNGKey(1))
     y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.ones((2, 3, 18, 18)))
     assert y.shape == (2, 10)
