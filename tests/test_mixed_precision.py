@@ -141,9 +141,9 @@ def test_bf16_lenet_on_digits_reaches_float32_accuracy():
     model = LeNet()
     params, state = model.init(jax.random.PRNGKey(0))
     acc = {}
-    for precision in ("fp32", "bf16"):
-        opt = optim.adamw(recipes.lr_schedule(3e-3, "cosine", 6 * (len(split.x_train) // 32)), weight_decay=1e-4)
-        _, history = recipes.fit(model, params, state, split, opt, epochs=6, batch_size=32, progress=False,
+    for precision in ("fp32", "bf16"):  # 3 epochs: 93.6% fp32, 93.9% bf16 (6 epochs at 3e-3: 94.4%, 94.7%)
+        opt = optim.adamw(recipes.lr_schedule(5e-3, "cosine", 3 * (len(split.x_train) // 32)), weight_decay=1e-4)
+        _, history = recipes.fit(model, params, state, split, opt, epochs=3, batch_size=32, progress=False,
                                  precision=precision)
         acc[precision] = history[-1]["test_accuracy"]
     assert acc["fp32"] > 0.9, acc
