@@ -53,6 +53,13 @@ def _fwd_bwd(layer, params, x, hx, lengths, cot):
     return out, pull(cot)
 
 
+@partial(jax.jit, static_argnums=0)
+def _cell_fwd_bwd(cell, params, x, hx, cot):
+    """A cell's output(s) and the (params, x) gradients for cotangent ``cot``: one program."""
+    out, pull = jax.vjp(lambda p, x: cell.apply(p, {}, (x, hx))[0], params, x)
+    return out, pull(cot)
+
+
 def _torch_run(tlayer, x, hx, lengths, batch_first):
     if lengths is None:
         return tlayer(x, hx)
@@ -171,8 +178,7 @@ def test_cells_match_torch(cell, bias, with_hx, batched, dtype, seed):
         cots = [rng.standard_normal(tuple(o.shape)).astype(dtype) for o in outs_t]
         sum((o * torch.tensor(c)).sum() for o, c in zip(outs_t, cots)).backward()
 
-        out, pull = jax.vjp(lambda p, x: fcell.apply(p, {}, (x, hx))[0], params, jnp.asarray(x))
-        gp, gx = pull(tuple(cots) if lstm else cots[0])
+        out, (gp, gx) = _cell_fwd_bwd(fcell, params, jnp.asarray(x), hx, tuple(cots) if lstm else cots[0])
         for a, b in zip(out if lstm else (out,), outs_t):
             assert a.shape == tuple(b.shape)
             assert_close(a, to_np(b), rtol_v, f"{name} output")
