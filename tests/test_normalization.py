@@ -287,21 +287,35 @@ def test_image_layouts_equal_nchw(x64, layout):
     rng = np.random.default_rng(2)
     cases = [(nn.InstanceNorm2d(3, affine=True, track_running_stats=True), (2, 3, 4, 5)), (nn.GroupNorm(3, 3), (2, 3, 4, 5)),
              (nn.LocalResponseNorm(2), (2, 3, 4, 5)), (nn.LayerNorm((3, 4, 5)), (2, 3, 4, 5)), (nn.RMSNorm(5), (2, 3, 4, 5))]
-    for layer, shape in cases:
-        params, state = layer.init(jax.random.PRNGKey(0))
-        params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(rng.standard_normal(p.shape)), params)
-        x = jnp.asarray(rng.standard_normal(shape))
+    states = [layer.init(jax.random.PRNGKey(0))[1] for layer, _ in cases]
+    params = [jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(rng.standard_normal(p.shape)),
+                                     layer.init(jax.random.PRNGKey(0))[0]) for layer, _ in cases]
+    xs = [jnp.asarray(rng.standard_normal(shape)) for _, shape in cases]
+    gs = [jnp.asarray(rng.standard_normal(shape)) for _, shape in cases]  # a norm keeps its input's shape
 
-        def in_layout(p, x, layer=layer, state=state):
-            with block():
-                y, s = layer.apply(p, state, x.transpose(to_layout), train=True)
-            return y.transpose(to_nchw), s
+    @jax.jit
+    def run(params, xs, gs):  # every layer, NCHW and in the layout: one compiled program
+        out = []
+        for (layer, _), state, p, x, g in zip(cases, states, params, xs, gs):
+            def in_layout(p, x, layer=layer, state=state):
+                with block():  # read while tracing
+                    y, s = layer.apply(p, state, x.transpose(to_layout), train=True)
+                return y.transpose(to_nchw), s
 
-        (y0, s0), pull0 = jax.vjp(lambda p, x, layer=layer, state=state: layer.apply(p, state, x, train=True), params, x)
-        (y1, s1), pull1 = jax.vjp(in_layout, params, x)
+            def nchw(p, x, layer=layer, state=state):
+                return layer.apply(p, state, x, train=True)
+
+            both = []
+            for f in (nchw, in_layout):
+                (y, s), pull = jax.vjp(f, p, x)
+                both.append((y, s, pull((g, jax.tree_util.tree_map(jnp.zeros_like, s)))))
+            out.append(both)
+        return out
+
+    for (layer, _), ((y0, s0, g0), (y1, s1, g1)) in zip(cases, run(params, xs, gs)):
+        assert y1.dtype == jnp.float64
         assert_close(y1, y0, 1e-12, f"{layer!r} {layout}")
-        g = (jnp.asarray(rng.standard_normal(y0.shape)), jax.tree_util.tree_map(jnp.zeros_like, s0))
-        for a, b in zip(jax.tree_util.tree_leaves((s1, pull1(g))), jax.tree_util.tree_leaves((s0, pull0(g)))):
+        for a, b in zip(jax.tree_util.tree_leaves((s1, g1)), jax.tree_util.tree_leaves((s0, g0))):
             assert_close(a, b, 1e-12, f"{layer!r} {layout} buffers/gradients")
     layer = nn.InstanceNorm2d(3)
     x = jnp.asarray(rng.standard_normal((3, 4, 5)))
