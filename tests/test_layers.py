@@ -59,13 +59,14 @@ def test_conv2d_matches_torch(x64, stride, padding, dilation, groups, bias):
     ref = TF.conv2d(torch.tensor(x), torch.tensor(w), None if b is None else torch.tensor(b), stride, padding, dilation, groups)
     got = F.conv2d(jnp.asarray(x), jnp.asarray(w), None if b is None else jnp.asarray(b), stride, padding, dilation, groups)
     assert_close(got, to_np(ref), 1e-12, "conv2d")
-    check_grads(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+    # jitted: check_grads evaluates each function many times at one shape
+    check_grads(jax.jit(lambda x, w: F.conv2d(x, w, None, stride, padding, dilation, groups)), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
     if groups == 1:  # both lowerings, whichever the shape picks, with gradients
         pair = lambda v: _pair(v, "")  # noqa: E731
         args = (pair(stride), pair(padding), pair(dilation))
         gemm = _conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args)
         assert_close(gemm, to_np(ref) - (0 if b is None else b[None, :, None, None]), 1e-12, "gemm lowering")
-        check_grads(lambda x, w: _conv.conv2d_gemm(x, w, *args), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
+        check_grads(jax.jit(lambda x, w: _conv.conv2d_gemm(x, w, *args)), (jnp.asarray(x), jnp.asarray(w)), order=1, modes=["rev"])
 
 
 @pytest.mark.parametrize("shape,k,stride,padding", [((4, 64, 2, 2), 3, 1, 1), ((4, 32, 4, 4), 3, 2, 1), ((2, 16, 9, 9), 1, 2, 0), ((2, 3, 20, 20), 7, 2, 3)])
@@ -75,10 +76,17 @@ def test_conv_lowerings_agree_float32(shape, k, stride, padding):
     w = RNG.standard_normal((shape[1] * 2, shape[1], k, k)).astype(np.float32)
     ref = to_np(TF.conv2d(torch.tensor(x), torch.tensor(w), None, stride, padding))
     args = ((stride, stride), (padding, padding), (1, 1))
-    assert_close(_conv.conv2d_gemm(jnp.asarray(x), jnp.asarray(w), *args), ref, 1e-5, "gemm")
-    assert_close(_conv.conv2d_xla(jnp.asarray(x), jnp.asarray(w), *args, 1), ref, 1e-5, "xla")
-    batch_last = _conv.conv2d_batch_last(jnp.asarray(x.transpose(1, 2, 3, 0)), jnp.asarray(w), *args)
-    assert_close(batch_last.transpose(3, 0, 1, 2), ref, 1e-5, "batch-last gemm")
+
+    @jax.jit
+    def lowerings(x, w):  # the three in one compiled program
+        return (_conv.conv2d_gemm(x, w, *args), _conv.conv2d_xla(x, w, *args, 1),
+                _conv.conv2d_batch_last(x.transpose(1, 2, 3, 0), w, *args).transpose(3, 0, 1, 2))
+
+    gemm, xla, batch_last = lowerings(jnp.asarray(x), jnp.asarray(w))
+    assert gemm.dtype == xla.dtype == batch_last.dtype == jnp.float32
+    assert_close(gemm, ref, 1e-5, "gemm")
+    assert_close(xla, ref, 1e-5, "xla")
+    assert_close(batch_last, ref, 1e-5, "batch-last gemm")
 
 
 POOL_CASES = [
