@@ -3,7 +3,10 @@
 :func:`funcnets.train.make_train_step` goes through it. The scanned epoch of
 :func:`funcnets.train.make_train_epoch` does not: deserialised by jaxlib 0.10, it failed
 at run time (``NOT_FOUND: Function wrapped_broadcast not found``) when a resumed
-``funcnets train`` loaded it.
+``funcnets train`` loaded it. A step fails the same way if what is saved is an
+executable JAX itself read from its persistent cache (XLA:CPU serialises it again
+without its kernels), so only fresh compiles are saved: when the JAX cache answers, the
+step runs from it and this cache stays empty for that key.
 
 JAX's persistent compilation cache skips XLA's compile in a new process, but the step is
 still traced and lowered to find the cache key: 0.3-0.5 s for a ResNet-18 step, 1.2 s
@@ -469,6 +472,23 @@ def _load(path: Path, key: str):
     return compiled
 
 
+# JAX's persistent-cache hits, counted: an executable JAX read from its cache is not saved
+# here. XLA:CPU serialises such a deserialised executable without its kernels, and a later
+# process that loads it fails at the first step ("NOT_FOUND: Function transpose_copy_fusion
+# not found"), after the step's inputs were donated. Seen with ResNet-18's frozen-trunk
+# step whenever the JAX cache held the program but this cache did not (another key: a new
+# funcnets version, or an earlier run with FUNCNETS_AOT_CACHE=0).
+_jax_cache_hits = [0]
+
+
+def _count_jax_cache_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _jax_cache_hits[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_jax_cache_hit)
+
+
 def _compile_and_save(jitted, args: tuple, path: Path | None, key: str | None, what: str):
     last_timings.clear()
     t0 = time.perf_counter()
@@ -476,12 +496,16 @@ def _compile_and_save(jitted, args: tuple, path: Path | None, key: str | None, w
     t1 = time.perf_counter()
     lowered = traced.lower()
     t2 = time.perf_counter()
+    hits = _jax_cache_hits[0]
     compiled = lowered.compile()
     t3 = time.perf_counter()
     stats["traced"] += 1
     last_timings.update(trace_s=t1 - t0, lower_s=t2 - t1, compile_s=t3 - t2)
     log.debug("traced and compiled %s (trace %.3f s, lower %.3f s, compile %.3f s)", what, t1 - t0, t2 - t1, t3 - t2)
     if path is None:
+        return compiled
+    if _jax_cache_hits[0] != hits:  # JAX's cache supplied it (or another thread's hit: skip too)
+        log.debug("%s came from JAX's compilation cache; not saved (its kernels would be missing)", what)
         return compiled
     from jax.experimental.serialize_executable import serialize
 
