@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -9,6 +11,15 @@ from funcnets.parity import torch_lenet, torch_my_relu
 
 TorchNet = lambda: torch_lenet()  # noqa: E731  the tutorial's Net (one definition, in funcnets.parity)
 MyReLU = torch_my_relu()
+
+
+def default_compile_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` without conftest's fast-compile flags, for subprocesses that train for
+    real: no backend optimisation and no fusion emitters make executing long runs 2-3x
+    slower, more than they save in compile time."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith(("--xla_backend_optimization_level", "--xla_cpu_use_fusion_emitters"))]
+    return {**os.environ, "XLA_FLAGS": " ".join(flags), **extra}
 
 
 def rel_err(a, b) -> float:

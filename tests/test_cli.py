@@ -15,6 +15,7 @@ from safetensors.numpy import load_file
 
 from funcnets.cli import main
 from funcnets.nn import onednn_error
+from helpers import default_compile_env
 
 # one small run's options: 2 epochs of 22 steps
 RUN = ["train", "--epochs", "2", "--batch-size", "64", "--augment-shift", "1", "--no-progress"]
@@ -31,9 +32,7 @@ def _run_default_flags(*argv):
     long training runs: conftest's fast-compile flags (no backend optimisation, no fusion
     emitters) make executing them 2-3x slower (the demo's 30 LeNet epochs: 35 s -> 12 s
     without them, under load ~6), far more than the ~4 s the process spends importing."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith(("--xla_backend_optimization_level", "--xla_cpu_use_fusion_emitters"))]
-    env = {**os.environ, "XLA_FLAGS": " ".join(flags), "FUNCNETS_COMPILATION_CACHE": "0"}
+    env = default_compile_env(FUNCNETS_COMPILATION_CACHE="0")
     out = subprocess.run([sys.executable, "-m", "funcnets", *map(str, argv)], capture_output=True, text=True,
                          env=env, timeout=900)
     return out.returncode, out.stdout, out.stderr

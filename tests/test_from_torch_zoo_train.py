@@ -15,7 +15,7 @@ Builds: the family's own torchvision code, built as small as its constructor all
 with layers whose widths the constructor fixes swapped for narrower ones (AlexNet's and
 VGG's classifiers) or with repeated blocks dropped where the channels allow it (GoogLeNet,
 Inception v3, MNASNet): each family costs one XLA compile of its eval forward, train forward
-and backward together, and the compile is what the time goes to. It is compiled at XLA's
+and backward together, and the compile is what the time goes to. It is compiled (as the whole suite, tests/conftest.py) at XLA's
 backend optimisation level 0 without XLA:CPU's new fusion emitters (GoogLeNet: 34 s -> 6 s
 of compile, CPU time), which costs run time these batch-2 inputs hardly have.
 """
@@ -39,8 +39,6 @@ from helpers import assert_close, to_np
 from test_from_torch_zoo import ZOO, _randomise_buffers
 
 tv = torchvision.models
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-
 
 def _narrow_classifier(m, at, in_features, width=16):
     """Swap the Linear layers of ``m.classifier`` (indices ``at``) for ``width``-wide ones:
@@ -196,7 +194,7 @@ def test_torchvision_family_float64_eval_and_train_step(name, x64):
         return logits_eval, logits, new_state, grads
 
     with conv_lowering(lowering):
-        logits_eval, logits, new_state, grads = jax.jit(step, compiler_options=_FAST_COMPILE)(
+        logits_eval, logits, new_state, grads = jax.jit(step)(
             params, state, jnp.asarray(x.numpy()), jnp.asarray(labels.numpy()))
 
     with torch.no_grad():

@@ -8,7 +8,6 @@ signal it from outside. All processes share one compilation cache (LeNet, 3 epoc
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from funcnets.checkpoint import read_checkpoint
+from helpers import default_compile_env
 
 ARGS = ["-m", "funcnets", "train", "--epochs", "3", "--batch-size", "64", "--augment-shift", "1", "--no-progress"]
 TIMEOUT = 300  # seconds per process: generous, the CI machine may be busy
@@ -30,10 +30,8 @@ def env(tmp_path_factory):
     """XLA's default compilation, not conftest's fast-compile flags: the first process
     compiles, the others load from the shared cache, and each runs 3 epochs, which those
     flags make slower (a cached run: 5.5 -> 4.2 s of CPU)."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith(("--xla_backend_optimization_level", "--xla_cpu_use_fusion_emitters"))]
-    return {**os.environ, "XLA_FLAGS": " ".join(flags),
-            "FUNCNETS_COMPILATION_CACHE": str(tmp_path_factory.mktemp("jax-cache")), "PYTHONUNBUFFERED": "1"}
+    return default_compile_env(FUNCNETS_COMPILATION_CACHE=str(tmp_path_factory.mktemp("jax-cache")),
+                               PYTHONUNBUFFERED="1")
 
 
 def _argv(ck: Path, out: Path, *extra) -> list[str]:

@@ -23,11 +23,10 @@ from funcnets.models import get_model
 from funcnets.torch_io import flatten
 from helpers import assert_close, to_np
 
-# XLA at its lowest optimisation level and without the fusion emitters: these one-shot
-# parity programs run once, and the full optimisation pipeline took most of their time
-# (GoogLeNet's train step: 34 -> 6 s of compile, tests/test_from_torch_zoo_train.py).
-# The results are the same computation; the parity tolerances are unchanged.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+# These one-shot parity programs compile at XLA's lowest optimisation level without the
+# fusion emitters (tests/conftest.py sets it for the whole suite): the full pipeline took
+# most of their time (GoogLeNet's train step: 34 -> 6 s of compile). The results are the
+# same computation; the parity tolerances are unchanged.
 
 
 def torch_model(name: str, dtype=torch.float32, seed: int = 0, **kwargs):
@@ -69,7 +68,7 @@ def check_float32_parity_and_export(name: str, size: int, batch: int, kwargs: di
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = to_np(logits(tm(x)))
-    y, _ = jax.jit(lambda p, s, x: model(p, s, x), compiler_options=FAST_COMPILE)(params, state, jnp.asarray(to_np(x)))
+    y, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, jnp.asarray(to_np(x)))
     assert y.shape == (batch, 10)
     assert_close(y, ref, rtol, f"{name} eval logits")
     out = torch_io.state_dict(model, params, state)
@@ -147,7 +146,7 @@ def check_float64(name: str, size: int, batch: int, torch_factory, our_factory, 
     xj = jnp.asarray(to_np(x))
     with torch.no_grad():
         ref_eval = to_np(logits(tm.eval()(x)))
-    y_eval, _ = jax.jit(lambda p, s, x: model(p, s, x), compiler_options=FAST_COMPILE)(params, state, xj)
+    y_eval, _ = jax.jit(lambda p, s, x: model(p, s, x))(params, state, xj)
     assert_close(y_eval, ref_eval, 1e-9, f"{name} float64 eval logits")
 
     tm.train()
@@ -165,9 +164,9 @@ def check_float64(name: str, size: int, batch: int, torch_factory, our_factory, 
         return sum(jnp.sum(o * jnp.asarray(to_np(w))) for o, w in zip(ys, weights)), (ys, new)
 
     if grads:
-        g, (ys, new_state) = jax.jit(jax.grad(functional, has_aux=True), compiler_options=FAST_COMPILE)(params, state)
+        g, (ys, new_state) = jax.jit(jax.grad(functional, has_aux=True))(params, state)
     else:
-        g, (ys, new_state) = None, jax.jit(lambda p, s: functional(p, s)[1], compiler_options=FAST_COMPILE)(params, state)
+        g, (ys, new_state) = None, jax.jit(lambda p, s: functional(p, s)[1])(params, state)
     assert len(ys) == len(outs)
     for i, (o, r) in enumerate(zip(ys, outs)):
         assert_close(o, to_np(r), 1e-9, f"{name} float64 train output {i}")
@@ -199,7 +198,7 @@ def init_leaves(model, *names):
         flat = {**flatten(state), **flatten(params)}
         return {n: flat[n] for n in names}
 
-    f = jax.jit(leaves, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    f = jax.jit(leaves)(jax.random.PRNGKey(0))
     return {n: np.asarray(v) for n, v in f.items()}
 
 
