@@ -52,6 +52,28 @@ def test_round_trip_is_exact():
         np.testing.assert_array_equal(a, b, err_msg=n)
 
 
+@pytest.mark.parametrize("convert", ["load_state_dict", "load_state_dict_as_float32", "from_torch"])
+def test_loaded_weights_do_not_follow_torch_in_place_updates(convert):
+    """On CPU, jnp.asarray may keep an aligned NumPy buffer instead of copying it
+    (jax-ml/jax#37830): weights taken from torch as views changed when torch's optimizer
+    updated its parameters in place (a float64 SGD parity run drifted 40% from torch)."""
+    from funcnets import from_torch, nn
+
+    lin = torch.nn.Linear(256, 64)  # torch's CPU allocator aligns to 64 bytes, where jax aliases
+    before = {k: v.detach().clone().numpy() for k, v in lin.state_dict().items()}
+    if convert.startswith("load_state_dict"):
+        dtype = jnp.float32 if convert.endswith("float32") else None
+        params = torch_io.load_state_dict(nn.Linear(256, 64), lin.state_dict(), dtype=dtype).params
+    else:
+        _, params, _ = from_torch(lin)
+    opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+    lin(torch.ones(2, 256)).sum().backward()
+    opt.step()  # in place, as every torch optimizer
+    assert np.abs(lin.weight.detach().numpy() - before["weight"]).max() > 0.5
+    for k in ("weight", "bias"):
+        np.testing.assert_array_equal(np.asarray(params[k]), before[k])
+
+
 def test_strict_errors_list_every_problem():
     model = LeNet()
     sd = dict(TorchNet().state_dict())

@@ -108,7 +108,7 @@ def _worst(model, quantity, dtype, pairs, tol) -> Row:
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy()
+    return np.array(t.detach().cpu().numpy(), copy=True)  # never a view (see torch_io._to_numpy)
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -525,7 +525,7 @@ def locate(
     t_calls, out_weights, t_grads = _torch_calls(torch, reference, inputs, seed)
 
     with jax.enable_x64(float64):
-        xs = [jnp.asarray(t.detach().cpu().numpy()) if isinstance(t, torch.Tensor) else t for t in inputs]
+        xs = [jnp.asarray(_np(t)) if isinstance(t, torch.Tensor) else t for t in inputs]
         x = xs[0] if len(xs) == 1 else tuple(xs)
         if key is None and train:
             key = jax.random.PRNGKey(0)

@@ -190,12 +190,21 @@ def _template(model: Module) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _to_numpy(v: Any) -> np.ndarray:
+    """A NumPy copy of a tensor or array that nothing else references.
+
+    Never a view: on CPU, ``jnp.asarray`` may keep the NumPy buffer it is given instead
+    of copying it (jax-ml/jax#37830, for 64-byte-aligned buffers, so it depends on where
+    torch's allocator put the tensor). A view of a torch tensor would then let torch's
+    in-place updates (``optimizer.step()``, ``add_``) change funcnets' "immutable"
+    parameters: a float64 SGD parity run drifted 40% from torch after loading weights
+    from a model that torch went on training.
+    """
     if hasattr(v, "detach"):  # a torch.Tensor
         v = v.detach().cpu()
         if str(v.dtype) == "torch.bfloat16":
             v = v.float()
-        return v.numpy()
-    return np.asarray(v)
+        v = v.numpy()
+    return np.array(v, copy=True)
 
 
 # ----------------------------------------------------------------------------- files

@@ -35,6 +35,7 @@ from funcnets.convert import modules as _modules
 from funcnets.convert import ops as _ops
 from funcnets.errors import FuncnetsError
 from funcnets.nn.module import Module, run_child
+from funcnets.torch_io import _to_numpy
 
 __all__ = ["from_torch", "check_convertible", "UnsupportedOperationError", "TorchGraph", "TorchModule"]
 
@@ -112,7 +113,7 @@ def _encode(a: Any, torch: Any) -> Any:
     if isinstance(a, (torch.device, torch.memory_format, torch.layout)):
         return None
     if isinstance(a, torch.Tensor):
-        return _Const(a.detach().cpu().numpy())
+        return _Const(_to_numpy(a))  # a copy: the graph must not change when the module's tensor does
     return a
 
 
@@ -672,12 +673,7 @@ def _shape_dtype(t) -> tuple[tuple[int, ...], Any]:
 
 
 def _to_jax(t) -> jax.Array:
-    import torch
-
-    a = t.detach().cpu()
-    if a.dtype == torch.bfloat16:
-        a = a.float()
-    return jnp.asarray(a.numpy())
+    return jnp.asarray(_to_numpy(t))  # a copy (bfloat16 as float32): see torch_io._to_numpy
 
 
 def _build_tree(module, path: str, leaves: dict[str, Module], name: str) -> Module:
