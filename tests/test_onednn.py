@@ -27,16 +27,21 @@ from helpers import assert_close, to_np
 ON_X86_LINUX = sys.platform == "linux" and platform.machine() == "x86_64"
 needs_onednn = pytest.mark.skipif(not ON_X86_LINUX, reason="oneDNN's extension is built on x86-64 Linux only")
 
-# (N, H, W, C_in, C_out, k, stride, padding, dilation): ResNet's stem and 3×3 stages, and
-# odd shapes (a batch that does not split evenly over the threads, batch 1, non-square,
-# dilation, a 1×1 stride-2 downsample, padding beyond the kernel's reach)
+# (N, spatial size, C_in, C_out, k, stride, padding, dilation): ResNet's stem and 3×3
+# stages, and odd shapes (a batch that does not split evenly over the threads, batch 1,
+# non-square, dilation, a 1×1 stride-2 downsample, padding beyond the kernel's reach);
+# Conv1d and Conv3d ones
 GEOMETRIES = [
-    (8, 32, 32, 3, 16, 7, 2, 3, 1),
-    (8, 16, 16, 64, 64, 3, 1, 1, 1),
-    (5, 15, 13, 7, 9, 3, 2, 1, 1),
-    (1, 12, 12, 4, 6, 3, 1, 2, 2),
-    (3, 9, 9, 8, 16, 1, 2, 0, 1),
-    (2, 6, 7, 3, 5, 2, 1, 3, 1),
+    (8, (32, 32), 3, 16, 7, 2, 3, 1),
+    (8, (16, 16), 64, 64, 3, 1, 1, 1),
+    (5, (15, 13), 7, 9, 3, 2, 1, 1),
+    (1, (12, 12), 4, 6, 3, 1, 2, 2),
+    (3, (9, 9), 8, 16, 1, 2, 0, 1),
+    (2, (6, 7), 3, 5, 2, 1, 3, 1),
+    (5, (37,), 6, 7, 3, 2, 1, 1),
+    (3, (20,), 8, 8, 5, 1, 4, 2),
+    (3, (6, 7, 5), 3, 4, 3, 1, 1, 1),
+    (2, (5, 6, 5), 4, 6, 2, 2, 1, 1),
 ]
 
 
@@ -48,42 +53,57 @@ def test_built_and_loaded_on_x86_64_linux():
         assert "XLA's convolutions are used" in nn.onednn_error()
 
 
-def _case(geometry, seed=0):
-    n, h, w, c, o, k, s, p, d = geometry
+def _case(geometry, channels_last=True, seed=0):
+    """x in the layout, the (O, I, *K) weight, and (stride, pads, dilation, channels_last)."""
+    n, size, c, o, k, s, p, d = geometry
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
-    wt = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
-    return x, wt, ((s, s), (p, p), (d, d))
+    r = len(size)
+    x = rng.standard_normal((n, c, *size)).astype(np.float32)
+    wt = (rng.standard_normal((o, c, *(k,) * r)) / np.sqrt(c * k**r)).astype(np.float32)
+    return _layout(x, channels_last), wt, ((s,) * r, ((p, p),) * r, (d,) * r, channels_last)
+
+
+def _layout(a, channels_last):
+    """An (N, C, *S) array in the layout; self-inverse with ``_torch_layout``."""
+    return np.moveaxis(a, 1, -1) if channels_last else a
+
+
+def _torch_layout(a, channels_last):
+    return np.moveaxis(a, -1, 1) if channels_last else a
 
 
 @needs_onednn
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
-def test_values_and_gradients_match_torch(geometry):
-    x, w, (stride, padding, dilation) = _case(geometry)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, (g[0], *g[1], *g[2:]))))
+def test_values_and_gradients_match_torch(geometry, channels_last):
+    x, w, (stride, pads, dilation, last) = _case(geometry, channels_last)
 
     def f(x, w):
-        return _onednn.conv2d(x, w, stride, padding, dilation)
+        return _onednn.conv(x, w, stride, pads, dilation, last)
 
     y, vjp = jax.vjp(jax.jit(f), jnp.asarray(x), jnp.asarray(w))
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     dx, dw = vjp(jnp.asarray(dy))
 
-    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    tx = torch.tensor(_torch_layout(x, last), requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
-    ty = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=padding, dilation=dilation)
-    ty.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
-    assert_close(y, to_np(ty).transpose(0, 2, 3, 1), 1e-5, "value")
-    assert_close(dx, to_np(tx.grad).transpose(0, 2, 3, 1), 1e-5, "input gradient")
+    conv = (None, torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[w.ndim - 2]
+    ty = conv(tx, tw, stride=stride, padding=[p for p, _ in pads], dilation=dilation)
+    ty.backward(torch.tensor(_torch_layout(dy, last)))
+    assert_close(y, _layout(to_np(ty), last), 1e-5, "value")
+    assert_close(dx, _layout(to_np(tx.grad), last), 1e-5, "input gradient")
     assert_close(dw, to_np(tw.grad), 1e-5, "weight gradient")
 
 
 @needs_onednn
-def test_every_transformation_matches_xla():
-    x, w, geometry = _case((3, 9, 9, 4, 5, 3, 2, 1, 1))
+@pytest.mark.parametrize("geometry,channels_last", [((3, (9, 9), 4, 5, 3, 2, 1, 1), True),
+                                                    ((3, (11,), 4, 5, 3, 2, 1, 1), False)], ids=["NHWC", "NCW"])
+def test_every_transformation_matches_xla(geometry, channels_last):
+    x, w, geometry = _case(geometry, channels_last)
     x, w = jnp.asarray(x), jnp.asarray(w)
 
     def conv(x, w):
-        return _onednn.conv2d(x, w, *geometry)
+        return _onednn.conv(x, w, *geometry)
 
     def loss(f):
         return lambda x, w: jnp.sum(jnp.sin(f(x, w)))
@@ -136,8 +156,9 @@ def _hlo(f, *args) -> str:
 
 @needs_onednn
 def test_where_conv2d_uses_onednn():
-    """Channels-last float32 maps above the GEMM threshold take oneDNN; float64, small
-    maps, NCHW, groups and ``conv_lowering("xla")`` do not."""
+    """Float32 maps above the GEMM threshold take oneDNN, channels-last or NCHW (read as
+    it is, no transposes), and so do float32 Conv1d and Conv3d; float64, small maps,
+    groups and ``conv_lowering("xla")`` do not."""
     conv = nn.Conv2d(8, 16, 3, padding=1)
     params, _ = conv.init(jax.random.PRNGKey(0))
     x = jnp.ones((2, 8, 8, 8))
@@ -150,7 +171,12 @@ def test_where_conv2d_uses_onednn():
     with nn.conv_lowering("xla"):
         assert "funcnets_conv" not in _hlo(apply, params, x)
     assert "funcnets_conv" not in _hlo(apply, params, x[:, :4, :4])  # 16 output pixels: the GEMM
-    assert "funcnets_conv" not in _hlo(lambda p, x: conv(p, {}, x)[0], params, x)  # NCHW
+    nchw = _hlo(lambda p, x: conv(p, {}, x)[0], params, x)
+    assert "funcnets_conv_forward" in nchw and "transpose" not in nchw
+    for layer, shape in [(nn.Conv1d(8, 16, 3), (2, 8, 40)), (nn.Conv3d(4, 8, 3), (2, 4, 6, 6, 6))]:
+        p, _ = layer.init(jax.random.PRNGKey(0))
+        hlo = _hlo(lambda p, x: layer(p, {}, x)[0], p, jnp.ones(shape))
+        assert "funcnets_conv_forward" in hlo and "transpose" not in hlo, type(layer).__name__
     grouped = nn.Conv2d(8, 16, 3, padding=1, groups=2)
     gparams, _ = grouped.init(jax.random.PRNGKey(0))
     with F.channels_last():

@@ -147,8 +147,9 @@ def conv2d(
     ``x: (N, H, W, C_in)`` -> ``(N, H', W', C_out)`` in ``"NHWC"``, ``(C_in, H, W, N)`` ->
     ``(C_out, H', W', N)`` in ``"CHWN"``."""
     if not use_gemm(x.shape, w.shape, stride, padding, dilation, groups, layout):
-        if layout == "NHWC" and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups) and not _GROUP_PART.get():
-            return _onednn.conv2d(x, w, stride, padding, dilation)
+        if (layout in ("NHWC", "NCHW") and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
+                and not _GROUP_PART.get()):
+            return _onednn.conv(x, w, stride, [(p, p) for p in padding], dilation, layout == "NHWC")
         return conv2d_xla(x, w, stride, padding, dilation, groups, layout)
     if layout == "CHWN" and _LOWERING.get() == "auto":
         return conv2d_batch_last(x, w, stride, padding, dilation)
@@ -293,6 +294,9 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
             x = pad_spatial(x, extra, layout)
         return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout)
     if n in (1, 3) and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
+        if (_LOWERING.get() == "auto" and layout in ("NCHW", "NHWC") and _onednn.usable(x, w, groups)
+                and not _GROUP_PART.get() and min(min(p) for p in pads) >= 0):
+            return _onednn.conv(x, w, stride, pads, dilation, layout == "NHWC")
         return _conv_by_2d(x, w, stride, pads, dilation, groups, layout)
     return lax.conv_general_dilated(
         x, w, window_strides=tuple(stride), padding=[tuple(p) for p in pads], rhs_dilation=tuple(dilation),
@@ -436,14 +440,14 @@ def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilat
                       layout: str = "NCHW") -> Array:
     """``torch.nn.functional.conv_transposeNd``, weight ``(C_in, C_out/groups, *k)``,
     activations channels-first (``"NCHW"``) or channels-last (``"NHWC"``). On CPU: oneDNN's
-    deconvolution (:func:`conv_transpose_onednn`) for 2-D float32 ones with ``groups=1``
-    (but one GEMM for NCHW non-overlapping kernels, :func:`_subpixel_gemm`), else
+    deconvolution (:func:`conv_transpose_onednn`) for float32 ones with ``groups=1`` (but
+    one GEMM for channels-first non-overlapping kernels, :func:`_subpixel_gemm`), else
     :func:`conv_transpose_subpixel`; elsewhere, or in ``conv_lowering("xla")``, XLA's
     input-dilated convolution (:func:`conv_transpose_xla`)."""
     args = (stride, padding, output_padding, dilation)
     if _LOWERING.get() == "xla" or jax.default_backend() != "cpu":
         return conv_transpose_xla(x, w, *args, groups, layout)
-    if (w.ndim == 4 and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
+    if (_LOWERING.get() == "auto" and layout in ("NCHW", "NHWC") and _onednn.usable(x, w, groups)
             and not _subpixel_gemm(w, stride, dilation, groups, layout)):
         return conv_transpose_onednn(x, w, *args, layout)
     return conv_transpose_subpixel(x, w, *args, groups, layout)
@@ -458,17 +462,18 @@ def _subpixel_gemm(w, stride, dilation, groups: int, layout: str) -> bool:
 
 
 def conv_transpose_onednn(x: Array, w: Array, stride, padding, output_padding, dilation, layout="NCHW") -> Array:
-    """A 2-D transposed convolution as torch runs it on CPU: oneDNN's input gradient of the
-    convolution it transposes (:func:`funcnets.nn._onednn.conv_transpose2d`), with oneDNN's
-    forward convolution and weight gradient as its gradients. XLA's weight gradient of this
-    geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at batch 32, 32x32 (oneDNN's:
-    part of a 69 ms step). oneDNN takes NHWC: NCHW activations are transposed in and out."""
-    if layout == "NCHW":
-        y = conv_transpose_onednn(x.transpose(0, 2, 3, 1), w, stride, padding, output_padding, dilation, "NHWC")
-        return y.transpose(0, 3, 1, 2)
+    """A transposed convolution as torch runs it on CPU: oneDNN's input gradient of the
+    convolution it transposes (:func:`funcnets.nn._onednn.conv_transpose`), with oneDNN's
+    forward convolution and weight gradient as its gradients, in either layout. XLA's weight
+    gradient of this geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at batch 32,
+    32x32 (oneDNN's: part of a 69 ms step). ``output_padding`` only lengthens the output:
+    the convolution of that length with the same padding reads the input's length back."""
+    last = layout == "NHWC"
+    spatial = x.shape[1:-1] if last else x.shape[2:]
     out = tuple(transposed_out_size(L, k, s, p, o, d)
-                for L, k, s, p, o, d in zip(x.shape[1:3], w.shape[2:], stride, padding, output_padding, dilation))
-    return _onednn.conv_transpose2d(x, w, out, stride, padding, dilation)
+                for L, k, s, p, o, d in zip(spatial, w.shape[2:], stride, padding, output_padding, dilation))
+    pads = [(p, p) for p in padding]
+    return _onednn.conv_transpose(x, w, out, stride, pads, dilation, last)
 
 
 def _forward_weight(w: Array, groups: int) -> Array:

@@ -10,8 +10,8 @@ stay GEMMs (:data:`funcnets.nn._conv.GEMM_MAX_PIXELS`): oneDNN on them made the 
 step 54.9 -> 94.8 ms.
 
 The kernels are ``funcnets._onednn_conv`` (``src/funcnets/csrc/onednn_conv.cc``), built
-when funcnets is installed on x86-64 Linux against ``onednn-cpu-gomp``. Activations are
-NHWC, weights OIHW, float32 only (oneDNN has no float64 convolution), one device
+when funcnets is installed on x86-64 Linux against ``onednn-cpu-gomp``. 1-D, 2-D and 3-D
+convolutions, activations channels-last or channels-first, weights torch's, float32 only (oneDNN has no float64 convolution), one device
 (:func:`usable`); anything else uses XLA. :func:`error` (``funcnets.nn.onednn_error``)
 says why oneDNN is not available, or ``None``.
 
@@ -70,17 +70,32 @@ def _installed_file(dist: str, suffix: str) -> str:
 
 
 def usable(x: Array, w: Array, groups: int) -> bool:
-    """Whether :func:`conv2d` takes these (NHWC) arguments here. Only with one device:
+    """Whether :func:`conv` takes these arguments here (any layout). Only with one device:
     XLA partitions a custom call it has no sharding rule for by replicating its operands,
     so in a data-parallel program every device would convolve the whole batch."""
     return (groups == 1 and x.dtype == np.float32 and w.dtype == np.float32
             and jax.default_backend() == "cpu" and jax.device_count() == 1 and error() is None)
 
 
-def conv2d(x: Array, w: Array, stride, padding, dilation) -> Array:
-    """``x: (N, H, W, C_in)`` float32, ``w: (C_out, C_in, kH, kW)`` -> ``(N, H', W', C_out)``,
-    torch's cross-correlation with symmetric ``padding``."""
-    return _forward(x, w, tuple(stride), tuple(padding), tuple(dilation))
+def conv(x: Array, w: Array, stride, pads, dilation, channels_last: bool) -> Array:
+    """torch's cross-correlation with 1, 2 or 3 spatial axes, float32: ``x: (N, *S, C_in)``
+    channels-last or ``(N, C_in, *S)`` channels-first (taken as it is: oneDNN reads NCW,
+    NCHW and NCDHW itself), ``w: (C_out, C_in, *K)``, padding ``pads = ((lo, hi), ...)``
+    (non-negative) -> ``(N, *S', C_out)`` or ``(N, C_out, *S')``."""
+    geometry = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last))
+    return _prims.forward(x, w, _out_shape(x.shape, w.shape, *geometry), geometry)
+
+
+def conv_transpose(x: Array, w: Array, out_spatial, stride, pads, dilation, channels_last: bool) -> Array:
+    """``x: (N, *S, C_in)`` or ``(N, C_in, *S)`` float32, ``w: (C_in, C_out, *K)`` -> the
+    output of spatial size ``out_spatial`` in the same layout: oneDNN's input gradient of
+    the convolution this transposes (whose ``(O, I, *K)`` weight is ``w`` itself), as
+    torch runs ``conv_transpose2d`` on CPU; its gradients are oneDNN's forward convolution
+    and weight gradient."""
+    c = w.shape[1]
+    shape = (x.shape[0], *out_spatial, c) if channels_last else (x.shape[0], c, *out_spatial)
+    geometry = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last))
+    return _prims.backward_data(x, w, shape, geometry)
 
 
 # ----------------------------------------------------------------------------- FFI calls
@@ -90,21 +105,25 @@ def _out_shape(x_shape, w_shape, *geometry) -> tuple[int, ...]:
     return jax.eval_shape(lambda x, w: _xla(x, w, *geometry), x, w).shape
 
 
-def _call(target: str, a: Array, b: Array, shape, stride, padding, dilation) -> Array:
+def _call(target: str, a: Array, b: Array, shape, stride, pads, dilation, channels_last) -> Array:
     if (why := error()) is not None:  # error() also registers the targets
         raise RuntimeError(why)
-    i = np.int64
+
+    def ints(v):
+        return np.asarray(v, np.int64)
+
     return jax.ffi.ffi_call(f"funcnets_conv_{target}", jax.ShapeDtypeStruct(shape, a.dtype), vmap_method="sequential")(
-        a, b, sh=i(stride[0]), sw=i(stride[1]), pt=i(padding[0]), pl=i(padding[1]), pb=i(padding[0]),
-        pr=i(padding[1]), dh=i(dilation[0]), dw=i(dilation[1]))
+        a, b, channels_last=bool(channels_last), stride=ints(stride), lo=ints([p[0] for p in pads]),
+        hi=ints([p[1] for p in pads]), dilation=ints(dilation))
 
 
 # ----------------------------------------------------------------------------- primitives
-def _xla(x, w, stride, padding, dilation):
+def _xla(x, w, stride, pads, dilation, channels_last):
     """XLA's convolution of the same geometry: the reference in the tests, and the shape rule."""
-    pads = [(padding[0], padding[0]), (padding[1], padding[1])]
-    return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
-                                    dimension_numbers=("NHWC", "OIHW", "NHWC"))
+    sp = "DHW"[3 - (w.ndim - 2):]
+    act = f"N{sp}C" if channels_last else f"NC{sp}"
+    return lax.conv_general_dilated(x, w, stride, list(pads), rhs_dilation=dilation,
+                                    dimension_numbers=(act, f"OI{sp}", act))
 
 
 _prims = bilinear_trio(
@@ -113,16 +132,3 @@ _prims = bilinear_trio(
     partial(_call, "backward_data"),  # (dy, w) -> dx
     partial(_call, "backward_weights"),  # (x, dy) -> dw
 )
-
-
-def _forward(x, w, stride, padding, dilation):
-    geometry = (stride, padding, dilation)
-    return _prims.forward(x, w, _out_shape(x.shape, w.shape, *geometry), geometry)
-
-
-def conv_transpose2d(x: Array, w: Array, out_hw, stride, padding, dilation) -> Array:
-    """``x: (N, H, W, C_in)`` float32, ``w: (C_in, C_out, kH, kW)`` -> ``(N, *out_hw, C_out)``:
-    oneDNN's input gradient of the convolution this transposes (whose OIHW weight is ``w``
-    itself), as torch runs ``conv_transpose2d`` on CPU; its gradients are oneDNN's forward
-    convolution and weight gradient."""
-    return _prims.backward_data(x, w, (x.shape[0], *out_hw, w.shape[1]), (tuple(stride), tuple(padding), tuple(dilation)))
