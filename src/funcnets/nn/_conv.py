@@ -101,7 +101,7 @@ _LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar("funcnets_conv_l
 def conv_lowering(mode: Literal["auto", "gemm", "xla"]) -> Iterator[None]:
     """Force how ``conv2d`` lowers while functions are *traced* in this block:
     ``"auto"`` (per shape, the default: on CPU a GEMM for small maps, oneDNN's convolution
-    for larger channels-last float32 ones, see :mod:`funcnets.nn._onednn`, XLA's
+    for larger float32 ones in either layout, see :mod:`funcnets.nn._onednn`, XLA's
     otherwise), ``"gemm"`` (patches + GEMM on CPU, for groups=1) or ``"xla"`` (XLA's
     convolution). Depthwise and transposed convolutions of any dimension take their CPU
     lowerings (:func:`conv_depthwise`, :func:`conv_transpose_subpixel`) except under
@@ -273,9 +273,12 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
 
     On CPU depthwise convolutions are :func:`conv_depthwise`, other grouped ones one
     convolution per group (:func:`_conv_by_groups`); 2-D ones take :func:`conv2d`'s
-    lowering (asymmetric padding beyond the symmetric part is applied first), and 1-D and
-    3-D ones are made of 2-D channels-last ones (:func:`_conv_by_2d`). Elsewhere, or in
-    ``conv_lowering("xla")``, they are all XLA's.
+    lowering (asymmetric padding beyond the symmetric part is applied first); float32 1-D
+    and 3-D ones are oneDNN's in either layout, others are made of 2-D channels-last ones
+    (:func:`_conv_by_2d`). Elsewhere, or in ``conv_lowering("xla")``, they are all XLA's.
+    Forward + backward against torch eager, batch 32 (Conv3d 8), quiet 2-core CPU:
+    Conv1d(64, 64, 3) over 256 steps 0.53x as 2-D channels-last between transposes, about
+    parity through oneDNN's NCW; Conv3d(16, 32, 3) over 16³ 0.71x -> 0.95x.
     """
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
@@ -337,10 +340,10 @@ def _conv_by_groups(x: Array, w: Array, stride, pads, dilation, groups: int, lay
 
 
 def _conv_by_2d(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str) -> Array:
-    """A 1-D or 3-D convolution on CPU as a 2-D channels-last one (``conv2d``'s lowering,
-    oneDNN's where it runs): 1-D as a 1-pixel-high image; 3-D with the output depths
-    folded into the batch and the kernel's depth taps into the input channels (an im2col
-    along depth). Forward + backward against torch's speed, XLA's own / this (in a train
+    """A 1-D or 3-D convolution on CPU as a 2-D channels-last one (``conv2d``'s lowering)
+    where oneDNN's own does not run (float64, parts of grouped ones): 1-D as a 1-pixel-high
+    image; 3-D with the output depths folded into the batch and the kernel's depth taps
+    into the input channels (an im2col along depth). Forward + backward against torch's speed, XLA's own / this (in a train
     step, with oneDNN's gradients): Conv1d(64, 64, 3) over 256 steps, batch 32: 0.55-0.63x
     / 0.68-0.72x (1.06x); Conv3d(16, 32, 3) over 16³, batch 8: 0.10x / 0.48-0.51x
     (0.89-0.90x; one 2-D convolution per depth tap: 0.78-0.84x)."""
