@@ -7,7 +7,7 @@ gradients), jitted.
 
 Columns: funcnets' CPU lowerings under a plain ``jax.vjp`` (shifted multiply-adds with a
 one-pass weight gradient for the depthwise convolution, oneDNN's deconvolution or one GEMM
-for the transposed ones, oneDNN's 2-D convolutions under the 1-D and 3-D ones, see
+for the transposed ones, oneDNN's own 1-D and 3-D convolutions on NCW/NCDHW data, see
 ``funcnets/nn/_conv.py``; ``funcnets.train``'s step takes the same kernels), and XLA's own
 convolution
 (``conv_lowering("xla")``; skipped with ``--no-xla``, it takes seconds a call), against
