@@ -214,9 +214,9 @@ std::string WeightsTimesChunks(ffi::ThreadPool& pool, const Geometry& g, char ki
   });
 }
 
-// y = conv(x, w)
 using Ints = ffi::Span<const int64_t>;
 
+// y = conv(x, w)
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y,
                    bool last, Ints stride, Ints lo, Ints hi, Ints dil) {
   return Run("convolution", [&] {

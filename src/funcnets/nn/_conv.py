@@ -276,9 +276,9 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
     lowering (asymmetric padding beyond the symmetric part is applied first); float32 1-D
     and 3-D ones are oneDNN's in either layout, others are made of 2-D channels-last ones
     (:func:`_conv_by_2d`). Elsewhere, or in ``conv_lowering("xla")``, they are all XLA's.
-    Forward + backward against torch eager, batch 32 (Conv3d 8), quiet 2-core CPU:
-    Conv1d(64, 64, 3) over 256 steps 0.53x as 2-D channels-last between transposes, about
-    parity through oneDNN's NCW; Conv3d(16, 32, 3) over 16³ 0.71x -> 0.95x.
+    Forward + backward against torch eager (interleaved), quiet 2-core CPU, as 2-D
+    channels-last ones between transposes -> oneDNN's on NCW/NCDHW: Conv1d(64, 64, 3) over
+    256 steps, batch 32, 0.53x -> 0.59x; Conv3d(16, 32, 3) over 16³, batch 8, 0.71x -> 0.74x.
     """
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
@@ -343,8 +343,8 @@ def _conv_by_2d(x: Array, w: Array, stride, pads, dilation, groups: int, layout:
     """A 1-D or 3-D convolution on CPU as a 2-D channels-last one (``conv2d``'s lowering)
     where oneDNN's own does not run (float64, parts of grouped ones): 1-D as a 1-pixel-high
     image; 3-D with the output depths folded into the batch and the kernel's depth taps
-    into the input channels (an im2col along depth). Forward + backward against torch's speed, XLA's own / this (in a train
-    step, with oneDNN's gradients): Conv1d(64, 64, 3) over 256 steps, batch 32: 0.55-0.63x
+    into the input channels (an im2col along depth). Forward + backward against torch's
+    speed, XLA's own / this (in a train step, with oneDNN's gradients): Conv1d(64, 64, 3) over 256 steps, batch 32: 0.55-0.63x
     / 0.68-0.72x (1.06x); Conv3d(16, 32, 3) over 16³, batch 8: 0.10x / 0.48-0.51x
     (0.89-0.90x; one 2-D convolution per depth tap: 0.78-0.84x)."""
     if layout != "NHWC":  # the one transpose each way; 2-D convolutions compute channels-last

@@ -11,9 +11,9 @@ step 54.9 -> 94.8 ms.
 
 The kernels are ``funcnets._onednn_conv`` (``src/funcnets/csrc/onednn_conv.cc``), built
 when funcnets is installed on x86-64 Linux against ``onednn-cpu-gomp``. 1-D, 2-D and 3-D
-convolutions, activations channels-last or channels-first, weights torch's, float32 only (oneDNN has no float64 convolution), one device
-(:func:`usable`); anything else uses XLA. :func:`error` (``funcnets.nn.onednn_error``)
-says why oneDNN is not available, or ``None``.
+convolutions, activations channels-last or channels-first, weights torch's, float32 only
+(oneDNN has no float64 convolution), one device (:func:`usable`); anything else uses XLA.
+:func:`error` (``funcnets.nn.onednn_error``) says why oneDNN is not available, or ``None``.
 
 Differentiation: the forward convolution, its input gradient and its weight gradient are
 three JAX primitives (:func:`funcnets.nn._bilinear.bilinear_trio`), each differentiated
@@ -82,7 +82,7 @@ def conv(x: Array, w: Array, stride, pads, dilation, channels_last: bool) -> Arr
     channels-last or ``(N, C_in, *S)`` channels-first (taken as it is: oneDNN reads NCW,
     NCHW and NCDHW itself), ``w: (C_out, C_in, *K)``, padding ``pads = ((lo, hi), ...)``
     (non-negative) -> ``(N, *S', C_out)`` or ``(N, C_out, *S')``."""
-    geometry = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last))
+    geometry = _geometry(stride, pads, dilation, channels_last)
     return _prims.forward(x, w, _out_shape(x.shape, w.shape, *geometry), geometry)
 
 
@@ -94,8 +94,12 @@ def conv_transpose(x: Array, w: Array, out_spatial, stride, pads, dilation, chan
     and weight gradient."""
     c = w.shape[1]
     shape = (x.shape[0], *out_spatial, c) if channels_last else (x.shape[0], c, *out_spatial)
-    geometry = (tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last))
-    return _prims.backward_data(x, w, shape, geometry)
+    return _prims.backward_data(x, w, shape, _geometry(stride, pads, dilation, channels_last))
+
+
+def _geometry(stride, pads, dilation, channels_last) -> tuple:
+    """The primitives' static ``geometry`` parameter (hashable)."""
+    return tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last)
 
 
 # ----------------------------------------------------------------------------- FFI calls
