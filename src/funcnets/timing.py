@@ -19,16 +19,21 @@ def _block(out: Any) -> None:
     jax.block_until_ready(out)  # torch CPU results are already synchronous
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 15, warmup: int = 2, settle: int = 1) -> dict[str, float]:
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 15, warmup: int = 2,
+                settle_ms: float = 20.0) -> dict[str, float]:
     """Median milliseconds per call of each function, timed round-robin.
 
     Round-robin (a, b, a, b, ...) rather than all-of-a-then-all-of-b, so a machine
     that slows down or speeds up during the run affects every contender alike.
     ``warmup`` calls of each (compilation, allocator warm-up) are not timed, nor are
-    the ``settle`` calls before each timed one: after a torch call, its OpenMP threads
-    keep spinning on the cores for a while, and whatever runs next is slowed by it
-    (measured: a LeNet step timed right after torch's took 10.0 ms, the same step
-    after another funcnets call 6.5 ms). In a real training loop only one library runs.
+    the untimed calls of the same function, for at least ``settle_ms`` (one call at
+    least), before each timed one: after a torch call its OpenMP worker threads keep
+    spinning on the cores (libgomp's ``GOMP_SPINCOUNT``; measured on the 2-core CPU: ~8
+    ms of CPU time after a Conv1d step), and whatever runs next is slowed by them, as
+    torch is by XLA's pool threads. In a real training loop only one library runs.
+    Measured: a LeNet step timed right after torch's took 10.0 ms, after another
+    funcnets call 6.5 ms; a Conv1d forward + backward (2 ms) after one settling call
+    3.3 ms, after 20 ms of them 2.3 ms, torch's unchanged (1.9 ms).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -36,8 +41,11 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 15, warmup: in
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            for _ in range(settle):
+            t = time.perf_counter()
+            while True:  # settle
                 _block(fn())
+                if (time.perf_counter() - t) * 1e3 >= settle_ms:
+                    break
             t = time.perf_counter()
             _block(fn())
             samples[name].append((time.perf_counter() - t) * 1e3)
