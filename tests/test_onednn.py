@@ -73,26 +73,32 @@ def _torch_layout(a, channels_last):
 
 
 @needs_onednn
+@pytest.mark.parametrize("bias", [False, True], ids=["", "bias"])
 @pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, (g[0], *g[1], *g[2:]))))
-def test_values_and_gradients_match_torch(geometry, channels_last):
+def test_values_and_gradients_match_torch(geometry, channels_last, bias):
     x, w, (stride, pads, dilation, last) = _case(geometry, channels_last)
+    b = np.random.default_rng(2).standard_normal(w.shape[0]).astype(np.float32) if bias else None
 
-    def f(x, w):
-        return _onednn.conv(x, w, stride, pads, dilation, last)
+    def f(x, w, b):
+        return _onednn.conv(x, w, stride, pads, dilation, last, b)
 
-    y, vjp = jax.vjp(jax.jit(f), jnp.asarray(x), jnp.asarray(w))
+    y, vjp = jax.vjp(jax.jit(f), jnp.asarray(x), jnp.asarray(w), b)
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
-    dx, dw = vjp(jnp.asarray(dy))
+    dx, dw, db = vjp(jnp.asarray(dy))
 
     tx = torch.tensor(_torch_layout(x, last), requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
     conv = (None, torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[w.ndim - 2]
-    ty = conv(tx, tw, stride=stride, padding=[p for p, _ in pads], dilation=dilation)
+    ty = conv(tx, tw, tb, stride=stride, padding=[p for p, _ in pads], dilation=dilation)
     ty.backward(torch.tensor(_torch_layout(dy, last)))
     assert_close(y, _layout(to_np(ty), last), 1e-5, "value")
     assert_close(dx, _layout(to_np(tx.grad), last), 1e-5, "input gradient")
     assert_close(dw, to_np(tw.grad), 1e-5, "weight gradient")
+    if bias:
+        assert_close(db, to_np(tb.grad), 1e-5, "bias gradient")
+        assert "funcnets_conv_forward_bias" in _hlo(f, x, w, b)
 
 
 @needs_onednn
@@ -143,6 +149,53 @@ def test_every_transformation_matches_xla(geometry, channels_last):
               lambda x, w: jax.grad(penalty_of(conv, loss), (0, 1))(x, w)):
         hlo = _hlo(f, x, w)
         assert "funcnets_conv_" in hlo and "convolution(" not in hlo, hlo[:2000]
+
+
+@needs_onednn
+@pytest.mark.parametrize("geometry,channels_last", [((3, (9, 9), 4, 5, 3, 2, 1, 1), True),
+                                                    ((3, (11,), 4, 5, 3, 2, 1, 1), False)], ids=["NHWC", "NCW"])
+def test_every_transformation_with_a_bias_matches_xla(geometry, channels_last):
+    """The bias added inside oneDNN's forward kernel (one primitive of x, w and b): its
+    derivatives are the trio's and XLA's sum over the bias, under every transformation."""
+    x, w, geometry = _case(geometry, channels_last)
+    x, w = jnp.asarray(x), jnp.asarray(w)
+    b = jnp.linspace(-1, 1, w.shape[0], dtype=jnp.float32)
+    c_axis = -1 if channels_last else 1
+
+    def conv(x, w, b):
+        return _onednn.conv(x, w, *geometry, bias=b)
+
+    def ref(x, w, b):
+        return _onednn._xla(x, w, *geometry) + jnp.expand_dims(b, [a for a in range(x.ndim) if a != c_axis % x.ndim])
+
+    def loss(f):
+        return lambda x, w, b: jnp.sum(jnp.sin(f(x, w, b)))
+
+    args = (x, w, b)
+    assert_close(conv(*args), ref(*args), 1e-5, "value")
+    for a, r in zip(jax.grad(loss(conv), (0, 1, 2))(*args), jax.grad(loss(ref), (0, 1, 2))(*args)):
+        assert_close(a, r, 1e-5, "grad")
+
+    def penalty(f):  # gradients differentiated again
+        return lambda x, w, b: jnp.sum(jax.grad(loss(f), 1)(x, w, b) ** 2) + jnp.sum(jax.grad(loss(f), 2)(x, w, b) ** 2)
+
+    for a, r in zip(jax.grad(penalty(conv), (0, 1, 2))(*args), jax.grad(penalty(ref), (0, 1, 2))(*args)):
+        assert_close(a, r, 1e-5, "reverse over reverse")
+    cases = {"x batched (folded into the batch)": ((0, None, None), (jnp.stack([x, 2 * x]), w, b)),
+             "x and b batched": ((0, None, 0), (jnp.stack([x, 2 * x]), w, jnp.stack([b, jnp.cos(b)]))),
+             "w batched": ((None, 0, None), (x, jnp.stack([w, jnp.cos(w)]), b))}
+    for name, (axes, batch) in cases.items():
+        for a, r in zip(jax.vmap(jax.grad(loss(conv), (1, 2)), axes)(*batch),
+                        jax.vmap(jax.grad(loss(ref), (1, 2)), axes)(*batch)):
+            assert_close(a, r, 1e-5, f"vmap of grad, {name}")
+    t = (jnp.ones_like(x), jnp.cos(w), jnp.sin(b))
+    assert_close(jax.jvp(conv, args, t)[1], jax.jvp(ref, args, t)[1], 1e-5, "jvp")
+    hvp = lambda f: jax.jvp(jax.grad(loss(f), (1, 2)), args, t)[1]  # noqa: E731
+    for a, r in zip(hvp(conv), hvp(ref)):
+        assert_close(a, r, 1e-5, "Hessian-vector product (forward over reverse)")
+    for f in (conv, jax.grad(loss(conv), (0, 1, 2)), jax.grad(penalty(conv), (0, 1, 2))):
+        hlo = _hlo(f, *args)
+        assert "funcnets_conv_forward_bias" in hlo and "convolution(" not in hlo, hlo[:2000]
 
 
 def penalty_of(conv, loss):

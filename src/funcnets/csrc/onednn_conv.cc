@@ -79,6 +79,7 @@ struct Geometry {
   memory::desc SrcFor(int64_t b) const { return last ? Src(b) : memory::desc(Dims(b, c, in), f32, tag::any); }
   memory::desc DstFor(int64_t b) const { return last ? Dst(b) : memory::desc(Dims(b, o, out), f32, tag::any); }
   memory::desc Wei(tag t) const { return memory::desc(Dims(o, c, k), f32, t); }
+  memory::desc Bias() const { return memory::desc({o}, f32, tag::a); }
   memory::desc UserWei() const {
     static const tag plain[] = {tag::oiw, tag::oihw, tag::oidhw};
     return Wei(plain[Rank() - 1]);
@@ -97,13 +98,19 @@ dnnl::primitive_attr UserScratchpad() {
   return a;
 }
 
-dnnl::convolution_forward::primitive_desc FwdPd(const Geometry& g, int64_t b) {
-  return dnnl::convolution_forward::primitive_desc(
-      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, g.SrcFor(b), g.Wei(tag::any),
-      g.DstFor(b), g.stride, g.Dil(), g.lo, g.hi, UserScratchpad());
+// The forward convolution, with a bias (C_out,) added by the kernel as it writes y, or not.
+dnnl::convolution_forward::primitive_desc FwdPd(const Geometry& g, int64_t b, bool bias = false) {
+  auto prop = dnnl::prop_kind::forward_training;
+  auto alg = dnnl::algorithm::convolution_direct;
+  if (bias)
+    return dnnl::convolution_forward::primitive_desc(Engine(), prop, alg, g.SrcFor(b), g.Wei(tag::any), g.Bias(),
+                                                     g.DstFor(b), g.stride, g.Dil(), g.lo, g.hi, UserScratchpad());
+  return dnnl::convolution_forward::primitive_desc(Engine(), prop, alg, g.SrcFor(b), g.Wei(tag::any), g.DstFor(b),
+                                                   g.stride, g.Dil(), g.lo, g.hi, UserScratchpad());
 }
 
-// One primitive (and its descriptor) per geometry, batch chunk and direction.
+// One primitive (and its descriptor) per geometry, batch chunk and direction: 'f' the
+// forward convolution, 'b' the same with a bias, 'd' the input gradient, 'w' the weight gradient.
 struct Prim {
   dnnl::primitive prim;
   memory::desc wei, src, dst, scratch;  // the layouts the primitive wants (src, dst: the x and y sides); its scratchpad
@@ -116,8 +123,8 @@ const Prim& Get(const Geometry& g, int64_t b, char kind) {
   std::lock_guard<std::mutex> lock(cache_mu);
   auto& p = cache[g.Key(b, kind)];
   if (!p) {
-    auto fwd = FwdPd(g, b);
-    if (kind == 'f') {
+    auto fwd = FwdPd(g, b, kind == 'b');
+    if (kind == 'f' || kind == 'b') {
       p.reset(new Prim{dnnl::convolution_forward(fwd), fwd.weights_desc(), fwd.src_desc(), fwd.dst_desc(),
                        fwd.scratchpad_desc()});
     } else if (kind == 'd') {
@@ -195,10 +202,12 @@ Geometry Make(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ffi::Span<
   .Attr<bool>("channels_last").Attr<ffi::Span<const int64_t>>("stride").Attr<ffi::Span<const int64_t>>("lo") \
       .Attr<ffi::Span<const int64_t>>("hi").Attr<ffi::Span<const int64_t>>("dilation")
 
-// The forward convolution (kind 'f') or the input gradient ('d'), one batch chunk per
-// task: both map samples of one buffer to samples of another through the weights.
+// The forward convolution (kind 'f', or 'b' with the bias `bias`) or the input gradient
+// ('d'), one batch chunk per task: both map samples of one buffer to samples of another
+// through the weights.
 std::string WeightsTimesChunks(ffi::ThreadPool& pool, const Geometry& g, char kind, float* w, int src_arg, float* src,
-                               int dst_arg, float* dst) {
+                               int dst_arg, float* dst, float* bias = nullptr) {
+  bool forward = kind != 'd';
   int64_t per = ChunkSize(pool, g.n), chunks = (g.n + per - 1) / per;
   memory wm = Weights(w, g, Get(g, per, kind).wei);
   return ParallelChunks(pool, chunks, [&](int64_t i) {
@@ -208,9 +217,11 @@ std::string WeightsTimesChunks(ffi::ThreadPool& pool, const Geometry& g, char ki
     memory user_x(g.Src(b), Engine(), src + n0 * g.InPerSample()), user_y(g.Dst(b), Engine(), dst + n0 * g.OutPerSample());
     memory xm = Like(user_x, p.src), ym = Like(user_y, p.dst);
     // the forward convolution reads x and writes y; the input gradient reads dy and writes dx
-    if (kind == 'f') Copy(user_x, xm); else Copy(user_y, ym);
-    Execute(p, {{src_arg, xm}, {DNNL_ARG_WEIGHTS, wk}, {dst_arg, ym}});
-    if (kind == 'f') Copy(ym, user_y); else Copy(xm, user_x);
+    if (forward) Copy(user_x, xm); else Copy(user_y, ym);
+    std::unordered_map<int, memory> args{{src_arg, xm}, {DNNL_ARG_WEIGHTS, wk}, {dst_arg, ym}};
+    if (bias) args.insert({DNNL_ARG_BIAS, memory(g.Bias(), Engine(), bias)});
+    Execute(p, std::move(args));
+    if (forward) Copy(ym, user_y); else Copy(xm, user_x);
   });
 }
 
@@ -222,6 +233,21 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ff
   return Run("convolution", [&] {
     Geometry g = Make(x.dimensions(), w.dimensions(), y->dimensions(), last, stride, lo, hi, dil);
     return WeightsTimesChunks(pool, g, 'f', w.typed_data(), DNNL_ARG_SRC, x.typed_data(), DNNL_ARG_DST, y->typed_data());
+  });
+}
+
+// y = conv(x, w) + b, the bias added by oneDNN's kernel as torch's forward does, with no
+// pass of XLA's over y. A forward + backward, alone in a process, 2-core CPU: Conv1d(64, 64,
+// 3) over 256 steps, batch 32, 2.6-2.9 -> 1.7 ms; Conv3d(16, 32, 3) over 16^3, batch 8,
+// 6.8-7.8 -> 5.8 ms.
+ffi::Error ForwardBias(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y, bool last, Ints stride, Ints lo,
+                       Ints hi, Ints dil) {
+  return Run("convolution", [&] {
+    Geometry g = Make(x.dimensions(), w.dimensions(), y->dimensions(), last, stride, lo, hi, dil);
+    if (b.element_count() != static_cast<size_t>(g.o)) throw std::invalid_argument("the bias is not (C_out,)");
+    return WeightsTimesChunks(pool, g, 'b', w.typed_data(), DNNL_ARG_SRC, x.typed_data(), DNNL_ARG_DST, y->typed_data(),
+                              b.typed_data());
   });
 }
 
@@ -276,6 +302,10 @@ ffi::Error BackwardWeights(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::B
 XLA_FFI_DEFINE_HANDLER_SYMBOL(funcnets_conv_forward, Forward,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>().Ret<ffi::Buffer<ffi::F32>>() FUNCNETS_CONV_ATTRS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(funcnets_conv_forward_bias, ForwardBias,
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>().Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() FUNCNETS_CONV_ATTRS);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(funcnets_conv_backward_data, BackwardData,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>().Ret<ffi::Buffer<ffi::F32>>() FUNCNETS_CONV_ATTRS);

@@ -142,18 +142,30 @@ def conv2d(
     dilation: tuple[int, int],
     groups: int,
     layout: str = "NCHW",
+    bias: Array | None = None,
 ) -> Array:
     """``x: (N, C_in, H, W)``, ``w: (C_out, C_in/groups, kH, kW)`` -> ``(N, C_out, H', W')``;
     ``x: (N, H, W, C_in)`` -> ``(N, H', W', C_out)`` in ``"NHWC"``, ``(C_in, H, W, N)`` ->
-    ``(C_out, H', W', N)`` in ``"CHWN"``."""
+    ``(C_out, H', W', N)`` in ``"CHWN"``; plus ``bias: (C_out,)`` if given."""
     if not use_gemm(x.shape, w.shape, stride, padding, dilation, groups, layout):
         if (layout in ("NHWC", "NCHW") and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
                 and not _GROUP_PART.get()):
-            return _onednn.conv(x, w, stride, [(p, p) for p in padding], dilation, layout == "NHWC")
-        return conv2d_xla(x, w, stride, padding, dilation, groups, layout)
-    if layout == "CHWN" and _LOWERING.get() == "auto":
-        return conv2d_batch_last(x, w, stride, padding, dilation)
-    return conv2d_gemm(x, w, stride, padding, dilation, layout)
+            return _onednn.conv(x, w, stride, [(p, p) for p in padding], dilation, layout == "NHWC", bias)
+        y = conv2d_xla(x, w, stride, padding, dilation, groups, layout)
+    elif layout == "CHWN" and _LOWERING.get() == "auto":
+        y = conv2d_batch_last(x, w, stride, padding, dilation)
+    else:
+        y = conv2d_gemm(x, w, stride, padding, dilation, layout)
+    return add_bias(y, bias, layout)
+
+
+def add_bias(y: Array, bias: Array | None, layout: str) -> Array:
+    """``y + bias`` along ``y``'s channel axis in ``layout``; ``y`` itself for no bias."""
+    if bias is None:
+        return y
+    shape = [1] * y.ndim
+    shape[_axes(y.ndim, layout)[0]] = -1
+    return y + bias.reshape(shape)
 
 
 def conv2d_xla(x, w, stride, padding, dilation, groups, layout="NCHW"):
@@ -267,9 +279,11 @@ def use_depthwise(x_shape, w_shape, groups: int, layout: str = "NCHW") -> bool:
             and _LOWERING.get() != "xla" and jax.default_backend() == "cpu")
 
 
-def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str = "NCHW") -> Array:
+def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str = "NCHW",
+            bias: Array | None = None) -> Array:
     """torch's cross-correlation in any number of spatial dimensions, padding ``pads =
-    ((lo, hi), ...)`` per spatial axis (negative crops), weight ``(C_out, C_in/groups, *k)``.
+    ((lo, hi), ...)`` per spatial axis (negative crops), weight ``(C_out, C_in/groups, *k)``,
+    plus ``bias: (C_out,)`` if given (oneDNN adds it in its kernel, as torch does).
 
     On CPU depthwise convolutions are :func:`conv_depthwise`, other grouped ones one
     convolution per group (:func:`_conv_by_groups`); 2-D ones take :func:`conv2d`'s
@@ -282,29 +296,29 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
     """
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
-        return conv_depthwise(x, w, stride, pads, dilation, layout)
+        return add_bias(conv_depthwise(x, w, stride, pads, dilation, layout), bias, layout)
     if any(lo + hi > d * (k - 1) for (lo, hi), k, d in zip(pads, w.shape[2:], dilation)):
         # padding beyond 'same' (an output larger than the input): XLA:CPU's weight-gradient
         # convolution takes seconds there (k=2, p=1, 64->128 channels, 32x32, batch 32:
         # 2.6 s vs 15 ms padded first), so the input is padded first
         x, pads = pad_spatial(x, pads, layout), ((0, 0),) * n
     if groups > 1 and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
-        return _conv_by_groups(x, w, stride, pads, dilation, groups, layout)
+        return add_bias(_conv_by_groups(x, w, stride, pads, dilation, groups, layout), bias, layout)
     if n == 2:
         sym = tuple(max(0, min(lo, hi)) for lo, hi in pads)
         extra = [(lo - s, hi - s) for (lo, hi), s in zip(pads, sym)]
         if any(e != (0, 0) for e in extra):
             x = pad_spatial(x, extra, layout)
-        return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout)
+        return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout, bias)
     if n in (1, 3) and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
         if (_LOWERING.get() == "auto" and layout in ("NCHW", "NHWC") and _onednn.usable(x, w, groups)
                 and not _GROUP_PART.get() and min(min(p) for p in pads) >= 0):
-            return _onednn.conv(x, w, stride, pads, dilation, layout == "NHWC")
-        return _conv_by_2d(x, w, stride, pads, dilation, groups, layout)
-    return lax.conv_general_dilated(
+            return _onednn.conv(x, w, stride, pads, dilation, layout == "NHWC", bias)
+        return add_bias(_conv_by_2d(x, w, stride, pads, dilation, groups, layout), bias, layout)
+    return add_bias(lax.conv_general_dilated(
         x, w, window_strides=tuple(stride), padding=[tuple(p) for p in pads], rhs_dilation=tuple(dilation),
         dimension_numbers=_dimension_numbers(n, layout), feature_group_count=groups,
-    )
+    ), bias, layout)
 
 
 def _channels_last(x: Array, layout: str) -> Array:

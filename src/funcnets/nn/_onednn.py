@@ -32,13 +32,17 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.core import ShapedArray
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from funcnets._typing import Array
 from funcnets.nn._bilinear import bilinear_trio
 
-_TARGETS = ("forward", "backward_data", "backward_weights")
+_TARGETS = ("forward", "forward_bias", "backward_data", "backward_weights")
 
 
 @lru_cache(maxsize=None)
@@ -77,13 +81,18 @@ def usable(x: Array, w: Array, groups: int) -> bool:
             and jax.default_backend() == "cpu" and jax.device_count() == 1 and error() is None)
 
 
-def conv(x: Array, w: Array, stride, pads, dilation, channels_last: bool) -> Array:
+def conv(x: Array, w: Array, stride, pads, dilation, channels_last: bool, bias: Array | None = None) -> Array:
     """torch's cross-correlation with 1, 2 or 3 spatial axes, float32: ``x: (N, *S, C_in)``
     channels-last or ``(N, C_in, *S)`` channels-first (taken as it is: oneDNN reads NCW,
     NCHW and NCDHW itself), ``w: (C_out, C_in, *K)``, padding ``pads = ((lo, hi), ...)``
-    (non-negative) -> ``(N, *S', C_out)`` or ``(N, C_out, *S')``."""
+    (non-negative), ``bias: (C_out,)`` or ``None`` -> ``(N, *S', C_out)`` or ``(N, C_out, *S')``.
+    The bias is added by oneDNN's kernel as it writes the output, as in torch."""
     geometry = _geometry(stride, pads, dilation, channels_last)
-    return _prims.forward(x, w, _out_shape(x.shape, w.shape, *geometry), geometry)
+    shape = _out_shape(x.shape, w.shape, *geometry)
+    if bias is None or bias.dtype != np.float32 or bias.shape != (w.shape[0],):
+        y = _prims.forward(x, w, shape, geometry)
+        return y if bias is None else y + _spread(bias, shape, channels_last)  # XLA's promotion or shape error
+    return _forward_bias.bind(x, w, bias, out_shape=shape, geometry=geometry)
 
 
 def conv_transpose(x: Array, w: Array, out_spatial, stride, pads, dilation, channels_last: bool) -> Array:
@@ -109,15 +118,17 @@ def _out_shape(x_shape, w_shape, *geometry) -> tuple[int, ...]:
     return jax.eval_shape(lambda x, w: _xla(x, w, *geometry), x, w).shape
 
 
-def _call(target: str, a: Array, b: Array, shape, stride, pads, dilation, channels_last) -> Array:
+def _call(target: str, *args_and_geometry) -> Array:
+    """``funcnets_conv_{target}`` on the arrays ``*args``, then the output shape and the geometry."""
+    *args, shape, stride, pads, dilation, channels_last = args_and_geometry
     if (why := error()) is not None:  # error() also registers the targets
         raise RuntimeError(why)
 
     def ints(v):
         return np.asarray(v, np.int64)
 
-    return jax.ffi.ffi_call(f"funcnets_conv_{target}", jax.ShapeDtypeStruct(shape, a.dtype), vmap_method="sequential")(
-        a, b, channels_last=bool(channels_last), stride=ints(stride), lo=ints([p[0] for p in pads]),
+    return jax.ffi.ffi_call(f"funcnets_conv_{target}", jax.ShapeDtypeStruct(shape, args[0].dtype),
+                            vmap_method="sequential")(*args, channels_last=bool(channels_last), stride=ints(stride), lo=ints([p[0] for p in pads]),
         hi=ints([p[1] for p in pads]), dilation=ints(dilation))
 
 
@@ -136,3 +147,57 @@ _prims = bilinear_trio(
     partial(_call, "backward_data"),  # (dy, w) -> dx
     partial(_call, "backward_weights"),  # (x, dy) -> dw
 )
+
+
+# ----------------------------------------------------------------------------- with a bias
+def _spread(b: Array, out_shape, channels_last: bool) -> Array:
+    """The bias ``(C_out,)`` along the output's channel axis."""
+    return lax.broadcast_in_dim(b, out_shape, (len(out_shape) - 1 if channels_last else 1,))
+
+
+def _unfused(x, w, b, *, out_shape, geometry):
+    return _prims.forward(x, w, out_shape, geometry) + _spread(b, out_shape, geometry[-1])
+
+
+def _forward_bias_jvp(primals, tangents, *, out_shape, geometry):
+    """``d(F(x, w) + b) = F(dx, w) + F(x, dw) + db``: the derivatives take the trio's
+    primitives (so reverse mode runs oneDNN's input and weight gradients) and XLA's sum for
+    the bias."""
+    (x, w, b), (dx, dw, db) = primals, tangents
+    y = _forward_bias.bind(x, w, b, out_shape=out_shape, geometry=geometry)
+    terms = [f() for t, f in ((dx, lambda: _prims.forward(dx, w, out_shape, geometry)),
+                              (dw, lambda: _prims.forward(x, dw, out_shape, geometry)),
+                              (db, lambda: _spread(db, out_shape, geometry[-1])))
+             if type(t) is not ad.Zero]
+    return y, sum(terms[1:], terms[0]) if terms else ad.Zero.from_primal_value(y)
+
+
+def _forward_bias_batch(args, dims, *, out_shape, geometry):
+    """``vmap``: a batched input with unbatched weight and bias folds into the batch axis
+    (one oneDNN call); anything else maps the unfused form, which the trio batches."""
+    (x, w, b), (dx, dw, db) = args, dims
+    if dw is None and db is None:
+        x = jnp.moveaxis(x, dx, 0)
+        size, n = x.shape[:2]
+        y = _forward_bias.bind(x.reshape(size * n, *x.shape[2:]), w, b, out_shape=(size * n, *out_shape[1:]),
+                               geometry=geometry)
+        return y.reshape(size, n, *out_shape[1:]), 0
+    return jax.vmap(partial(_unfused, out_shape=out_shape, geometry=geometry), (dx, dw, db))(x, w, b), 0
+
+
+def _forward_bias_primitive() -> Primitive:
+    """``conv(x, w) + b`` as one primitive: oneDNN's forward convolution with its bias."""
+    p = Primitive("funcnets_onednn_conv_forward_bias")
+
+    def run(x, w, b, *, out_shape, geometry):
+        return _call("forward_bias", x, w, b, out_shape, *geometry)
+
+    p.def_impl(jax.jit(run, static_argnames=("out_shape", "geometry")))
+    p.def_abstract_eval(lambda x, w, b, *, out_shape, geometry: ShapedArray(out_shape, x.dtype))
+    mlir.register_lowering(p, mlir.lower_fun(run, multiple_results=False))
+    ad.primitive_jvps[p] = _forward_bias_jvp
+    batching.primitive_batchers[p] = _forward_bias_batch
+    return p
+
+
+_forward_bias = _forward_bias_primitive()

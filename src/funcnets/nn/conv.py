@@ -102,14 +102,6 @@ def _check_size(who: str, sizes, pads, kernel, dilation) -> None:
         )
 
 
-def _add_bias(y: Array, bias: Array | None, layout: str) -> Array:
-    if bias is None:
-        return y
-    shape = [1] * y.ndim
-    shape[_conv._axes(y.ndim, layout)[0]] = -1
-    return y + bias.reshape(shape)
-
-
 # ----------------------------------------------------------------------------- functional
 def _convolution(x, weight, bias, stride, padding, dilation, groups, n: int, op: str) -> Array:
     layout = _LAYOUT.get() if n == 2 else "NCHW"
@@ -134,7 +126,7 @@ def _convolution(x, weight, bias, stride, padding, dilation, groups, n: int, op:
 def _convolve(who: str, x, weight, bias, stride, pads, dilation, groups, layout) -> Array:
     """A batched convolution once its arguments are checked: the size check, the lowering, the bias."""
     _check_size(who, _conv._spatial_sizes(x.shape, layout), pads, weight.shape[2:], dilation)
-    return _add_bias(_conv.conv_nd(x, weight, stride, pads, dilation, groups, layout), bias, layout)
+    return _conv.conv_nd(x, weight, stride, pads, dilation, groups, layout, bias)
 
 
 def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrN = 1, padding: IntOrN | str = 0,
@@ -206,7 +198,7 @@ def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, di
             f"((L - 1)·stride - 2·padding + dilation·(k - 1) + output_padding + 1); use less padding"
         )
     y = _conv.conv_transpose_nd(xb, weight, stride, padding, output_padding, dilation, groups, layout)
-    y = _add_bias(y, bias, layout)
+    y = _conv.add_bias(y, bias, layout)
     return y[0] if unbatched else y
 
 
