@@ -135,6 +135,9 @@ def transposed_options(draw):
 @example(opts=dict(n=1, in_channels=2, out_channels=4, kernel_size=(3,), stride=(2,), padding=(1,),
                    output_padding=(1,), groups=2, bias=False, dilation=(1,)),
          use_output_size=False, unbatched=False, dtype=np.float32, seed=2)
+@example(opts=dict(n=2, in_channels=1, out_channels=1, kernel_size=(1, 2), stride=(1, 1), padding=(0, 0),
+                   output_padding=(1, 0), groups=1, bias=False, dilation=(2, 1)),
+         use_output_size=False, unbatched=False, dtype=np.float32, seed=0)  # output_padding >= stride (< dilation)
 def test_conv_transpose_matches_torch(opts, use_output_size, unbatched, dtype, seed):
     """Every option, and ``output_size`` (any size in torch's range) instead of ``output_padding``."""
     opts = dict(opts)

@@ -465,7 +465,8 @@ def conv_transpose_nd(x: Array, w: Array, stride, padding, output_padding, dilat
     if _LOWERING.get() == "xla" or jax.default_backend() != "cpu":
         return conv_transpose_xla(x, w, *args, groups, layout)
     if (_LOWERING.get() == "auto" and layout in ("NCHW", "NHWC") and _onednn.usable(x, w, groups)
-            and not _subpixel_gemm(w, stride, dilation, groups, layout)):
+            and not _subpixel_gemm(w, stride, dilation, groups, layout)
+            and all(o < s for o, s in zip(output_padding, stride))):
         return conv_transpose_onednn(x, w, *args, layout)
     return conv_transpose_subpixel(x, w, *args, groups, layout)
 
@@ -483,8 +484,11 @@ def conv_transpose_onednn(x: Array, w: Array, stride, padding, output_padding, d
     convolution it transposes (:func:`funcnets.nn._onednn.conv_transpose`), with oneDNN's
     forward convolution and weight gradient as its gradients, in either layout. XLA's weight
     gradient of this geometry took 4.3 s for ConvTranspose2d(64, 32, 4, 2, 1) at batch 32,
-    32x32 (oneDNN's: part of a 69 ms step). ``output_padding`` only lengthens the output:
-    the convolution of that length with the same padding reads the input's length back."""
+    32x32 (oneDNN's: part of a 69 ms step). ``output_padding`` below the stride only
+    lengthens the output: the convolution of that length with the same padding reads the
+    input's length back. (torch also allows it up to the dilation; with ``output_padding
+    >= stride`` the convolution would need a negative padding, which oneDNN refuses, so
+    :func:`conv_transpose_nd` takes the sub-pixel lowering there.)"""
     last = layout == "NHWC"
     spatial = x.shape[1:-1] if last else x.shape[2:]
     out = tuple(transposed_out_size(L, k, s, p, o, d)
