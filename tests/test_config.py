@@ -1,5 +1,5 @@
-"""Process-wide settings: the XLA:CPU flags ``import funcnets`` adds (in fresh processes,
-since XLA reads its flags once)."""
+"""Process-wide settings: the XLA:CPU flags ``import funcnets`` adds and its CPU memory
+tuning (in fresh processes, since XLA reads its flags once and JAX its dispatch mode)."""
 
 import os
 import subprocess
@@ -44,6 +44,36 @@ def test_only_on_the_measured_jaxlib_series(version):
 def test_too_late_once_jax_has_started():
     code = "import os, jax; jax.numpy.zeros(1); import funcnets; print(funcnets.config.tune_xla_cpu(), os.environ.get('XLA_FLAGS', ''))"
     assert _flags_after_import({"XLA_FLAGS": "", "FUNCNETS_XLA_FLAGS": ""}, code) == "False"
+
+
+# A program with a 100 MB temporary (the outer product feeds a dot, so it is materialised),
+# run 10 times after warm-up: the page faults per run, and the dispatch mode.
+FAULTS = """
+import resource, funcnets, jax, jax.numpy as jnp
+x = jnp.linspace(0, 1, 5000, dtype=jnp.float32)
+f = jax.jit(lambda x: jnp.outer(jnp.sin(x), x) @ x)
+for _ in range(3):
+    f(x).block_until_ready()
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    f(x).block_until_ready()
+print(jax.config.values["jax_cpu_enable_async_dispatch"], (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) // 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_cpu_memory_tuning_reuses_a_programs_temporaries():
+    """With the tuning (the default) the 100 MB temporary (24,414 pages) is reused from
+    run to run; opted out, JAX's async dispatch thread maps it afresh every run."""
+    tuned = _flags_after_import({"FUNCNETS_CPU_MEMORY": None}, FAULTS).split()
+    default = _flags_after_import({"FUNCNETS_CPU_MEMORY": "0"}, FAULTS).split()
+    assert tuned[0] == "False" and default[0] == "True"
+    assert int(tuned[1]) < 6000 < 20000 < int(default[1]), (tuned, default)
+
+
+def test_cpu_memory_tuning_too_late_once_jax_has_started():
+    code = "import jax; jax.numpy.zeros(1); import funcnets; print(funcnets.config.tune_cpu_memory())"
+    assert _flags_after_import({"FUNCNETS_CPU_MEMORY": None}, code) == "False"
 
 
 def test_import_exposes_every_public_name():

@@ -5,12 +5,15 @@ and buffers are nested dicts keyed with torch's ``state_dict`` names. torch is n
 imported here (only in :mod:`funcnets.torch_io` when reading ``.pth`` files).
 
 Importing funcnets adds :data:`funcnets.config.XLA_CPU_FLAGS` to ``XLA_FLAGS`` unless
-JAX has already started (:func:`funcnets.config.tune_xla_cpu`).
+JAX has already started (:func:`funcnets.config.tune_xla_cpu`), and runs JAX's CPU
+programs synchronously with their memory kept in the main heap
+(:func:`funcnets.config.tune_cpu_memory`).
 """
 
 from funcnets import config
 
 config.tune_xla_cpu()  # before anything starts JAX's backend
+config.tune_cpu_memory()
 
 from funcnets import autograd, checkpoint, data, losses, models, nn, optim, torch_io, train  # noqa: E402
 from funcnets.errors import FuncnetsError, ShapeError  # noqa: E402
