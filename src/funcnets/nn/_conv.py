@@ -291,8 +291,10 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
     and 3-D ones are oneDNN's in either layout, others are made of 2-D channels-last ones
     (:func:`_conv_by_2d`). Elsewhere, or in ``conv_lowering("xla")``, they are all XLA's.
     Forward + backward against torch eager (interleaved), quiet 2-core CPU, as 2-D
-    channels-last ones between transposes -> oneDNN's on NCW/NCDHW: Conv1d(64, 64, 3) over
-    256 steps, batch 32, 0.53x -> 0.59x; Conv3d(16, 32, 3) over 16³, batch 8, 0.71x -> 0.74x.
+    channels-last ones between transposes -> oneDNN's on NCW/NCDHW -> with the bias in
+    oneDNN's kernel: Conv1d(64, 64, 3) over 256 steps, batch 32, 0.53x -> 0.59x -> 1.04x;
+    Conv3d(16, 32, 3) over 16³, batch 8, 0.71x -> 0.74x -> 1.03x (the last step also
+    with benchmarks/README.md's longer settling between the contenders).
     """
     n = w.ndim - 2
     if use_depthwise(x.shape, w.shape, groups, layout):
