@@ -57,7 +57,8 @@ for _ in range(3):
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     f(x).block_until_ready()
-print(jax.config.values["jax_cpu_enable_async_dispatch"], (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) // 10)
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) // 10
+print(jax.config.values["jax_cpu_enable_async_dispatch"], faults)
 """
 
 

@@ -127,9 +127,10 @@ def _call(target: str, *args_and_geometry) -> Array:
     def ints(v):
         return np.asarray(v, np.int64)
 
-    return jax.ffi.ffi_call(f"funcnets_conv_{target}", jax.ShapeDtypeStruct(shape, args[0].dtype),
-                            vmap_method="sequential")(*args, channels_last=bool(channels_last), stride=ints(stride), lo=ints([p[0] for p in pads]),
-        hi=ints([p[1] for p in pads]), dilation=ints(dilation))
+    call = jax.ffi.ffi_call(f"funcnets_conv_{target}", jax.ShapeDtypeStruct(shape, args[0].dtype),
+                            vmap_method="sequential")
+    return call(*args, channels_last=bool(channels_last), stride=ints(stride), lo=ints([p[0] for p in pads]),
+                hi=ints([p[1] for p in pads]), dilation=ints(dilation))
 
 
 # ----------------------------------------------------------------------------- primitives
