@@ -269,6 +269,30 @@ def test_transposed_onednn():
         assert_close(got, to_np(want), 1e-5 if what == "output" else 1e-4, f"channels-last {what}")
 
 
+@settings(max_examples=20, deadline=None)
+@given(n=st.sampled_from([1, 2, 3]), layout=st.sampled_from(["NCHW", "NHWC"]), data=st.data())
+def test_depthwise_input_gradient_is_the_transpose(n, layout, data):
+    """The depthwise input gradient (the flipped-kernel correlation of the stride-dilated
+    ``g``) equals ``jax.linear_transpose`` of the forward for any stride, dilation and
+    (asymmetric, also negative) padding, channels first or last, in float64."""
+    kernel = data.draw(st.tuples(*[st.integers(1, 4)] * n))
+    stride = data.draw(st.tuples(*[st.integers(1, 3)] * n))
+    dilation = data.draw(st.tuples(*[st.integers(1, 2)] * n))
+    pads = data.draw(st.tuples(*[st.tuples(st.integers(-1, 3), st.integers(-1, 3))] * n))
+    size = tuple(max(7, d * (k - 1) + 3) for k, d in zip(kernel, dilation))
+    c = 3
+    shape = (2, c, *size) if layout == "NCHW" else (2, *size, c)
+    rng = np.random.default_rng(data.draw(SEEDS))
+    with jax.enable_x64(True):
+        x, w = jnp.asarray(rng.standard_normal(shape)), jnp.asarray(rng.standard_normal((c, 1, *kernel)))
+        geometry = (stride, pads, dilation, layout)
+        y = _conv._depthwise(x, w, *geometry)
+        g = jnp.asarray(rng.standard_normal(y.shape))
+        ref = jax.linear_transpose(lambda x: _conv._depthwise(x, w, *geometry), x)(g)[0]
+        got = _conv._depthwise_input_grad(g, w, shape, *geometry)
+        assert_close(got, np.asarray(ref), 1e-12, "input gradient")
+
+
 def test_phase_taps_cover_every_tap_once():
     """The sub-pixel tables hold each kernel tap exactly once, in the phase t·d mod s."""
     for k, s, d in [(3, 2, 1), (4, 2, 1), (5, 3, 2), (1, 3, 1), (2, 2, 2)]:

@@ -427,18 +427,40 @@ def _depthwise_weight_grad(x, g, w_shape, stride, pads, dilation, layout):
     """``dL/dw`` of :func:`_depthwise` for the output gradient ``g``: for each tap the sum
     of ``view_t * g`` over every axis but the channels, all taps in one variadic
     ``lax.reduce``, which XLA:CPU fuses into one pass over ``x`` and ``g`` (the autodiff
-    form is one reduction, one pass, per tap)."""
+    form is one reduction, one pass, per tap). Channels-last, the batch axis is kept in
+    that pass and summed after (3x3, 32 channels at 56×56, batch 32: 11.8 -> 4.2 ms);
+    channels-first that is no faster (7×7: slower)."""
     views, _, c_axis = _depthwise_taps(x, w_shape, stride, pads, dilation, layout)
     prods = [v * g for v in views]
     zero = jnp.zeros((), g.dtype)
-    dims = tuple(a for a in range(g.ndim) if a != c_axis)
+    keep = {0, c_axis} if c_axis == g.ndim - 1 else {c_axis}
+    dims = tuple(a for a in range(g.ndim) if a not in keep)
     sums = lax.reduce(prods, [zero] * len(prods), lambda a, b: [u + v for u, v in zip(a, b)], dims)
+    if len(keep) == 2:
+        sums = [s.sum(0) for s in sums]
     return jnp.stack(sums, axis=-1).reshape(w_shape)
 
 
 def _depthwise_input_grad(g, w, x_shape, stride, pads, dilation, layout):
-    x = jax.ShapeDtypeStruct(x_shape, g.dtype)
-    return jax.linear_transpose(lambda x: _depthwise(x, w, stride, pads, dilation, layout), x)(g)[0]
+    """``dL/dx`` of :func:`_depthwise`: with one output channel per input channel, the
+    correlation of ``g`` (its pixels ``stride - 1`` apart, padded to the input's size) with
+    the flipped kernel, the forward's fusion again. With a channel multiplier (weight
+    ``(C·m, 1, ...)``) it is ``jax.linear_transpose`` of the forward (a sum over the ``m``
+    copies). Forward's transpose / this, 32 channels at 56×56, batch 32: 3×3 4.2 / 1.6 ms,
+    stride 2 9.5 / 1.8 ms, 7×7 52 / 4.8 ms; channels-last 3×3 6.3 / 3.4 ms."""
+    c_axis, sp = _axes(len(x_shape), layout)
+    if w.shape[0] != x_shape[c_axis]:
+        x = jax.ShapeDtypeStruct(x_shape, g.dtype)
+        return jax.linear_transpose(lambda x: _depthwise(x, w, stride, pads, dilation, layout), x)(g)[0]
+    kernel = w.shape[2:]
+    config = [(0, 0, 0)] * g.ndim
+    for a, k, s, (lo, _), d in zip(sp, kernel, stride, pads, dilation):
+        # forward: y[o] = sum_t x[o*s + t*d - lo] w[t]; so dx[i] = sum_t gd[i + lo - t*d] w[t]
+        # with gd = g dilated by s; the padding makes that a stride-1 correlation of length X
+        config[a] = (d * (k - 1) - lo, x_shape[a] + lo - (g.shape[a] - 1) * s - 1, s - 1)
+    gd = lax.pad(g, jnp.zeros((), g.dtype), config)
+    flipped = lax.rev(w, tuple(range(2, w.ndim)))
+    return _depthwise(gd, flipped, (1,) * len(kernel), ((0, 0),) * len(kernel), dilation, layout)
 
 
 _depthwise_prims = bilinear_trio(
