@@ -53,7 +53,9 @@ from before every lowering below was a primitive (:mod:`funcnets.nn._bilinear`),
   same kind of fusion and 9 reductions): 17-22 ms; in a train step the weight gradient is
   one variadic reduction over the 9 taps (one pass over the input and the output
   gradient): 1.5-1.9× faster than the 9 reductions (loaded machine, same process: 59.6 /
-  63.5 -> 30.9 / 42.0 ms). Other groups (64 channels in 2
+  63.5 -> 30.9 / 42.0 ms); quiet machine, 2026-12-03, with the input gradient as the
+  forward's fusion over the flipped kernel (:func:`_depthwise_input_grad`): torch 8.3-9.5,
+  funcnets 7.0-7.1 ms. Other groups (64 channels in 2
   groups, 32×32): torch 18-28, XLA 334 ms; one convolution per group
   (:func:`_conv_by_groups`): 41 ms.
 * input-dilated (transposed) convolutions: ConvTranspose2d(64, 32, 4, 2, 1) at 32×32,
