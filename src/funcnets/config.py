@@ -196,9 +196,9 @@ def tune_cpu_memory() -> bool:
     glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` at 1 GiB (freed memory stays
     with the process for the next step rather than going back to the kernel), except
     after each XLA compile, when the compiler's freed memory is returned (``malloc_trim``).
-    JAX reads
-    the first when it starts its backend, so this is skipped once a JAX computation has
-    run; also with ``FUNCNETS_CPU_MEMORY=0`` and off Linux. Returns whether it applied.
+    JAX reads the first when it starts its backend, so this is skipped once a JAX
+    computation has run; also with ``FUNCNETS_CPU_MEMORY=0`` and off Linux. Returns
+    whether it applied.
     """
     from jax._src import xla_bridge
 
