@@ -22,7 +22,6 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
-from functools import partial
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
