@@ -293,6 +293,26 @@ def test_depthwise_input_gradient_is_the_transpose(n, layout, data):
         assert_close(got, np.asarray(ref), 1e-12, "input gradient")
 
 
+@pytest.mark.parametrize("m,k,o", [(3, 5, 7), (7, 5, 3), (4, 6, 4)])
+def test_patches_times_weight_in_either_form_is_the_product(m, k, o):
+    """The GEMM lowering's product ``p @ wk.T``, computed as ``(wk @ p.T).T`` where the
+    weight is the larger operand (m < o): value, jvp, vjp, a Hessian and vmap equal the
+    plain product's in float64 (1e-12), and so does a zero tangent for either operand."""
+    rng = np.random.default_rng(m)
+    with jax.enable_x64(True):
+        p, wk = jnp.asarray(rng.standard_normal((m, k))), jnp.asarray(rng.standard_normal((o, k)))
+        tp, twk, g = (jnp.asarray(rng.standard_normal(s)) for s in ((m, k), (o, k), (m, o)))
+
+        def each(f):
+            return (f(p, wk), jax.jvp(f, (p, wk), (tp, twk))[1], jax.vjp(f, p, wk)[1](g),
+                    jax.grad(lambda wk: jnp.sum(f(p, wk) ** 2))(wk), jax.grad(lambda p: jnp.sum(f(p, wk) ** 2))(p),
+                    jax.hessian(lambda wk: jnp.sum(f(p, wk) ** 3))(wk), jax.vmap(f, (0, None))(jnp.stack([p, -p]), wk))
+
+        got, want = each(_conv._times_weight), each(lambda p, wk: p @ wk.T)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            assert_close(a, np.asarray(b), 1e-12, "product")
+
+
 def test_phase_taps_cover_every_tap_once():
     """The sub-pixel tables hold each kernel tap exactly once, in the phase t·d mod s."""
     for k, s, d in [(3, 2, 1), (4, 2, 1), (5, 3, 2), (1, 3, 1), (2, 2, 2)]:
