@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from funcnets import ShapeError, nn
 from funcnets.nn import _conv
+from funcnets.nn._gemm import times_weight
 from funcnets.nn import functional as F
 from helpers import assert_close, to_np
 
@@ -308,7 +309,7 @@ def test_patches_times_weight_in_either_form_is_the_product(m, k, o):
                     jax.grad(lambda wk: jnp.sum(f(p, wk) ** 2))(wk), jax.grad(lambda p: jnp.sum(f(p, wk) ** 2))(p),
                     jax.hessian(lambda wk: jnp.sum(f(p, wk) ** 3))(wk), jax.vmap(f, (0, None))(jnp.stack([p, -p]), wk))
 
-        got, want = each(_conv._times_weight), each(lambda p, wk: p @ wk.T)
+        got, want = each(times_weight), each(lambda p, wk: p @ wk.T)
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
             assert_close(a, np.asarray(b), 1e-12, "product")
 

@@ -84,11 +84,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
 from funcnets._typing import Array
 from funcnets.nn import _onednn
 from funcnets.nn._bilinear import bilinear_trio
+from funcnets.nn._gemm import times_weight
 
 GEMM_MAX_PIXELS = 16  # output H'·W' at or below which the GEMM lowering wins (measured above)
 
@@ -196,32 +196,6 @@ def window_views(xp: Array, kernel, stride, dilation, out_hw, layout="NCHW") -> 
     ]
 
 
-@jax.custom_jvp
-def _times_weight(p: Array, wk: Array) -> Array:
-    """``p @ wk.T``: patches ``(M, K)`` times the weight ``(O, K)`` -> ``(M, O)``.
-
-    XLA:CPU's GEMM (YNNPACK) packs its right-hand operand on every call, and a transposed
-    one slowly; here that is the weight, 9.4 MB for layer4 of ResNet-18. Where the weight
-    is the larger operand (``M < O``) the value is computed as ``(wk @ p.T).T`` with a
-    real transpose of the small result (the barrier keeps XLA from folding it back into
-    the product): M=32, K=4608, O=512 (layer4, batch 8) 0.89-1.07 -> 0.63-0.72 ms;
-    M=128, O=512 0.92-2.0 -> 1.66-1.81 ms; M=128, O=256 the same. The gradients keep
-    ``p @ wk.T``'s own products (``g @ wk`` and ``g.T @ p``): ``wk.T @ g.T``, the
-    transposed form's, took 2.2-2.8 ms instead of 0.6-0.7 at layer4's shape.
-    """
-    if p.shape[0] < wk.shape[0]:
-        return lax.optimization_barrier(wk @ p.T).T
-    return p @ wk.T
-
-
-@partial(_times_weight.defjvp, symbolic_zeros=True)
-def _times_weight_jvp(primals, tangents):
-    (p, wk), (tp, twk) = primals, tangents
-    terms = [t for t in (None if type(tp) is SymbolicZero else tp @ wk.T,
-                         None if type(twk) is SymbolicZero else p @ twk.T) if t is not None]
-    return _times_weight(p, wk), sum(terms[1:], terms[0])
-
-
 def conv2d_gemm(x, w, stride, padding, dilation, layout="NCHW"):
     """im2col + one GEMM, patches in OIHW's (c, i, j) order so that the weight reshapes
     to ``(C_out, C·kH·kW)`` with no transpose. NCHW: patches ``(N, C·kH·kW, H'·W')``;
@@ -242,7 +216,7 @@ def conv2d_gemm(x, w, stride, padding, dilation, layout="NCHW"):
         return (wk @ patches).reshape(o, oh, ow, n)
     if layout == "NHWC":
         patches = jnp.stack(cols, axis=-1).reshape(n * oh * ow, c * kh * kw)
-        return _times_weight(patches, wk).reshape(n, oh, ow, o)
+        return times_weight(patches, wk).reshape(n, oh, ow, o)
     patches = jnp.stack(cols, axis=2).reshape(n, c * kh * kw, oh * ow)
     # one (C_out × K) @ (K × N·H'·W') product; a per-image batched GEMM is slower on CPU
     y = jnp.einsum("ok,nkp->onp", wk, patches)

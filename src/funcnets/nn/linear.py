@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
 from funcnets.nn import init
+from funcnets.nn._gemm import times_weight
 from funcnets.nn._layout import _check_float
 from funcnets.nn.module import Module
 
@@ -25,7 +26,10 @@ def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
     Returns:
       ``(..., out_features)``.
     """
-    y = jnp.matmul(x, weight.T)
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        y = jnp.matmul(x, weight.T)  # jnp's own error for mismatched shapes
+    else:
+        y = times_weight(x.reshape(-1, x.shape[-1]), weight).reshape(*x.shape[:-1], weight.shape[0])
     return y if bias is None else y + bias
 
 
