@@ -295,10 +295,10 @@ def test_depthwise_input_gradient_is_the_transpose(n, layout, data):
 
 
 @pytest.mark.parametrize("m,k,o", [(3, 5, 7), (7, 5, 3), (4, 6, 4)])
-def test_patches_times_weight_in_either_form_is_the_product(m, k, o):
-    """The GEMM lowering's product ``p @ wk.T``, computed as ``(wk @ p.T).T`` where the
-    weight is the larger operand (m < o): value, jvp, vjp, a Hessian and vmap equal the
-    plain product's in float64 (1e-12), and so does a zero tangent for either operand."""
+def test_times_weight_in_either_form_is_the_product(m, k, o):
+    """The product of the GEMM convolutions and F.linear, ``p @ wk.T``, computed as
+    ``(wk @ p.T).T`` for few rows (m < o here): value, jvp, vjp, a Hessian and vmap equal
+    the plain product's in float64 (1e-12), and so does a zero tangent for either operand."""
     rng = np.random.default_rng(m)
     with jax.enable_x64(True):
         p, wk = jnp.asarray(rng.standard_normal((m, k))), jnp.asarray(rng.standard_normal((o, k)))

@@ -5,7 +5,7 @@ XLA:CPU's GEMM (YNNPACK) packs its right-hand operand on every call, and a trans
 one slowly: in ``x @ w.T`` that is the weight. With few rows the packing is most of the
 product, and ``(w @ x.T).T`` (the weight on the left, a real transpose of the small
 result) is faster. Same process, interleaved, 2-core AVX-512 CPU, ms for ``x: (M, K)``,
-``w: (O, K)``, ``x @ w.T`` / ``(w @ x.T).T``:
+``w: (O, K)``, ``x @ w.T`` / ``(w @ x.T).T``, the mean of two rounds' medians:
 
 =================  ==============  ==============  ==============  ==============
 K × O              M = 16          M = 32          M = 64          M = 128
