@@ -45,9 +45,10 @@ def times_weight(x: Array, w: Array) -> Array:
 
 def _times_weight_jvp(primals, tangents):
     (x, w), (tx, tw) = primals, tangents
-    terms = [t for t in (None if type(tx) is SymbolicZero else tx @ w.T,
-                         None if type(tw) is SymbolicZero else x @ tw.T) if t is not None]
-    return times_weight(x, w), sum(terms[1:], terms[0])
+    ty = None if type(tx) is SymbolicZero else tx @ w.T  # JAX calls this with at least one nonzero
+    if type(tw) is not SymbolicZero:
+        ty = x @ tw.T if ty is None else ty + x @ tw.T
+    return times_weight(x, w), ty
 
 
 times_weight.defjvp(_times_weight_jvp, symbolic_zeros=True)
