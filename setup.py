@@ -1,7 +1,8 @@
 """Builds funcnets' compiled pieces: oneDNN's convolutions and its LSTM/GRU layers as XLA FFI
 handlers (``src/funcnets/csrc/onednn_conv.cc``, ``onednn_rnn.cc``), on x86-64 Linux, where ``onednn-cpu-gomp`` has
-wheels. The build is optional: without it (no compiler, another platform) funcnets uses
-XLA's convolutions and ``lax.scan`` RNNs, and ``funcnets.nn.onednn_error()`` says why."""
+wheels, and im2col for the GEMM convolutions (``im2col.cc``). The build is optional: without it
+(no compiler, another platform) funcnets uses XLA's convolutions, ``lax.scan`` RNNs and XLA's
+slices, and ``funcnets.nn.onednn_error()`` says why."""
 
 import platform
 import sys
@@ -35,7 +36,14 @@ def _extensions():
         extra_compile_args=["-std=c++17", "-O2", "-fopenmp", "-Wno-attributes"],
         extra_link_args=["-fopenmp"],
         optional=True,
-    ) for name in ("conv", "rnn")]
+    ) for name in ("conv", "rnn")] + [Extension(  # im2col for the GEMM convolutions (funcnets.nn._patches)
+        "funcnets._im2col",
+        sources=["src/funcnets/csrc/im2col.cc"],
+        include_dirs=[jax.ffi.include_dir()],
+        extra_compile_args=["-std=c++17", "-O2", "-fopenmp", "-Wno-attributes"],
+        extra_link_args=["-fopenmp"],
+        optional=True,
+    )]
 
 
 setup(ext_modules=_extensions())

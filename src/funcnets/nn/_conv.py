@@ -86,7 +86,7 @@ import numpy as np
 from jax import lax
 
 from funcnets._typing import Array
-from funcnets.nn import _onednn
+from funcnets.nn import _onednn, _patches
 from funcnets.nn._bilinear import bilinear_trio
 from funcnets.nn._gemm import times_weight
 
@@ -207,16 +207,17 @@ def conv2d_gemm(x, w, stride, padding, dilation, layout="NCHW"):
     n = x.shape[3] if layout == "CHWN" else x.shape[0]
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     spatial_pad = ((ph, ph), (pw, pw))
+    wk = w.reshape(o, c * kh * kw)
+    if layout == "NHWC":  # one FFI call on CPU, not a kernel per slice to compile (funcnets.nn._patches)
+        patches = x.reshape(n * h * wd, c) if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0) else \
+            _patches.patches(x, (kh, kw), stride, spatial_pad, dilation)
+        return times_weight(patches, wk).reshape(n, oh, ow, o)
     pads = ((0, 0),) + (spatial_pad + ((0, 0),) if layout != "NCHW" else ((0, 0),) + spatial_pad)
     xp = jnp.pad(x, pads) if ph or pw else x
     cols = window_views(xp, (kh, kw), stride, dilation, (oh, ow), layout)
-    wk = w.reshape(o, c * kh * kw)
     if layout == "CHWN":
         patches = jnp.stack(cols, axis=1).reshape(c * kh * kw, oh * ow * n)
         return (wk @ patches).reshape(o, oh, ow, n)
-    if layout == "NHWC":
-        patches = jnp.stack(cols, axis=-1).reshape(n * oh * ow, c * kh * kw)
-        return times_weight(patches, wk).reshape(n, oh, ow, o)
     patches = jnp.stack(cols, axis=2).reshape(n, c * kh * kw, oh * ow)
     # one (C_out × K) @ (K × N·H'·W') product; a per-image batched GEMM is slower on CPU
     y = jnp.einsum("ok,nkp->onp", wk, patches)
