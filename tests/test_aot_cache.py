@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from funcnets import aot, nn, optim, recipes, train
+from funcnets.nn import _onednn, _patches
+from funcnets.nn import functional as F
 from funcnets.losses import cross_entropy
 
 def build(width: int = 16, lr: float = 0.1, batch: int = 3):
@@ -29,6 +31,24 @@ def build(width: int = 16, lr: float = 0.1, batch: int = 3):
     x = jax.random.normal(jax.random.PRNGKey(2), (batch, 8))
     y = jnp.arange(batch, dtype=jnp.int32) % 3
     return train.make_train_step(train.supervised_loss(model), opt), ts, (x, y)
+
+
+def build_custom_calls():
+    """A channels-last CNN whose step calls funcnets' FFI targets: oneDNN's convolution
+    (8×8 maps) and the GEMM convolution's im2col (4×4), forward and backward."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(128, 3))
+    params, state = model.init(jax.random.PRNGKey(0))
+    opt = optim.sgd(0.1, momentum=0.9)
+    ts = train.create_train_state(params, state, opt, jax.random.PRNGKey(1))
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 3))
+    step = train.make_train_step(train.supervised_loss(model), opt)
+
+    def channels_last_step(ts, batch):
+        with F.channels_last():
+            return step(ts, batch)
+
+    return channels_last_step, ts, (x, jnp.arange(2, dtype=jnp.int32))
 
 
 def two_steps(step, ts, batch) -> list[np.ndarray]:
@@ -49,7 +69,7 @@ CHILD = textwrap.dedent("""
     traced = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, secs, **kw: traced.append(event) if event == "/jax/core/compile/jaxpr_trace_duration" else None)
-    step, ts, batch = mod.build()
+    step, ts, batch = getattr(mod, sys.argv[4])()
     jax.block_until_ready((ts, batch))
     traced.clear()
     out = mod.two_steps(step, ts, batch)
@@ -58,10 +78,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _child(cache: str, out: str, **extra_env: str) -> dict:
+def _child(cache: str, out: str, builder: str = "build", **extra_env: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("FUNCNETS_AOT_CACHE", "FUNCNETS_COMPILATION_CACHE")}
     env.update(extra_env)
-    res = subprocess.run([sys.executable, "-c", CHILD, cache, out, __file__], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run([sys.executable, "-c", CHILD, cache, out, __file__, builder], capture_output=True, text=True,
+                         env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -106,6 +127,23 @@ def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path, monkeyp
     for i, r in enumerate(ref):
         np.testing.assert_array_equal(a[f"arr_{i}"], r)
         np.testing.assert_array_equal(b[f"arr_{i}"], r)
+
+
+def test_loaded_step_finds_funcnets_custom_calls(tmp_path):
+    """A step that calls funcnets' FFI targets (oneDNN's convolution, im2col) loads in a
+    new process, which has not traced anything that would register them, and runs: the
+    key's computation registers every extension's targets first."""
+    # checked here, not in a skipif: the child imports this file, and error() registers
+    if _onednn.error() is not None or _patches.error() is not None:
+        pytest.skip("funcnets' extensions are not built")
+    cache = tmp_path / "jax"
+    first = _child(str(cache), str(tmp_path / "a.npz"), "build_custom_calls")
+    assert first["stats"]["saved"] == 1, first
+    second = _child(str(cache), str(tmp_path / "b.npz"), "build_custom_calls")
+    assert second["stats"]["loaded"] == 1 and second["stats"]["rejected"] == 0, second
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
 
 
 @pytest.fixture

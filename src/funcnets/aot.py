@@ -359,7 +359,7 @@ def _host_cpu() -> str:
 def _environment() -> dict[str, Any]:
     import jaxlib
 
-    from funcnets.nn import _onednn
+    from funcnets.nn import _onednn, _onednn_rnn, _patches
 
     devices = jax.devices()
     return {
@@ -374,7 +374,8 @@ def _environment() -> dict[str, Any]:
         "process_count": jax.process_count(),
         "host_cpu": hashlib.sha256(_host_cpu().encode()).hexdigest(),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-        "onednn": _onednn.error(),  # also registers oneDNN's custom calls before a load
+        # each also registers its custom calls, which a loaded executable calls by name
+        "extensions": [_onednn.error(), _onednn_rnn.error(), _patches.error()],
         "config": {k: repr(v) for k, v in sorted(jax.config.values.items())
                    if not any(s in k for s in _CONFIG_IGNORED)},
     }
