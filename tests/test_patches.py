@@ -1,5 +1,6 @@
-"""im2col as one FFI call (funcnets.nn._patches): the same patch matrix as XLA's slices,
-its transpose, every transformation, and the GEMM convolution through it against torch."""
+"""im2col as one FFI call (funcnets.nn._patches), channels-last and channels-first: the
+same patch matrix as XLA's slices, its transpose, every transformation, and the GEMM
+convolution through it against torch."""
 
 from __future__ import annotations
 
@@ -33,36 +34,40 @@ def _geometry(data):
 @pytest.mark.skipif(not ON_X86_LINUX, reason="the extension is built on x86-64 Linux only")
 def test_extension_is_built_and_used():
     """CI builds the extension, and a GEMM convolution's program calls it (forward and
-    backward) instead of XLA's slices; another dtype (bfloat16) takes the slices."""
+    backward, either layout) instead of XLA's slices; another dtype (bfloat16) takes the slices."""
     assert _patches.error() is None
 
     def loss(x, w):
         with F.channels_last():
             return jnp.sum(F.conv2d(x, w, None, 1, 1) ** 2)
 
+    def loss_nchw(x, w):
+        return jnp.sum(F.conv2d(x.transpose(0, 3, 1, 2), w, None, 1, 1) ** 2)
+
     x, w = jnp.ones((2, 4, 4, 3)), jnp.ones((5, 3, 3, 3))
-    hlo = jax.jit(jax.grad(loss)).lower(x, w).as_text()
-    assert 'funcnets_im2col' in hlo and 'funcnets_col2im' in hlo
-    hlo16 = jax.jit(jax.grad(loss)).lower(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).as_text()
-    assert 'funcnets_im2col' not in hlo16 and 'funcnets_col2im' not in hlo16
+    for f in (loss, loss_nchw):
+        hlo = jax.jit(jax.grad(f)).lower(x, w).as_text()
+        assert 'funcnets_im2col' in hlo and 'funcnets_col2im' in hlo
+        hlo16 = jax.jit(jax.grad(f)).lower(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).as_text()
+        assert 'funcnets_im2col' not in hlo16 and 'funcnets_col2im' not in hlo16
 
 
 @settings(max_examples=20, deadline=None)
-@given(dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
-def test_patches_and_transpose_equal_xla_ops(dtype, data):
-    """For any kernel, stride, dilation and (asymmetric) padding: the patches equal XLA's
+@given(dtype=st.sampled_from([np.float32, np.float64]), last=st.booleans(), data=st.data())
+def test_patches_and_transpose_equal_xla_ops(dtype, last, data):
+    """For any kernel, stride, dilation and (asymmetric) padding, channels last or first: the patches equal XLA's
     slices exactly, their transpose (the vjp) equals the transpose of XLA's slices (float64
     1e-12, float32 1e-6: only the order of the sums differs), and jvp, vmap over a
     non-leading axis and vmap of the vjp agree too."""
     kernel, stride, pads, dilation, (h, w) = _geometry(data)
-    geometry = (kernel, stride, pads, dilation)
+    geometry = (kernel, stride, pads, dilation, last)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     tol = 1e-12 if dtype == np.float64 else 1e-6
     with jax.enable_x64(dtype == np.float64):
-        x = jnp.asarray(rng.standard_normal((2, h, w, 3)).astype(dtype))
+        x = jnp.asarray(rng.standard_normal((2, h, w, 3) if last else (2, 3, h, w)).astype(dtype))
 
         def ours(x):
-            return _patches.patches(x, kernel, stride, pads, dilation)
+            return _patches.patches(x, kernel, stride, pads, dilation, channels_last=last)
 
         want = _patches._im2col_xla(x, geometry)
         got = jax.jit(ours)(x)
@@ -84,11 +89,11 @@ def test_patches_and_transpose_equal_xla_ops(dtype, data):
 
 
 @settings(max_examples=15, deadline=None)
-@given(data=st.data())
-def test_gemm_conv_channels_last_matches_torch(data):
-    """Conv2d on channels-last input through the GEMM lowering (patches from the FFI
-    call) against torch: output, input and weight gradients in float64 to 1e-10, and the
-    weight's Hessian-vector product against XLA's own convolution."""
+@given(last=st.booleans(), data=st.data())
+def test_gemm_conv_matches_torch(last, data):
+    """Conv2d on channels-last or channels-first input through the GEMM lowering (patches
+    from the FFI call) against torch: output, input and weight gradients in float64 to
+    1e-10, and the weight's Hessian-vector product against XLA's own convolution."""
     kernel, stride, pads, dilation, size = _geometry(data)
     padding = tuple(p[0] for p in pads)  # torch's symmetric padding
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
@@ -100,8 +105,11 @@ def test_gemm_conv_channels_last_matches_torch(data):
     ref.backward(torch.tensor(g))
 
     def conv(x, w, lowering="gemm"):
-        with _conv.conv_lowering(lowering), F.channels_last():
-            return F.conv2d(x.transpose(0, 2, 3, 1), w, None, stride, padding, dilation).transpose(0, 3, 1, 2)
+        with _conv.conv_lowering(lowering):
+            if not last:
+                return F.conv2d(x, w, None, stride, padding, dilation)
+            with F.channels_last():
+                return F.conv2d(x.transpose(0, 2, 3, 1), w, None, stride, padding, dilation).transpose(0, 3, 1, 2)
 
     with jax.enable_x64(True):
         xj, wj, gj = jnp.asarray(x), jnp.asarray(w), jnp.asarray(g)

@@ -208,17 +208,18 @@ def conv2d_gemm(x, w, stride, padding, dilation, layout="NCHW"):
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     spatial_pad = ((ph, ph), (pw, pw))
     wk = w.reshape(o, c * kh * kw)
-    if layout == "NHWC":  # one FFI call on CPU, not a kernel per slice to compile (funcnets.nn._patches)
-        patches = x.reshape(n * h * wd, c) if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0) else \
-            _patches.patches(x, (kh, kw), stride, spatial_pad, dilation)
-        return times_weight(patches, wk).reshape(n, oh, ow, o)
-    pads = ((0, 0),) + (spatial_pad + ((0, 0),) if layout != "NCHW" else ((0, 0),) + spatial_pad)
-    xp = jnp.pad(x, pads) if ph or pw else x
-    cols = window_views(xp, (kh, kw), stride, dilation, (oh, ow), layout)
     if layout == "CHWN":
-        patches = jnp.stack(cols, axis=1).reshape(c * kh * kw, oh * ow * n)
-        return (wk @ patches).reshape(o, oh, ow, n)
-    patches = jnp.stack(cols, axis=2).reshape(n, c * kh * kw, oh * ow)
+        xp = jnp.pad(x, ((0, 0),) + spatial_pad + ((0, 0),)) if ph or pw else x
+        patches = jnp.stack(window_views(xp, (kh, kw), stride, dilation, (oh, ow), layout), axis=1)
+        return (wk @ patches.reshape(c * kh * kw, oh * ow * n)).reshape(o, oh, ow, n)
+    # NHWC and NCHW: one FFI call on CPU, not a kernel per slice to compile (funcnets.nn._patches)
+    last = layout == "NHWC"
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        patches = x.reshape((n * h * wd, c) if last else (n, c, h * wd))
+    else:
+        patches = _patches.patches(x, (kh, kw), stride, spatial_pad, dilation, channels_last=last)
+    if last:
+        return times_weight(patches, wk).reshape(n, oh, ow, o)
     # one (C_out × K) @ (K × N·H'·W') product; a per-image batched GEMM is slower on CPU
     y = jnp.einsum("ok,nkp->onp", wk, patches)
     return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)

@@ -1,8 +1,8 @@
-"""im2col for the channels-last GEMM convolutions, as one XLA FFI call and its transpose.
+"""im2col for the GEMM convolutions, as one XLA FFI call and its transpose.
 
-:func:`patches` turns ``x: (N, H, W, C)`` into the patch matrix ``(N·H'·W', C·kH·kW)``
-(columns in OIHW's ``(c, i, j)`` order) that :func:`funcnets.nn._conv.conv2d_gemm`
-multiplies by the weight. Written with XLA ops it is a pad, ``kH·kW`` strided slices and
+:func:`patches` turns ``x: (N, H, W, C)`` into the patch matrix ``(N·H'·W', C·kH·kW)``,
+or channels-first ``x: (N, C, H, W)`` into ``(N, C·kH·kW, H'·W')`` (``C·kH·kW`` in OIHW's
+``(c, i, j)`` order), that :func:`funcnets.nn._conv.conv2d_gemm` multiplies by the weight. Written with XLA ops it is a pad, ``kH·kW`` strided slices and
 a stack, and its gradient a pad-and-add per slice: in a ResNet-18 train step (batch 8,
 3×64×64, 2-core CPU) those kernels took ~1 s of XLA's 2.5-3 s compile, while running in
 ~1.5 ms of a 35 ms step. On CPU they are now two primitives, ``funcnets_im2col`` and its
@@ -29,7 +29,7 @@ from jax.interpreters import ad, batching, mlir
 
 from funcnets._typing import Array
 
-# geometry: ((kH, kW), (sH, sW), ((lo, hi), (lo, hi)), (dH, dW)), all static ints
+# geometry: ((kH, kW), (sH, sW), ((lo, hi), (lo, hi)), (dH, dW), channels_last), all static
 
 
 @lru_cache(maxsize=None)
@@ -47,37 +47,45 @@ def error() -> str | None:
     return None
 
 
-def patches(x: Array, kernel, stride, pads, dilation) -> Array:
+def patches(x: Array, kernel, stride, pads, dilation, channels_last: bool = True) -> Array:
     """``x: (N, H, W, C)`` -> ``(N·H'·W', C·kH·kW)``: row ``(n, h', w')`` holds the window of
-    output pixel ``(h', w')`` of image ``n``, channel-major then kernel offset ``(i, j)``;
-    ``pads = ((lo, hi), (lo, hi))`` zeros around ``H`` and ``W`` (non-negative)."""
-    geometry = (tuple(kernel), tuple(stride), tuple(map(tuple, pads)), tuple(dilation))
+    output pixel ``(h', w')`` of image ``n``, channel-major then kernel offset ``(i, j)``.
+    With ``channels_last=False``, ``x: (N, C, H, W)`` -> ``(N, C·kH·kW, H'·W')``, the same
+    entries with each image's matrix transposed. ``pads = ((lo, hi), (lo, hi))`` zeros
+    around ``H`` and ``W`` (non-negative)."""
+    geometry = (tuple(kernel), tuple(stride), tuple(map(tuple, pads)), tuple(dilation), bool(channels_last))
     return _im2col.bind(x, geometry=geometry)
 
 
 def _out_hw(h: int, w: int, geometry) -> tuple[int, int]:
-    (kh, kw), (sh, sw), ((t, b), (left, r)), (dh, dw) = geometry
+    (kh, kw), (sh, sw), ((t, b), (left, r)), (dh, dw), _ = geometry
     return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + left + r - dw * (kw - 1) - 1) // sw + 1
 
 
-def _patch_shape(x_shape, geometry) -> tuple[int, int]:
-    n, h, w, c = x_shape
+def _patch_shape(x_shape, geometry) -> tuple[int, ...]:
+    (kh, kw), last = geometry[0], geometry[-1]
+    n, h, w, c = x_shape if last else (x_shape[0], *x_shape[2:], x_shape[1])
     oh, ow = _out_hw(h, w, geometry)
-    (kh, kw) = geometry[0]
-    return n * oh * ow, c * kh * kw
+    return (n * oh * ow, c * kh * kw) if last else (n, c * kh * kw, oh * ow)
 
 
 # ----------------------------------------------------------------------------- XLA's ops
 def _im2col_xla(x: Array, geometry) -> Array:
     """The same patch matrix from XLA ops: pad, one strided slice per kernel offset, stack."""
-    (kh, kw), (sh, sw), pads, (dh, dw) = geometry
-    n, h, w, c = x.shape
-    oh, ow = _out_hw(h, w, geometry)
-    xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
-    cols = [lax.slice(xp, (0, i * dh, j * dw, 0), (n, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, c),
-                      (1, sh, sw, 1))
-            for i in range(kh) for j in range(kw)]
-    return jnp.stack(cols, axis=-1).reshape(n * oh * ow, c * kh * kw)
+    (kh, kw), (sh, sw), pads, (dh, dw), last = geometry
+    sp = (1, 2) if last else (2, 3)  # the spatial axes
+    oh, ow = _out_hw(x.shape[sp[0]], x.shape[sp[1]], geometry)
+    config = [(0, 0, 0)] * 4
+    config[sp[0]], config[sp[1]] = (*pads[0], 0), (*pads[1], 0)
+    xp = lax.pad(x, jnp.zeros((), x.dtype), config)
+    cols = []
+    for i in range(kh):
+        for j in range(kw):
+            start, limit, step = [0] * 4, list(xp.shape), [1] * 4
+            start[sp[0]], limit[sp[0]], step[sp[0]] = i * dh, i * dh + (oh - 1) * sh + 1, sh
+            start[sp[1]], limit[sp[1]], step[sp[1]] = j * dw, j * dw + (ow - 1) * sw + 1, sw
+            cols.append(lax.slice(xp, start, limit, step))
+    return jnp.stack(cols, axis=-1 if last else 2).reshape(_patch_shape(x.shape, geometry))
 
 
 def _col2im_xla(p: Array, geometry, x_shape) -> Array:
@@ -90,14 +98,14 @@ def _ffi_usable(dtype) -> bool:
 
 
 def _ffi(target: str, operand: Array, out_shape, geometry) -> Array:
-    (kh, kw), (sh, sw), ((t, b), (left, r)), (dh, dw) = geometry
+    (kh, kw), (sh, sw), ((t, b), (left, r)), (dh, dw), last = geometry
 
     def ints(*v):
         return np.asarray(v, np.int64)
 
     call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, operand.dtype), vmap_method="sequential")
-    return call(operand, kernel=ints(kh, kw), stride=ints(sh, sw), lo=ints(t, left), hi=ints(b, r),
-                dilation=ints(dh, dw))
+    return call(operand, channels_last=last, kernel=ints(kh, kw), stride=ints(sh, sw), lo=ints(t, left),
+                hi=ints(b, r), dilation=ints(dh, dw))
 
 
 def _im2col_cpu(x, *, geometry):
@@ -139,14 +147,14 @@ def _im2col_batch(args, dims, *, geometry):
     x = jnp.moveaxis(x, d, 0)
     size = x.shape[0]
     p = _im2col.bind(x.reshape(size * x.shape[1], *x.shape[2:]), geometry=geometry)
-    return p.reshape(size, p.shape[0] // size, p.shape[1]), 0
+    return p.reshape(size, p.shape[0] // size, *p.shape[1:]), 0
 
 
 def _col2im_batch(args, dims, *, geometry, x_shape):
     (p,), (d,) = args, dims
     p = jnp.moveaxis(p, d, 0)
     size = p.shape[0]
-    x = _col2im.bind(p.reshape(size * p.shape[1], p.shape[2]), geometry=geometry,
+    x = _col2im.bind(p.reshape(size * p.shape[1], *p.shape[2:]), geometry=geometry,
                      x_shape=(size * x_shape[0], *x_shape[1:]))
     return x.reshape(size, *x_shape), 0
 
