@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from funcnets import aot, nn, optim, recipes, train
-from funcnets.nn import _onednn, _patches
+from funcnets.nn import _onednn, _onednn_rnn, _patches
 from funcnets.nn import functional as F
 from funcnets.losses import cross_entropy
 
@@ -49,6 +49,19 @@ def build_custom_calls():
             return step(ts, batch)
 
     return channels_last_step, ts, (x, jnp.arange(2, dtype=jnp.int32))
+
+
+def build_lstm():
+    """Plain gradient steps through oneDNN's LSTM (its FFI targets), as a CachedJit
+    keyed by the layer (the step function is this file's: the test keeps it fixed)."""
+    lstm = nn.LSTM(4, 8, batch_first=True)
+    params, _ = lstm.init(jax.random.PRNGKey(0))
+
+    def step(params, x):
+        grads = jax.grad(lambda p: jnp.sum(lstm(p, {}, x)[0][0] ** 2))(params)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads), {}
+
+    return aot.CachedJit(jax.jit(step), closure=(lstm,), what="LSTM step"), params, jnp.ones((2, 5, 4))
 
 
 def two_steps(step, ts, batch) -> list[np.ndarray]:
@@ -129,17 +142,18 @@ def test_new_process_loads_without_tracing_and_matches_bitwise(tmp_path, monkeyp
         np.testing.assert_array_equal(b[f"arr_{i}"], r)
 
 
-def test_loaded_step_finds_funcnets_custom_calls(tmp_path):
-    """A step that calls funcnets' FFI targets (oneDNN's convolution, im2col) loads in a
-    new process, which has not traced anything that would register them, and runs: the
-    key's computation registers every extension's targets first."""
+@pytest.mark.parametrize("builder", ["build_custom_calls", "build_lstm"])
+def test_loaded_step_finds_funcnets_custom_calls(tmp_path, builder):
+    """A step that calls funcnets' FFI targets (oneDNN's convolution and im2col; oneDNN's
+    LSTM) loads in a new process, which has not traced anything that would register them,
+    and runs: the key's computation registers every extension's targets first."""
     # checked here, not in a skipif: the child imports this file, and error() registers
-    if _onednn.error() is not None or _patches.error() is not None:
+    if any(m.error() is not None for m in (_onednn, _onednn_rnn, _patches)):
         pytest.skip("funcnets' extensions are not built")
     cache = tmp_path / "jax"
-    first = _child(str(cache), str(tmp_path / "a.npz"), "build_custom_calls")
+    first = _child(str(cache), str(tmp_path / "a.npz"), builder)
     assert first["stats"]["saved"] == 1, first
-    second = _child(str(cache), str(tmp_path / "b.npz"), "build_custom_calls")
+    second = _child(str(cache), str(tmp_path / "b.npz"), builder)
     assert second["stats"]["loaded"] == 1 and second["stats"]["rejected"] == 0, second
     with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
         for k in a.files:
