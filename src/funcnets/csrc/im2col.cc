@@ -2,9 +2,9 @@
 //
 // The GEMM convolutions of small maps (ResNet's last stages) multiply a patch matrix by the
 // weight. Built from XLA ops, each patch matrix is a pad, kH·kW strided slices and a stack,
-// and its gradient a pad-and-add per slice: ~70 kernels in a ResNet-18 train step whose
-// LLVM code generation took ~1 s of the step's 2.5-3 s compile (the 2-core CPU). As one
-// call each they compile to nothing and run as fast.
+// and its gradient a pad-and-add per slice: ~70 kernels for XLA to compile in a ResNet-18
+// train step. As one call each, the step compiles in 1.95-2.19 instead of 2.55-2.84 s (the
+// 2-core CPU) and runs as fast.
 //
 // Channels-last x: (N, H, W, C) -> p: (N·H'·W', C·kH·kW); channels-first x: (N, C, H, W)
 // -> p: (N, C·kH·kW, H'·W'). The C·kH·kW axis is in OIHW's (c, i, j) order, so that the
@@ -67,6 +67,7 @@ void Taps(const Window& g, P* base, P* zeros, int64_t n, int64_t y, int64_t x, s
 // Each image's rows (and, transposed, its pixels) belong to it alone: one batch chunk per task.
 template <typename F>
 std::string ByImages(ffi::ThreadPool& pool, int64_t n, F images) {
+  if (n == 0) return {};  // an empty batch (XLA does not call us for empty buffers today)
   int64_t t = std::max<int64_t>(1, std::min<int64_t>(n, pool.num_threads()));
   int64_t per = (n + t - 1) / t, chunks = (n + per - 1) / per;
   return funcnets_onednn::ParallelChunks(pool, chunks, [&](int64_t i) { images(i * per, std::min(n, (i + 1) * per)); });
