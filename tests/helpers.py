@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import sys
 
 import numpy as np
 import torch
@@ -11,6 +13,9 @@ from funcnets.parity import torch_lenet, torch_my_relu
 
 TorchNet = lambda: torch_lenet()  # noqa: E731  the tutorial's Net (one definition, in funcnets.parity)
 MyReLU = torch_my_relu()
+
+# where funcnets' compiled extensions (src/funcnets/csrc/) are built, so CI must have them
+ON_X86_LINUX = sys.platform == "linux" and platform.machine() == "x86_64"
 
 
 def default_compile_env(**extra: str) -> dict[str, str]:

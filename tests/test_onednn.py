@@ -8,8 +8,6 @@ kernels too: the three are primitives transposed into each other) the same 1e-5 
 XLA's.
 """
 
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +20,8 @@ from funcnets.models import resnet18
 from funcnets.nn import _onednn
 from funcnets.nn import functional as F
 
-from helpers import assert_close, to_np
+from helpers import ON_X86_LINUX, assert_close, to_np
 
-ON_X86_LINUX = sys.platform == "linux" and platform.machine() == "x86_64"
 needs_onednn = pytest.mark.skipif(not ON_X86_LINUX, reason="oneDNN's extension is built on x86-64 Linux only")
 
 # (N, spatial size, C_in, C_out, k, stride, padding, dilation): ResNet's stem and 3×3

@@ -4,8 +4,6 @@ convolution through it against torch."""
 
 from __future__ import annotations
 
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +15,8 @@ from hypothesis import strategies as st
 
 from funcnets.nn import _conv, _patches
 from funcnets.nn import functional as F
-from helpers import assert_close, to_np
+from helpers import ON_X86_LINUX, assert_close, to_np
 
-ON_X86_LINUX = sys.platform == "linux" and platform.machine() == "x86_64"
 
 
 def _geometry(data):

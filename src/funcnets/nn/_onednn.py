@@ -45,21 +45,30 @@ from funcnets.nn._bilinear import bilinear_trio
 _TARGETS = ("forward", "forward_bias", "backward_data", "backward_weights")
 
 
+def load_extension(module: str, targets) -> ctypes.CDLL | None:
+    """funcnets' compiled extension ``module`` (``src/funcnets/csrc/``) loaded, with its FFI
+    handlers ``targets`` (symbol names, also the targets' names) registered with XLA on
+    CPU; ``None`` if it was not built. Raises ``OSError``/``AttributeError`` if it does not load."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    lib = ctypes.CDLL(spec.origin)
+    for t in targets:
+        jax.ffi.register_ffi_target(t, jax.ffi.pycapsule(getattr(lib, t)), platform="cpu")
+    return lib
+
+
 @lru_cache(maxsize=None)
 def error() -> str | None:
     """``None`` when oneDNN's convolutions are registered with XLA, else why not."""
-    spec = importlib.util.find_spec("funcnets._onednn_conv")
-    if spec is None or spec.origin is None:
+    if importlib.util.find_spec("funcnets._onednn_conv") is None:
         return ("funcnets' oneDNN extension is not built; it is built on x86-64 Linux with a C++ "
                 "compiler when funcnets is installed (pip install -e .); XLA's convolutions are used")
     try:
         # the extension needs libdnnl.so.3, which onednn-cpu-gomp puts under the
         # environment's prefix, outside the loader's path: load it first, by its path
         ctypes.CDLL(_installed_file("onednn-cpu-gomp", "lib/libdnnl.so.3"), mode=ctypes.RTLD_GLOBAL)
-        lib = ctypes.CDLL(spec.origin)
-        for t in _TARGETS:
-            handler = jax.ffi.pycapsule(getattr(lib, f"funcnets_conv_{t}"))
-            jax.ffi.register_ffi_target(f"funcnets_conv_{t}", handler, platform="cpu")
+        load_extension("funcnets._onednn_conv", [f"funcnets_conv_{t}" for t in _TARGETS])
     except (OSError, AttributeError, metadata.PackageNotFoundError, FileNotFoundError) as e:
         return f"funcnets' oneDNN extension did not load ({type(e).__name__}: {e}); XLA's convolutions are used"
     return None

@@ -45,17 +45,17 @@ _TARGETS = ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward")
 @lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL | str:
     """The loaded extension with its FFI targets registered, or why it is not available."""
-    spec = importlib.util.find_spec("funcnets._onednn_rnn")
-    if spec is None or spec.origin is None:
-        return ("funcnets' oneDNN RNN extension is not built; it is built on x86-64 Linux with a C++ "
-                "compiler when funcnets is installed (pip install -e .); the recurrent layers use lax.scan")
+    not_built = ("funcnets' oneDNN RNN extension is not built; it is built on x86-64 Linux with a C++ "
+                 "compiler when funcnets is installed (pip install -e .); the recurrent layers use lax.scan")
+    if importlib.util.find_spec("funcnets._onednn_rnn") is None:
+        return not_built
     why = _onednn.error()  # loads libdnnl.so.3, which both extensions need
     if why is not None:
         return why
     try:
-        lib = ctypes.CDLL(spec.origin)
-        for t in _TARGETS:
-            jax.ffi.register_ffi_target(f"funcnets_{t}", jax.ffi.pycapsule(getattr(lib, f"funcnets_{t}")), platform="cpu")
+        lib = _onednn.load_extension("funcnets._onednn_rnn", [f"funcnets_{t}" for t in _TARGETS])
+        if lib is None:
+            return not_built
         f = lib.funcnets_rnn_workspace_bytes
         f.restype = ctypes.c_int64
         f.argtypes = [ctypes.c_char] + [ctypes.c_int64] * 6 + [ctypes.c_char_p, ctypes.c_int64]

@@ -17,8 +17,6 @@ ops.
 
 from __future__ import annotations
 
-import ctypes
-import importlib.util
 from functools import lru_cache, partial
 
 import jax
@@ -30,6 +28,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from funcnets._typing import Array
+from funcnets.nn import _onednn
 
 # geometry: ((kH, kW), (sH, sW), ((lo, hi), (lo, hi)), (dH, dW), channels_last), all static
 
@@ -37,13 +36,9 @@ from funcnets._typing import Array
 @lru_cache(maxsize=None)
 def error() -> str | None:
     """``None`` when the im2col FFI targets are registered with XLA, else why not."""
-    spec = importlib.util.find_spec("funcnets._im2col")
-    if spec is None or spec.origin is None:
-        return "funcnets' im2col extension is not built (pip install -e . on x86-64 Linux); XLA's slices are used"
     try:
-        lib = ctypes.CDLL(spec.origin)
-        for name in ("funcnets_im2col", "funcnets_col2im"):
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+        if _onednn.load_extension("funcnets._im2col", ("funcnets_im2col", "funcnets_col2im")) is None:
+            return "funcnets' im2col extension is not built (pip install -e . on x86-64 Linux); XLA's slices are used"
     except (OSError, AttributeError) as e:
         return f"funcnets' im2col extension did not load ({type(e).__name__}: {e}); XLA's slices are used"
     return None
