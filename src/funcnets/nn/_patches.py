@@ -22,7 +22,6 @@ from functools import lru_cache, partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
@@ -69,19 +68,13 @@ def _patch_shape(x_shape, geometry) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- XLA's ops
 def _im2col_xla(x: Array, geometry) -> Array:
     """The same patch matrix from XLA ops: pad, one strided slice per kernel offset, stack."""
-    (kh, kw), (sh, sw), pads, (dh, dw), last = geometry
-    sp = (1, 2) if last else (2, 3)  # the spatial axes
-    oh, ow = _out_hw(x.shape[sp[0]], x.shape[sp[1]], geometry)
-    config = [(0, 0, 0)] * 4
-    config[sp[0]], config[sp[1]] = (*pads[0], 0), (*pads[1], 0)
-    xp = lax.pad(x, jnp.zeros((), x.dtype), config)
-    cols = []
-    for i in range(kh):
-        for j in range(kw):
-            start, limit, step = [0] * 4, list(xp.shape), [1] * 4
-            start[sp[0]], limit[sp[0]], step[sp[0]] = i * dh, i * dh + (oh - 1) * sh + 1, sh
-            start[sp[1]], limit[sp[1]], step[sp[1]] = j * dw, j * dw + (ow - 1) * sw + 1, sw
-            cols.append(lax.slice(xp, start, limit, step))
+    from funcnets.nn import _conv  # which imports this module
+
+    kernel, stride, pads, dilation, last = geometry
+    layout = "NHWC" if last else "NCHW"
+    h, w = _conv._spatial(x.shape, layout)
+    cols = _conv.window_views(_conv.pad_spatial(x, pads, layout), kernel, stride, dilation,
+                              _out_hw(h, w, geometry), layout)
     return jnp.stack(cols, axis=-1 if last else 2).reshape(_patch_shape(x.shape, geometry))
 
 
