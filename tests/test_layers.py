@@ -308,23 +308,24 @@ def test_lenet_listing_matches_torch():
     assert [n for n, _ in model.named_parameters(sorted_params)][:2] == ["conv1.weight", "conv1.bias"]
 
 
-def test_lenet_batch_last_trunk_equals_nchw_and_swapped_convs_keep_nchw(x64):
-    """On CPU LeNet's trunk runs batch-last: the same logits and gradients as NCHW (first
-    and second order). A conv swapped in with nn.replace keeps the trunk NCHW."""
+def _lenet_trunk_vs_nchw(x, rtol, layout):
+    """LeNet's CPU trunk takes ``layout`` for ``x`` and gives the NCHW trunk's logits,
+    gradients and Hessian-vector products (to ``rtol``); a conv swapped in with
+    nn.replace keeps the trunk NCHW."""
     from funcnets.models import LeNet
 
     class NCHWLeNet(LeNet):
-        def _trunk_batch_last(self, x):
-            return False
+        def _trunk_layout(self, x, params):
+            return "NCHW"
 
     model = LeNet()
     params, state = model.init(jax.random.PRNGKey(0))
-    x = jnp.asarray(RNG.standard_normal((5, 1, 32, 32)))
-    assert model._trunk_batch_last(x) == (jax.default_backend() == "cpu")
+    params = jax.tree_util.tree_map(lambda a: a.astype(x.dtype), params)
+    assert model._trunk_layout(x, params) == (layout if jax.default_backend() == "cpu" else "NCHW")
 
     @partial(jax.jit, static_argnums=0)
     def grads(m):
-        loss = lambda p: jnp.sum(m(p, state, x)[0] * jnp.arange(10.0))  # noqa: E731
+        loss = lambda p: jnp.sum(m(p, state, x)[0] * jnp.arange(10.0, dtype=x.dtype))  # noqa: E731
         return jax.value_and_grad(loss)(params), jax.jvp(jax.grad(loss), (params,), (params,))[1]
 
     got, ref = grads(model), grads(NCHWLeNet())
@@ -332,14 +333,36 @@ def test_lenet_batch_last_trunk_equals_nchw_and_swapped_convs_keep_nchw(x64):
         leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
         assert len(leaves_a) == len(leaves_b) == (1 if what == "loss" else 10)
         for u, v in zip(leaves_a, leaves_b):
-            assert_close(u, v, 1e-10, what)
+            assert u.dtype == x.dtype
+            assert_close(u, v, rtol, what)
 
     class Conv2dNCHW(nn.Conv2d):  # a user's conv: it assumes NCHW
         pass
 
     custom, cparams, cstate = nn.replace(model, params, state, "conv2", Conv2dNCHW(6, 16, 3), jax.random.PRNGKey(1))
-    assert not custom._trunk_batch_last(x)
+    assert custom._trunk_layout(x, cparams) == "NCHW"
     assert custom(cparams, cstate, x)[0].shape == (5, 10)
+
+
+def test_lenet_batch_last_trunk_equals_nchw_and_swapped_convs_keep_nchw(x64):
+    """float64 (no oneDNN): LeNet's CPU trunk runs batch-last, the NCHW numbers to 1e-10."""
+    _lenet_trunk_vs_nchw(jnp.asarray(RNG.standard_normal((5, 1, 32, 32))), 1e-10, "CHWN")
+
+
+def test_lenet_channels_last_trunk_on_onednn_equals_nchw():
+    """float32 with funcnets' oneDNN extension (built on x86-64 Linux): the trunk runs
+    channels-last on oneDNN's convolutions, the NCHW numbers to float32 precision (2e-5);
+    under the GEMM lowering (a scanned epoch's) it stays batch-last."""
+    from helpers import ON_X86_LINUX
+
+    from funcnets.nn import _onednn
+
+    if ON_X86_LINUX:
+        assert _onednn.error() is None
+    x = jnp.asarray(RNG.standard_normal((5, 1, 32, 32)).astype(np.float32))
+    _lenet_trunk_vs_nchw(x, 2e-5, "NHWC" if _onednn.error() is None else "CHWN")
+    with _conv.conv_lowering("gemm"):
+        _lenet_trunk_vs_nchw(x, 2e-5, "CHWN")
 
 
 def test_replace_layer_one_liner():

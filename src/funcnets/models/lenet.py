@@ -4,10 +4,15 @@ conv1 (1→6, 3×3) → relu → 2×2 max-pool → conv2 (6→16, 3×3) → relu
 flatten (C, H, W order) → fc1 (576→120) → relu → fc2 (120→84) → relu → fc3 (84→10).
 Spatial sizes: 32 → 30 → 15 → 13 → 6, so fc1 sees 16·6·6 = 576 features.
 
-On CPU the convolutional trunk runs batch-last (:func:`funcnets.nn.functional.batch_last`,
-``(C, H, W, N)``): with 1-16 channels on 30×30 maps, vectorizing along the batch and
-convolving by GEMM without transposes is faster than XLA's NCHW convolution (train step,
-batch 64, 2-core CPU: 5.6 -> ~3.5 ms; ``benchmarks/README.md``). Same numbers either way.
+On CPU the convolutional trunk runs channels-last (:func:`funcnets.nn.functional.channels_last`)
+where both convolutions are oneDNN's (float32, funcnets' extension built, the ``"auto"``
+lowering), and batch-last (:func:`funcnets.nn.functional.batch_last`, ``(C, H, W, N)``)
+otherwise: with 1-16 channels on 30×30 maps, vectorizing along the batch and convolving
+by GEMM without transposes is faster than XLA's NCHW convolution (train step, batch 64,
+2-core CPU: 5.6 -> ~3.5 ms), and oneDNN's channels-last kernels faster still (same
+process, interleaved with torch: 2.1-2.8 against 2.9-3.5 ms batch-last; torch 3.5-4.1 ms;
+``benchmarks/README.md``). A scanned epoch (``make_train_epoch``, GEMM convolutions)
+stays batch-last. Same numbers every way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jax
 from funcnets.errors import ShapeError
 from funcnets.nn import functional as F
 from funcnets.nn import Conv2d, Linear
+from funcnets.nn._conv import onednn_convolves
 from funcnets.nn.module import Module, Scope
 
 __all__ = ["LeNet"]
@@ -52,7 +58,12 @@ class LeNet(Module):
     def apply(self, params, state, x, *, train=False, key=None):
         s = Scope(params, state, train, key)
         image_hw = tuple(x.shape[-2:])
-        if self._trunk_batch_last(x):
+        layout = self._trunk_layout(x, params)
+        if layout == "NHWC":
+            with F.channels_last():
+                x = self._trunk(s, x.transpose(0, 2, 3, 1))
+            x = x.transpose(0, 3, 1, 2)
+        elif layout == "CHWN":
             with F.batch_last():
                 x = self._trunk(s, x.transpose(1, 2, 3, 0))
             x = x.transpose(3, 0, 1, 2)
@@ -74,13 +85,18 @@ class LeNet(Module):
         x = F.max_pool2d(F.relu(s("conv1", self.conv1, x)), (2, 2))
         return F.max_pool2d(F.relu(s("conv2", self.conv2, x)), 2)
 
-    def _trunk_batch_last(self, x) -> bool:
-        """Batch-last on CPU for an NCHW batch, when conv1 and conv2 are still Conv2d
-        (a module swapped in with ``nn.replace`` keeps NCHW)."""
-        return (
+    def _trunk_layout(self, x, params) -> str:
+        """The trunk's layout for an input ``x``: on CPU, for an NCHW batch and conv1 and
+        conv2 still Conv2d (a module swapped in with ``nn.replace`` keeps NCHW),
+        ``"NHWC"`` where oneDNN convolves (:func:`funcnets.nn._conv.onednn_convolves`),
+        else ``"CHWN"``; ``"NCHW"`` otherwise."""
+        if not (
             jax.default_backend() == "cpu"
             and x.ndim == 4
             and x.shape[1] == self.in_channels
             and type(self.conv1) is Conv2d
             and type(self.conv2) is Conv2d
-        )
+        ):
+            return "NCHW"
+        weight = params.get("conv1", {}).get("weight") if isinstance(params, dict) else None
+        return "NHWC" if weight is not None and onednn_convolves(x, weight) else "CHWN"

@@ -132,6 +132,12 @@ def use_gemm(x_shape, w_shape, stride, padding, dilation, groups, layout="NCHW")
     return oh * ow <= GEMM_MAX_PIXELS
 
 
+def onednn_convolves(x: Array, w: Array, groups: int = 1) -> bool:
+    """Whether a convolution of more than GEMM-sized maps traced here is oneDNN's: the
+    ``"auto"`` lowering, ``groups=1``, float32, funcnets' extension built (CPU, one device)."""
+    return _LOWERING.get() == "auto" and not _GROUP_PART.get() and _onednn.usable(x, w, groups)
+
+
 def _spatial(shape, layout: str) -> tuple[int, int]:
     """``(H, W)`` of a 4-D shape in ``layout``: axes 2, 3 in NCHW, axes 1, 2 otherwise."""
     return tuple(shape[2:4]) if layout == "NCHW" else tuple(shape[1:3])
@@ -151,8 +157,7 @@ def conv2d(
     ``x: (N, H, W, C_in)`` -> ``(N, H', W', C_out)`` in ``"NHWC"``, ``(C_in, H, W, N)`` ->
     ``(C_out, H', W', N)`` in ``"CHWN"``; plus ``bias: (C_out,)`` if given."""
     if not use_gemm(x.shape, w.shape, stride, padding, dilation, groups, layout):
-        if (layout in ("NHWC", "NCHW") and _LOWERING.get() == "auto" and _onednn.usable(x, w, groups)
-                and not _GROUP_PART.get()):
+        if layout in ("NHWC", "NCHW") and onednn_convolves(x, w, groups):
             return _onednn.conv(x, w, stride, [(p, p) for p in padding], dilation, layout == "NHWC", bias)
         y = conv2d_xla(x, w, stride, padding, dilation, groups, layout)
     elif layout == "CHWN" and _LOWERING.get() == "auto":
@@ -318,8 +323,7 @@ def conv_nd(x: Array, w: Array, stride, pads, dilation, groups: int, layout: str
             x = pad_spatial(x, extra, layout)
         return conv2d(x, w, tuple(stride), sym, tuple(dilation), groups, layout, bias)
     if n in (1, 3) and _LOWERING.get() != "xla" and jax.default_backend() == "cpu":
-        if (_LOWERING.get() == "auto" and layout in ("NCHW", "NHWC") and _onednn.usable(x, w, groups)
-                and not _GROUP_PART.get() and min(min(p) for p in pads) >= 0):
+        if layout in ("NCHW", "NHWC") and onednn_convolves(x, w, groups) and min(min(p) for p in pads) >= 0:
             return _onednn.conv(x, w, stride, pads, dilation, layout == "NHWC", bias)
         return add_bias(_conv_by_2d(x, w, stride, pads, dilation, groups, layout), bias, layout)
     return add_bias(lax.conv_general_dilated(
