@@ -351,8 +351,9 @@ def test_lenet_batch_last_trunk_equals_nchw_and_swapped_convs_keep_nchw(x64):
 
 def test_lenet_channels_last_trunk_on_onednn_equals_nchw():
     """float32 with funcnets' oneDNN extension (built on x86-64 Linux): the trunk runs
-    channels-last on oneDNN's convolutions, the NCHW numbers to float32 precision (2e-5);
-    under the GEMM lowering (a scanned epoch's) it stays batch-last."""
+    channels-last on oneDNN's convolutions, the NCHW numbers to float32 precision (2e-5),
+    also under the "loop" lowering (a scanned epoch's); under the GEMM lowering it stays
+    batch-last."""
     from helpers import ON_X86_LINUX
 
     from funcnets.nn import _onednn
@@ -361,6 +362,8 @@ def test_lenet_channels_last_trunk_on_onednn_equals_nchw():
         assert _onednn.error() is None
     x = jnp.asarray(RNG.standard_normal((5, 1, 32, 32)).astype(np.float32))
     _lenet_trunk_vs_nchw(x, 2e-5, "NHWC" if _onednn.error() is None else "CHWN")
+    with _conv.conv_lowering("loop"):
+        _lenet_trunk_vs_nchw(x, 2e-5, "NHWC" if _onednn.error() is None else "CHWN")
     with _conv.conv_lowering("gemm"):
         _lenet_trunk_vs_nchw(x, 2e-5, "CHWN")
 
@@ -391,9 +394,38 @@ def test_conv_lowering_context_forces_and_resets():
     assert_close(forced, F.conv2d(x, w, padding=1), 1e-5, "forced gemm")
     with nn.conv_lowering("xla"):
         assert not _conv.use_gemm((2, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1)
-    with pytest.raises(ValueError, match="must be 'auto', 'gemm' or 'xla'"):
+    with pytest.raises(ValueError, match="must be 'auto', 'loop', 'gemm' or 'xla'"):
         with nn.conv_lowering("fast"):
             pass
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loop_lowering_is_auto_without_xla_convolution(dtype):
+    """conv_lowering("loop") (make_train_epoch's on CPU): oneDNN's convolution where it
+    takes the shape (float32, extension built), the GEMM where "auto" would pick XLA's
+    convolution (pathological in a loop body): the same numbers as "auto"."""
+    from helpers import ON_X86_LINUX
+
+    from funcnets.nn import _onednn
+
+    with jax.enable_x64(dtype == np.float64):
+        x = jnp.asarray(RNG.standard_normal((2, 4, 12, 12)), dtype)  # 144 output pixels: not GEMM-sized
+        w = jnp.asarray(RNG.standard_normal((8, 4, 3, 3)), dtype)
+        loss = lambda x, w: jnp.sum(F.conv2d(x, w, padding=1) ** 2)  # noqa: E731
+        got = {}
+        for mode in ("auto", "loop"):
+            with nn.conv_lowering(mode):
+                f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+                hlo = f.lower(x, w).as_text()
+                got[mode] = f(x, w)
+            onednn = "funcnets_conv_" in hlo
+            if jax.default_backend() == "cpu":
+                assert onednn == (dtype == np.float32 and _onednn.error() is None), mode
+                assert ("convolution(" in hlo or "stablehlo.convolution" in hlo) == (mode == "auto" and not onednn), mode
+    if ON_X86_LINUX and dtype == np.float32:
+        assert _onednn.error() is None
+    for a, b in zip(jax.tree_util.tree_leaves(got["auto"]), jax.tree_util.tree_leaves(got["loop"])):
+        assert_close(a, b, 1e-5 if dtype == np.float32 else 1e-12, "loop vs auto")
 
 
 LAYOUT_CASES = [

@@ -193,7 +193,7 @@ def _step_fn(loss_fn: LossFn, optimizer: optax.GradientTransformation, trainable
         else:
             # a loop of micro-batches: XLA:CPU's convolution is pathological inside a
             # loop body, as in make_train_epoch
-            with conv_lowering("gemm" if jax.default_backend() == "cpu" else "auto"):
+            with conv_lowering("loop" if jax.default_backend() == "cpu" else "auto"):
                 grads, new_state, metrics = accumulate_gradients(
                     grad_fn, train_p, ts.model_state, batch, sub, accumulate_steps
                 )
@@ -369,7 +369,7 @@ def make_train_epoch(
 
     def epoch(ts, batches):
         # XLA:CPU's convolution is pathological inside a loop body (see nn/_conv.py)
-        lowering = "gemm" if jax.default_backend() == "cpu" else "auto"
+        lowering = "loop" if jax.default_backend() == "cpu" else "auto"
         with conv_lowering(lowering):
             return lax.scan(step, ts, batches)
 

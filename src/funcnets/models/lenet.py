@@ -11,8 +11,7 @@ otherwise: with 1-16 channels on 30×30 maps, vectorizing along the batch and co
 by GEMM without transposes is faster than XLA's NCHW convolution (train step, batch 64,
 2-core CPU: 5.6 -> ~3.5 ms), and oneDNN's channels-last kernels faster still (same
 process, interleaved with torch: 2.1-2.8 against 2.9-3.5 ms batch-last; torch 3.5-4.1 ms;
-``benchmarks/README.md``). A scanned epoch (``make_train_epoch``, GEMM convolutions)
-stays batch-last. Same numbers every way.
+``benchmarks/README.md``). Same numbers every way.
 """
 
 from __future__ import annotations
