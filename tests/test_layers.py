@@ -15,7 +15,7 @@ from funcnets import ShapeError, nn
 from funcnets.nn import _conv
 from funcnets.nn import functional as F
 from funcnets.nn._layout import _pair
-from helpers import TorchNet, assert_close, to_np
+from helpers import ON_X86_LINUX, TorchNet, assert_close, to_np
 
 RNG = np.random.default_rng(0)
 
@@ -354,8 +354,6 @@ def test_lenet_channels_last_trunk_on_onednn_equals_nchw():
     channels-last on oneDNN's convolutions, the NCHW numbers to float32 precision (2e-5),
     also under the "loop" lowering (a scanned epoch's); under the GEMM lowering it stays
     batch-last."""
-    from helpers import ON_X86_LINUX
-
     from funcnets.nn import _onednn
 
     if ON_X86_LINUX:
@@ -404,8 +402,6 @@ def test_loop_lowering_is_auto_without_xla_convolution(dtype):
     """conv_lowering("loop") (make_train_epoch's on CPU): oneDNN's convolution where it
     takes the shape (float32, extension built), the GEMM where "auto" would pick XLA's
     convolution (pathological in a loop body): the same numbers as "auto"."""
-    from helpers import ON_X86_LINUX
-
     from funcnets.nn import _onednn
 
     with jax.enable_x64(dtype == np.float64):

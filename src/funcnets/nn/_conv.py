@@ -111,9 +111,10 @@ def conv_lowering(mode: Literal["auto", "loop", "gemm", "xla"]) -> Iterator[None
     for larger float32 ones in either layout, see :mod:`funcnets.nn._onednn`, XLA's
     otherwise), ``"loop"`` (for loop bodies: ``"auto"`` with the GEMM instead of XLA's
     convolution, which is pathological inside a loop on CPU), ``"gemm"`` (patches + GEMM
-    on CPU, for groups=1) or ``"xla"`` (XLA's convolution). Depthwise and transposed convolutions of any dimension take their CPU
-    lowerings (:func:`conv_depthwise`, :func:`conv_transpose_subpixel`) except under
-    ``"xla"``. Compiled functions keep what they were traced with.
+    on CPU, for groups=1) or ``"xla"`` (XLA's convolution). Depthwise and transposed
+    convolutions of any dimension take their CPU lowerings (:func:`conv_depthwise`,
+    :func:`conv_transpose_subpixel`) except under ``"xla"``. Compiled functions keep what
+    they were traced with.
     """
     if mode not in ("auto", "loop", "gemm", "xla"):
         raise ValueError(f"conv lowering must be 'auto', 'loop', 'gemm' or 'xla', got {mode!r}")
@@ -139,7 +140,8 @@ def use_gemm(x_shape, w_shape, stride, padding, dilation, groups, layout="NCHW")
 
 def onednn_convolves(x: Array, w: Array, groups: int = 1) -> bool:
     """Whether a convolution of more than GEMM-sized maps traced here is oneDNN's: the
-    ``"auto"`` lowering, ``groups=1``, float32, funcnets' extension built (CPU, one device)."""
+    ``"auto"`` or ``"loop"`` lowering, ``groups=1``, float32, funcnets' extension built
+    (CPU, one device), and not a part of a grouped convolution."""
     return _LOWERING.get() in ("auto", "loop") and not _GROUP_PART.get() and _onednn.usable(x, w, groups)
 
 
