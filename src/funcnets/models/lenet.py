@@ -28,6 +28,10 @@ from funcnets.nn.module import Module, Scope
 
 __all__ = ["LeNet"]
 
+# the trunk's layouts on CPU: the layout block, and the transposes from NCHW and back
+_TRUNK_LAYOUTS = {"NHWC": (F.channels_last, (0, 2, 3, 1), (0, 3, 1, 2)),
+                  "CHWN": (F.batch_last, (1, 2, 3, 0), (3, 0, 1, 2))}
+
 
 @dataclass(frozen=True, repr=False)
 class LeNet(Module):
@@ -58,16 +62,13 @@ class LeNet(Module):
         s = Scope(params, state, train, key)
         image_hw = tuple(x.shape[-2:])
         layout = self._trunk_layout(x, params)
-        if layout == "NHWC":
-            with F.channels_last():
-                x = self._trunk(s, x.transpose(0, 2, 3, 1))
-            x = x.transpose(0, 3, 1, 2)
-        elif layout == "CHWN":
-            with F.batch_last():
-                x = self._trunk(s, x.transpose(1, 2, 3, 0))
-            x = x.transpose(3, 0, 1, 2)
-        else:
+        if layout == "NCHW":
             x = self._trunk(s, x)
+        else:
+            block, into, back = _TRUNK_LAYOUTS[layout]
+            with block():
+                x = self._trunk(s, x.transpose(into))
+            x = x.transpose(back)
         x = F.flatten(x, 1)
         try:
             x = F.relu(s("fc1", self.fc1, x))
