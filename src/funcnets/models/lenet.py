@@ -6,7 +6,7 @@ Spatial sizes: 32 → 30 → 15 → 13 → 6, so fc1 sees 16·6·6 = 576 feature
 
 On CPU the convolutional trunk runs channels-last (:func:`funcnets.nn.functional.channels_last`)
 where both convolutions are oneDNN's (float32, funcnets' extension built, the ``"auto"``
-lowering), and batch-last (:func:`funcnets.nn.functional.batch_last`, ``(C, H, W, N)``)
+or ``"loop"`` lowering), and batch-last (:func:`funcnets.nn.functional.batch_last`, ``(C, H, W, N)``)
 otherwise: with 1-16 channels on 30×30 maps, vectorizing along the batch and convolving
 by GEMM without transposes is faster than XLA's NCHW convolution (train step, batch 64,
 2-core CPU: 5.6 -> ~3.5 ms), and oneDNN's channels-last kernels faster still (same
