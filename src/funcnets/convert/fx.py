@@ -143,6 +143,18 @@ def _get(tree: Mapping, path: str) -> Any:
     return node
 
 
+def _drop(tree: dict, path: str) -> dict:
+    """A copy of ``tree`` without the leaf at dotted ``path`` (and without dicts left empty)."""
+    head, _, rest = path.partition(".")
+    out = dict(tree)
+    sub = _drop(out[head], rest) if rest else {}
+    if sub:
+        out[head] = sub
+    else:
+        del out[head]
+    return out
+
+
 def _set(tree: dict, path: str, value: Any) -> dict:
     """A copy of ``tree`` with ``value`` at dotted ``path`` (dicts along the way copied)."""
     if not path:
@@ -203,9 +215,25 @@ class TorchGraph(TorchModule):
     input_names: tuple = ()
     eval_graph: tuple = ()
     train_graph: tuple = ()
+    # ((name, name of the parameter it is), ...): torch's tied weights (a language model's
+    # `head.weight = embedding.weight`) are one tensor with one gradient, the sum over its uses,
+    # and `parameters()` lists it once, under its first name; so do params here
+    tied: tuple = ()
+
+    def init_tree(self, key):
+        params, state = super().init_tree(key)
+        for name, _ in self.tied:
+            params = _drop(params, name)
+        return params, state
+
+    def tied_parameters(self) -> dict[str, str]:
+        """``{name: name of the parameter it is}``: the torch module's tied weights."""
+        return dict(self.tied)
 
     def apply(self, params, state, x, *, train=False, key=None):
         graph = self.train_graph if train else self.eval_graph
+        for name, same in self.tied:  # JAX sums a tied parameter's gradients over its uses, as torch does
+            params = _set(params, name, _get(params, same))
         if len(self.input_names) == 1:
             inputs = {self.input_names[0]: x}
         elif isinstance(x, Mapping):
@@ -525,6 +553,37 @@ def _inplace_plan(graph, module) -> tuple[dict[str, tuple[str, ...]], list[tuple
     return plan, problems
 
 
+def trace_module(make_tracer: Callable[[], Any], module, concrete_args, what: str = "forward"):
+    """``make_tracer().trace(module, concrete_args)``, its failures as :class:`UnsupportedOperationError`.
+
+    fx hands ``forward`` the module's buffers themselves, so slicing one by a traced size
+    fails (nanoGPT's ``self.bias[:, :, :T, :T]``); a failed trace is tried again with the
+    buffers as graph inputs. Only as a second try: a buffer's real values may decide Python
+    control flow, which traces only the first way.
+    """
+    import torch.fx as tfx
+
+    try:
+        try:
+            return make_tracer().trace(module, concrete_args)
+        except Exception as e:
+            if isinstance(e, FuncnetsError) or not any(True for _ in module.buffers()):
+                raise
+            tracer = make_tracer()
+            tracer.proxy_buffer_attributes = True
+            try:
+                return tracer.trace(module, concrete_args)
+            except Exception:
+                raise e from None
+    except tfx.proxy.TraceError as e:
+        raise UnsupportedOperationError([(f"data-dependent control flow in {what} ({e})", _frame_of(e))]) from None
+    except Exception as e:
+        if isinstance(e, FuncnetsError):
+            raise
+        raise UnsupportedOperationError([(f"torch.fx could not trace {what}: {type(e).__name__}: {e}",
+                                          _frame_of(e))]) from e
+
+
 def _trace(module, concrete_args, leaves, training: bool, stack_traces: bool = True):
     """fx-trace ``module`` in train or eval mode (restoring its modes afterwards)."""
     import torch
@@ -538,13 +597,17 @@ def _trace(module, concrete_args, leaves, training: bool, stack_traces: bool = T
     had_own = "apply" in vars(Function)
     descriptor = inspect.getattr_static(Function, "apply")
     original_apply = Function.apply
-    tracer = _make_tracer(leaves, stack_traces)
+    tracers = []  # the one tracing now is the last
+
+    def make_tracer():
+        tracers.append(_make_tracer(leaves, stack_traces))
+        return tracers[-1]
 
     def apply(cls, *args, **kwargs):
         # fx would trace through forward() and silently drop the custom backward: record
         # the call as one node instead, which the checks below then refuse.
         if any(isinstance(a, tfx.Proxy) for a in args):
-            return tracer.create_proxy("call_function", cls.apply, args, kwargs)
+            return tracers[-1].create_proxy("call_function", cls.apply, args, kwargs)
         return original_apply.__func__(cls, *args, **kwargs)
 
     Function.apply = classmethod(apply)
@@ -555,9 +618,7 @@ def _trace(module, concrete_args, leaves, training: bool, stack_traces: bool = T
     versions = {n: t._version for n, t in tensors.items()}
     saved = {n: b.detach().clone() for n, b in module.named_buffers()}
     try:
-        graph = tracer.trace(module, concrete_args)
-    except tfx.proxy.TraceError as e:
-        raise UnsupportedOperationError([(f"data-dependent control flow ({e})", _frame_of(e))]) from None
+        graph = trace_module(make_tracer, module, concrete_args)
     finally:
         if had_own:
             Function.apply = descriptor
@@ -745,7 +806,10 @@ def from_torch(
     Returns:
       ``(model, params, state)``: ``model.apply(params, state, x, train=False, key=None)
       -> (y, new_state)``; ``params``/``state`` are nested dicts keyed by the torch
-      module's ``state_dict`` names (float32/float64 kept).
+      module's ``state_dict`` names (float32/float64 kept). A parameter torch shares
+      between layers (a language model's head tied to its embedding) is held once, under
+      its first name, as torch's ``parameters()`` lists it, and trains as one tensor;
+      ``model.tied_parameters()`` names the others, which ``torch_io.state_dict`` writes.
 
     Raises:
       UnsupportedOperationError: listing every operation that cannot be converted, with
@@ -784,14 +848,17 @@ def from_torch(
     model = TorchGraph(
         type(module).__name__, tuple(root.children()), root.own_params if isinstance(root, TorchModule) else (),
         root.own_buffers if isinstance(root, TorchModule) else (), tuple(placeholders),
-        _encode_graph(graphs[False], module), _encode_graph(graphs[True], module),
+        _encode_graph(graphs[False], module), _encode_graph(graphs[True], module), _tied(module),
     )
 
     sd = module.state_dict(keep_vars=True)
     param_ids = {id(p) for p in module.parameters()}
     params: dict = {}
     state: dict = {}
+    aliases = dict(model.tied)
     for name, t in sd.items():
+        if name in aliases:
+            continue
         if id(t) in param_ids:
             params = _set(params, name, _to_jax(t))
         else:
@@ -802,10 +869,23 @@ def from_torch(
     return model, params, state
 
 
+def _tied(module) -> tuple[tuple[str, str], ...]:
+    """``((name, first name of the same parameter), ...)`` for the module's tied parameters."""
+    first: dict[int, str] = {}
+    out = []
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            out.append((name, first[id(p)]))
+        else:
+            first[id(p)] = name
+    return tuple(out)
+
+
 def _check_names(model: TorchGraph, params: dict, state: dict, sd: Mapping) -> None:
     """The converted layers must expect exactly the torch tensors' names and shapes."""
     want_p, want_s = jax.eval_shape(model.init_tree, jax.random.PRNGKey(0))
     flat = dict(model.named_parameters(want_p) + model.named_buffers(want_s))
+    flat.update({name: flat[same] for name, same in model.tied})  # torch's state_dict holds both names
     mismatched = [f"{k}: torch {tuple(sd[k].shape)}, funcnets {tuple(flat[k].shape) if k in flat else 'missing'}"
                   for k in sd if k not in flat or tuple(flat[k].shape) != tuple(sd[k].shape)]
     extra = [k for k in flat if k not in sd]

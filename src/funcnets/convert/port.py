@@ -159,12 +159,7 @@ def _trace_own(module: Any, concrete_args: dict | None):
     try:
         for training in (False, True):
             module.train(training)
-            try:
-                graphs.append(_Tracer().trace(module, concrete_args))
-            except tfx.proxy.TraceError as e:
-                raise _fx.UnsupportedOperationError(
-                    [(f"data-dependent control flow in {type(module).__name__}.forward ({e})", _fx._frame_of(e))]
-                ) from None
+            graphs.append(_fx.trace_module(_Tracer, module, concrete_args, f"{type(module).__name__}.forward"))
     finally:
         for m, mode in modes.items():
             m.training = mode
@@ -657,6 +652,12 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
       UnsupportedOperationError: every operation that cannot be written, with its line.
       FuncnetsError: a leaf factory the file cannot import (a lambda, a local function).
     """
+    tied = _fx._tied(module)
+    if tied:
+        raise FuncnetsError(
+            f"port: {', '.join(f'{a!r} is the parameter {b!r}' for a, b in tied)} (tied weights); a port's layers "
+            f"hold their own parameters, so training it would untie them. Use funcnets.from_torch, which keeps "
+            f"them one parameter, or untie them in torch first if that is what you want.")
     w = _Writer(module, concrete_args, leaf_modules)
     w.render_all()
     root = w.traced[id(module)]

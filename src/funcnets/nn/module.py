@@ -68,6 +68,15 @@ class Module:
     def extra_repr(self) -> str:
         return ""
 
+    def tied_parameters(self) -> dict[str, str]:
+        """``{name: name of the parameter it is}`` for weights torch shares between layers.
+
+        torch lists a tied parameter once in ``parameters()``, under its first name, and
+        twice in ``state_dict()``; params hold it once too. Empty for funcnets' own
+        layers; a model converted with :func:`funcnets.from_torch` has the torch module's.
+        """
+        return {}
+
     # --- derived -----------------------------------------------------------------
     def __call__(self, params, state, x, *, train=False, key=None):
         # float64 NumPy inputs with float64 off would silently run in float32 (only concrete
