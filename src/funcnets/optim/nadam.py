@@ -12,8 +12,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _check, _torch_chain
-from funcnets.optim.adam import _check_adam_args, _next_step, _zero_moments
+from funcnets.optim._base import (
+    ScalarOrSchedule,
+    _at,
+    _bias_correction,
+    _check,
+    _float_count,
+    _is_dynamic,
+    _torch_chain,
+)
+from funcnets.optim.adam import _adam_moments, _check_adam_args, _next_step, _pow_complement, _zero_moments
 
 __all__ = ["nadam", "scale_by_torch_nadam", "TorchNAdamState"]
 
@@ -26,9 +34,10 @@ class TorchNAdamState(NamedTuple):
 
 
 def scale_by_torch_nadam(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3
+    b1: ScalarOrSchedule = 0.9, b2: ScalarOrSchedule = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3
 ) -> optax.GradientTransformation:
-    """torch's NAdam direction (the learning rate is applied after it)::
+    """torch's NAdam direction (the learning rate is applied after it); ``b1``/``b2`` may
+    be schedules of the step count, as in :func:`funcnets.optim.scale_by_torch_adam`::
 
         μₜ = β₁(1 - ½·0.96^(tψ)),  μₜ₊₁ = β₁(1 - ½·0.96^((t+1)ψ)),  Π ← Π·μₜ
         m ← β₁m + (1-β₁)g,  v ← β₂v + (1-β₂)g²,  d = sqrt(v/(1-β₂ᵗ)) + eps
@@ -47,14 +56,24 @@ def scale_by_torch_nadam(
     def init_fn(params):
         return TorchNAdamState(*_zero_moments(params), jnp.ones([], jnp.result_type(float)), jnp.zeros([], jnp.int32))
 
+    dynamic = _is_dynamic(b1) or _is_dynamic(b2)
+
     def update_fn(updates, state, params=None):
-        count, t, m, v = _next_step(updates, state, b1, b2)
-        mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+        if dynamic:  # torch reads the betas of the group at each step: μₜ, μₜ₊₁ from the current β₁
+            beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
+            count = optax.safe_int32_increment(state.count)
+            t = _float_count(count)
+            m, v = _adam_moments(updates, state.exp_avg, state.exp_avg_sq, beta1, beta2)
+            bc2 = _pow_complement(beta2, t)
+        else:
+            beta1 = b1
+            count, t, m, v = _next_step(updates, state, b1, b2)
+            bc2 = _bias_correction(b2, t)
+        mu = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+        mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product = state.mu_product * mu
         c_grad = (1 - mu) / (1 - mu_product)
         c_avg = mu_next / (1 - mu_product * mu_next)
-        bc2 = _bias_correction(b2, t)
 
         def direction(g, mm, vv):
             denom = jnp.sqrt(vv / bc2.astype(vv.dtype)) + eps
@@ -68,7 +87,7 @@ def scale_by_torch_nadam(
 
 def nadam(
     lr: ScalarOrSchedule = 2e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: tuple[ScalarOrSchedule, ScalarOrSchedule] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     momentum_decay: float = 4e-3,
@@ -99,7 +118,10 @@ def nadam(
 
     Args:
       lr: learning rate, a float or an optax schedule of the step count.
-      betas: ``(β₁, β₂)``, each in [0, 1).
+      betas: ``(β₁, β₂)``, each in [0, 1); either may be a schedule of the step count (0
+        for the first step), as torch's ``OneCycleLR``/``CyclicLR`` cycle ``betas[0]``:
+        ``nadam(lr=sched, betas=(sched.momentum, 0.999))``; μₜ and μₜ₊₁ then use the
+        current β₁, as torch's.
       eps: added to the denominator, outside the square root.
       weight_decay: L2 penalty (coupled) or decay rate (decoupled, as AdamW).
       momentum_decay: ψ of the momentum schedule.

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _torch_chain
-from funcnets.optim.adam import _check_adam_args, _next_step, _zero_moments
+from funcnets.optim._base import ScalarOrSchedule, _at, _bias_correction, _float_count, _is_dynamic, _torch_chain
+from funcnets.optim.adam import _adam_moments, _check_adam_args, _next_step, _pow_complement, _zero_moments
 
 __all__ = ["radam", "scale_by_torch_radam", "TorchRAdamState"]
 
@@ -24,8 +24,11 @@ class TorchRAdamState(NamedTuple):
     count: jax.Array  # int32 scalar: steps taken
 
 
-def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
-    """torch's RAdam direction (the learning rate is applied after it)::
+def scale_by_torch_radam(
+    b1: ScalarOrSchedule = 0.9, b2: ScalarOrSchedule = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """torch's RAdam direction (the learning rate is applied after it); ``b1``/``b2`` may
+    be schedules of the step count, as in :func:`funcnets.optim.scale_by_torch_adam`::
 
         m ← β₁m + (1-β₁)g,  v ← β₂v + (1-β₂)g²,  m̂ = m/(1-β₁ᵗ)
         ρ∞ = 2/(1-β₂) - 1,  ρₜ = ρ∞ - 2tβ₂ᵗ/(1-β₂ᵗ)
@@ -43,14 +46,23 @@ def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
         ...     print(round(float(u[0]), 4), end=" ")  # m̂ until ρₜ > 5 at step 6, then rectified (torch's too)
         2.0 2.0 2.0 2.0 2.0 0.0258
     """
-    rho_inf = 2 / (1 - b2) - 1
+    dynamic = _is_dynamic(b1) or _is_dynamic(b2)
 
     def init_fn(params):
         return TorchRAdamState(*_zero_moments(params), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
-        count, t, m, v = _next_step(updates, state, b1, b2)
-        bc1, bc2 = _bias_correction(b1, t), _bias_correction(b2, t)
+        if dynamic:  # torch reads the betas of the group at each step
+            beta1, beta2 = _at(b1, state.count), _at(b2, state.count)
+            count = optax.safe_int32_increment(state.count)
+            t = _float_count(count)
+            m, v = _adam_moments(updates, state.exp_avg, state.exp_avg_sq, beta1, beta2)
+            bc1, bc2 = _pow_complement(beta1, t), _pow_complement(beta2, t)
+        else:
+            beta2 = b2
+            count, t, m, v = _next_step(updates, state, b1, b2)
+            bc1, bc2 = _bias_correction(b1, t), _bias_correction(b2, t)
+        rho_inf = 2 / (1 - beta2) - 1
         rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
         rectify = rho_t > 5.0
         # the ratio is only meaningful (and positive) where rectifying; elsewhere 1 keeps
@@ -70,7 +82,7 @@ def scale_by_torch_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) 
 
 def radam(
     lr: ScalarOrSchedule = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
+    betas: tuple[ScalarOrSchedule, ScalarOrSchedule] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
@@ -98,7 +110,9 @@ def radam(
 
     Args:
       lr: learning rate, a float or an optax schedule of the step count.
-      betas: ``(β₁, β₂)``, each in [0, 1).
+      betas: ``(β₁, β₂)``, each in [0, 1); either may be a schedule of the step count (0
+        for the first step), as torch's ``OneCycleLR``/``CyclicLR`` cycle ``betas[0]``:
+        ``radam(lr=sched, betas=(sched.momentum, 0.999))``.
       eps: added to the denominator, outside the square root.
       weight_decay: L2 penalty (coupled) or decay rate (decoupled, as AdamW).
       decoupled_weight_decay: decay the weights directly (RAdamW) instead of adding

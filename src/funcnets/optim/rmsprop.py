@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _check, _torch_chain
+from funcnets.optim._base import ScalarOrSchedule, _check, _is_dynamic, _torch_chain
+from funcnets.optim.sgd import scale_by_torch_momentum
 
 __all__ = ["rmsprop"]
 
@@ -20,7 +21,7 @@ def rmsprop(
     alpha: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
-    momentum: float = 0.0,
+    momentum: ScalarOrSchedule = 0.0,
     centered: bool = False,
     capturable: bool = False,
     foreach: bool | None = None,
@@ -48,7 +49,9 @@ def rmsprop(
       alpha: smoothing constant α of the squared-gradient average.
       eps: added to the denominator, outside the square root (as torch).
       weight_decay: coupled L2 penalty, added to the gradient.
-      momentum: momentum factor μ.
+      momentum: momentum factor μ, a float or a schedule of the step count (0 for the
+        first step): torch's ``OneCycleLR``/``CyclicLR`` cycle RMSprop's momentum, as
+        ``rmsprop(lr=sched, momentum=sched.momentum)`` does.
       centered: normalise by the estimated variance ``v - ḡ²`` instead of ``v``.
       maximize: ascend the objective.
       capturable, foreach, differentiable: accepted for torch's signature and ignored;
@@ -74,7 +77,11 @@ def rmsprop(
     _check("alpha value", alpha)
     scale = optax.scale_by_stddev if centered else optax.scale_by_rms
     core = [scale(decay=alpha, eps=eps, eps_in_sqrt=False)]
-    if momentum > 0:
+    if _is_dynamic(momentum):
+        # a cycled momentum (OneCycleLR/CyclicLR cycle RMSprop's): torch's SGD buffer is
+        # this one too (b₁ = u₁ is μ·0 + u₁), and skips a step whose μ is 0 as torch's does
+        core.append(scale_by_torch_momentum(momentum))
+    elif momentum > 0:
         # optax.trace is b ← μ·b + u with b₀ = 0: torch's buffer exactly
         core.append(optax.trace(momentum))
     return _torch_chain(core, lr, weight_decay, maximize)

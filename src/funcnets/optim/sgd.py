@@ -27,6 +27,9 @@ def scale_by_torch_momentum(
     ``momentum`` (and ``dampening``) may be a schedule of the step count ``t`` (0 for the
     first step), e.g. ``OneCycleLR.momentum``: step ``t`` uses ``μ(t)``, the momentum
     torch's OneCycleLR/CyclicLR put in the param group before that ``optimizer.step()``.
+    A step whose ``μ(t)`` is 0 returns ``g`` and leaves the buffer as it was, as torch's
+    does (the buffer still starts at the first step's gradient; torch's starts at the
+    first step with a non-zero momentum, which is the same unless ``μ(0) = 0``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -47,14 +50,20 @@ def scale_by_torch_momentum(
         mu = _at(momentum, state.count)
         keep = 1 - _at(dampening, state.count)
 
+        # torch skips the momentum at a step whose momentum is 0 (a CyclicLR with
+        # base_momentum=0 reaches it): the gradient as is, the buffer left untouched
+        active = mu != 0
+
         def buffer(g, b):  # μ in each leaf's dtype: a float64 schedule must not promote a float32 buffer
-            return jnp.where(first, g, jnp.asarray(mu, b.dtype) * b + jnp.asarray(keep, g.dtype) * g)
+            new = jnp.where(first, g, jnp.asarray(mu, b.dtype) * b + jnp.asarray(keep, g.dtype) * g)
+            return jnp.where(active, new, b)
 
         buf = jax.tree_util.tree_map(buffer, updates, state.momentum_buffer)
         if nesterov:
             out = jax.tree_util.tree_map(lambda g, b: g + jnp.asarray(mu, b.dtype) * b, updates, buf)
         else:
             out = buf
+        out = jax.tree_util.tree_map(lambda g, u: jnp.where(active, u, g), updates, out)
         return out, TorchMomentumState(buf, optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
