@@ -110,3 +110,27 @@ def test_cycled_beta1_equals_torch(x64, name):
         )
     finally:
         torch.set_default_dtype(default)
+
+
+def _nested_sequential(**kw):
+    inner = ls.SequentialLR([ls.ConstantLR(0.1, 0.1, 2), ls.ExponentialLR(0.1, 0.9)], milestones=[3])
+    return ls.SequentialLR([inner, ls.StepLR(0.1, 2, 0.5)], milestones=[6], **kw)
+
+
+def test_nested_sequential_lr_equals_torch(x64):
+    # torch's initial step of a SequentialLR nested first in another advances the inner
+    # one's epoch but not its schedulers', so the inner milestone 3 acts at epoch 2; the
+    # closed form restarted ExponentialLR at epoch 3 (0.1 where torch has 0.09)
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    o = torch.optim.SGD([p], lr=0.1)
+    inner = TL.SequentialLR(o, [TL.ConstantLR(o, 0.1, 2), TL.ExponentialLR(o, 0.9)], milestones=[3])
+    outer = TL.SequentialLR(o, [inner, TL.StepLR(o, 2, 0.5)], milestones=[6])
+    want = []
+    for _ in range(12):
+        want.append(outer.get_last_lr()[0])
+        o.step()
+        outer.step()
+    sched = _nested_sequential(total_epochs=12)
+    np.testing.assert_array_equal(np.asarray(sched(jnp.arange(12))), np.asarray(want))
+    with pytest.raises(ValueError, match="first scheduler is a SequentialLR.*pass total_epochs"):
+        _nested_sequential()

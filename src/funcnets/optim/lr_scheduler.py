@@ -1155,9 +1155,19 @@ class SequentialLR(LRScheduler):
                 )
 
     def _has_closed_form(self):
+        # torch's initial step of a SequentialLR nested first steps its own epoch but not
+        # its schedulers' epochs, so its milestones come one step early: the host port
+        # follows that, the closed form would not
+        if isinstance(self.schedulers[0], SequentialLR):
+            return False
         return all(s._has_closed_form() and s._sequential_closed_ok for s in self.schedulers)
 
     def _why_no_closed_form(self):
+        if isinstance(self.schedulers[0], SequentialLR):
+            return (
+                "its first scheduler is a SequentialLR, which torch steps one epoch ahead of its own "
+                "schedulers (its milestones take effect one step early)"
+            )
         return "one of its schedulers has no closed form"
 
     def _optimizer_lr(self):
