@@ -78,6 +78,7 @@ def _pointwise(
     weight: Array | None = None,
     *,
     mean_over_weights: bool = True,
+    fn_name: str = "loss",
 ) -> Array:
     """``reduce(fn(input - target) · weight)``, torch's contract for the regression losses:
     a warning when the shapes differ (they broadcast), ``weight`` of ``input``'s shape, and
@@ -85,6 +86,7 @@ def _pointwise(
     elements (huber, ``mean_over_weights=False``)."""
     _check_reduction(reduction)
     _warn_broadcast(input, target)
+    _broadcast_shape(fn_name, ("input", input), ("target", target))
     loss = fn(input - target)
     if weight is None:
         return _reduce(loss, reduction)

@@ -144,7 +144,12 @@ def binary_cross_entropy_with_logits(
     named = [("input", input)]
     named += [] if weight is None else [("weight", weight)]
     named += [] if pos_weight is None else [("pos_weight", pos_weight)]
-    _broadcast_shape(fn, *named)
+    if _broadcast_shape(fn, *named) != jnp.shape(input):  # torch computes in place, in the input's shape
+        raise ShapeError(
+            f"{fn}: weight and pos_weight must broadcast to the input's shape {tuple(jnp.shape(input))}, got "
+            + ", ".join(f"{n} {tuple(jnp.shape(a))}" for n, a in named[1:])
+            + "."
+        )
     log_sig = jax.nn.log_sigmoid(input)
     if pos_weight is not None:
         log_sig = log_sig * ((pos_weight - 1) * target + 1)

@@ -61,11 +61,18 @@ def _nll(input, target, weight, ignore_index, reduction):
     cdim = _class_dim(input)
     n_classes = input.shape[cdim]
     expected = input.shape[:cdim] + input.shape[cdim + 1 :]
+    if cdim == 0 and tuple(target.shape) == (1,):  # torch also takes (1,) for one unbatched sample
+        target = target.reshape(())
     if tuple(target.shape) != tuple(expected):
         raise ShapeError(
             f"class-index target must have shape {tuple(expected)} for input {tuple(input.shape)}, "
             f"got {tuple(target.shape)}: one class index per sample (and position), the class "
             f"dimension of the input removed."
+        )
+    if weight is not None and tuple(weight.shape) != (n_classes,):
+        raise ValueError(
+            f"weight must have shape ({n_classes},), one per class of the input {tuple(input.shape)}, got "
+            f"{tuple(weight.shape)}."
         )
     _check_class_indices("nll_loss", target, n_classes, (ignore_index,), f" (or equal ignore_index={ignore_index})")
     keep = target != ignore_index
@@ -73,8 +80,11 @@ def _nll(input, target, weight, ignore_index, reduction):
     picked = jnp.take_along_axis(input, jnp.expand_dims(safe, cdim), axis=cdim).squeeze(cdim)
     dtype = jnp.result_type(input)  # JAX's dtype for a NumPy input (float32 for float64 with x64 off)
     w = jnp.ones((), dtype) if weight is None else weight[safe]
-    w = jnp.where(keep, w, jnp.zeros((), dtype))
-    return -w * picked, w
+    zero = jnp.zeros((), dtype)
+    w = jnp.where(keep, w, zero)
+    # masked, not multiplied by w = 0: with every target ignored ``mean`` divides by 0, and
+    # torch's gradient is still 0 at the ignored targets (0 · inf would give NaN)
+    return jnp.where(keep, -w * picked, zero), w
 
 
 def cross_entropy(
@@ -137,6 +147,8 @@ def cross_entropy(
             return jnp.sum(loss) / (input.size // n_classes)
         return _reduce(loss, reduction)
 
+    if cdim == 0 and tuple(target.shape) == (1,):  # one unbatched sample, as _nll takes it
+        target = target.reshape(())
     nll, w = _nll(logp, target, weight, ignore_index, reduction)
     if label_smoothing > 0:
         smooth = -jnp.sum(logp if w_b is None else logp * w_b, axis=cdim)

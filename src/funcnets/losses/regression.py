@@ -32,7 +32,7 @@ def mse_loss(input: Array, target: Array, reduction: str = "mean", weight: Array
         [0.0, 4.0, 9.0]
     """
     warn_if_downcast(input, target, weight, where="mse_loss")
-    return _pointwise(input, target, reduction, jnp.square, weight)
+    return _pointwise(input, target, reduction, jnp.square, weight, fn_name="mse_loss")
 
 
 def l1_loss(input: Array, target: Array, reduction: str = "mean", weight: Array | None = None) -> Array:
@@ -50,7 +50,7 @@ def l1_loss(input: Array, target: Array, reduction: str = "mean", weight: Array 
         5.0
     """
     warn_if_downcast(input, target, weight, where="l1_loss")
-    return _pointwise(input, target, reduction, _abs, weight)
+    return _pointwise(input, target, reduction, _abs, weight, fn_name="l1_loss")
 
 
 def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: float = 1.0) -> Array:
@@ -72,13 +72,13 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
     if beta < 0:
         raise ValueError(f"smooth_l1_loss does not support negative values for beta, got beta={beta}.")
     if beta == 0.0:
-        return _pointwise(input, target, reduction, _abs)
+        return _pointwise(input, target, reduction, _abs, fn_name="smooth_l1_loss")
 
     def fn(d):
         z = _abs(d)
         return jnp.where(z < beta, 0.5 * d * d / beta, z - 0.5 * beta)
 
-    return _pointwise(input, target, reduction, fn)
+    return _pointwise(input, target, reduction, fn, fn_name="smooth_l1_loss")
 
 
 def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0, weight: Array | None = None) -> Array:
@@ -105,4 +105,4 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
         z = _abs(d)
         return jnp.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
 
-    return _pointwise(input, target, reduction, fn, weight, mean_over_weights=False)
+    return _pointwise(input, target, reduction, fn, weight, mean_over_weights=False, fn_name="huber_loss")
