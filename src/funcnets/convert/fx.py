@@ -580,7 +580,10 @@ def trace_module(make_tracer: Callable[[], Any], module, concrete_args, what: st
     except Exception as e:
         if isinstance(e, FuncnetsError):
             raise
-        raise UnsupportedOperationError([(f"torch.fx could not trace {what}: {type(e).__name__}: {e}",
+        hint = (" (likely a traced size, x.size(0) or x.shape[i], where Python needs an int: range(n), or "
+                "torch.ones(n, n), which x.new_ones(n, n) or torch.ones_like(...) can replace)"
+                if isinstance(e, TypeError) else "")
+        raise UnsupportedOperationError([(f"torch.fx could not trace {what}: {type(e).__name__}: {e}{hint}",
                                           _frame_of(e))]) from e
 
 

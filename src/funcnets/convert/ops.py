@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnets import losses
 from funcnets.nn import functional as F
 
 __all__ = ["Op", "OPS", "METHODS", "INPLACE_METHODS", "INPLACE_FUNCTIONS", "op", "function_table", "needs_key",
@@ -249,8 +250,8 @@ def clamp(input, min=None, max=None, *, out=None):
     return input
 
 
-op(method="clamp_min")(lambda input, min: jnp.maximum(input, min))
-op(method="clamp_max")(lambda input, max: jnp.minimum(input, max))
+op("torch.clamp_min", method="clamp_min")(lambda input, min: jnp.maximum(input, min))
+op("torch.clamp_max", method="clamp_max")(lambda input, max: jnp.minimum(input, max))
 
 
 @op("torch.where", method="where")
@@ -260,7 +261,7 @@ def where(condition, input=None, other=None):
     return jnp.where(condition, input, other)
 
 
-@op(method="masked_fill")
+@op("torch.masked_fill", method="masked_fill")
 def masked_fill(input, mask, value):
     return jnp.where(mask, jnp.asarray(value, input.dtype), input)
 
@@ -293,9 +294,43 @@ def einsum(equation, *operands):
     return jnp.einsum(equation, *operands, precision=jax.lax.Precision.HIGHEST)
 
 
+def _beta(input, beta):
+    return 0 if beta == 0 else beta * input  # torch ignores input for beta=0 (its NaN does not propagate)
+
+
 @op("torch.addmm", method="addmm")
 def addmm(input, mat1, mat2, *, beta=1, alpha=1):
-    return beta * input + alpha * jnp.matmul(mat1, mat2)
+    return _beta(input, beta) + alpha * jnp.matmul(mat1, mat2)
+
+
+@op("torch.baddbmm", method="baddbmm")
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    return _beta(input, beta) + alpha * jnp.matmul(batch1, batch2)
+
+
+@op("torch.addbmm", method="addbmm")
+def addbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    return _beta(input, beta) + alpha * jnp.sum(jnp.matmul(batch1, batch2), axis=0)
+
+
+@op("torch.addmv", method="addmv")
+def addmv(input, mat, vec, *, beta=1, alpha=1):
+    return _beta(input, beta) + alpha * jnp.matmul(mat, vec)
+
+
+@op("torch.addcmul", method="addcmul")
+def addcmul(input, tensor1, tensor2, *, value=1):
+    return input + value * tensor1 * tensor2
+
+
+@op("torch.addcdiv", method="addcdiv")
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    return input + value * tensor1 / tensor2
+
+
+op("torch.mv", "torch.dot", method=("mv", "dot"))(lambda input, other: jnp.matmul(input, other))
+op("torch.inner", method="inner")(lambda input, other: jnp.inner(input, other))
+op("torch.kron", method="kron")(lambda input, other: jnp.kron(input, other))
 
 
 @op("torch.outer", method="outer")
@@ -382,13 +417,18 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     x = jnp.abs(input)
     axis = _dim(dim)
-    if p in ("fro", 2, 2.0):
-        return jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdim))
     if p == float("inf"):
         return jnp.max(x, axis=axis, keepdims=keepdim)
     if p == 1:
         return jnp.sum(x, axis=axis, keepdims=keepdim)
-    return jnp.sum(x**p, axis=axis, keepdims=keepdim) ** (1.0 / p)
+    if p == 0:
+        return jnp.sum(x != 0, axis=axis, keepdims=keepdim).astype(x.dtype)
+    p = 2 if p == "fro" else p
+    s = jnp.sum(x * x if p == 2 else x**p, axis=axis, keepdims=keepdim)
+    # torch's gradient of a zero norm (an all-zero row, padding) is zero; s ** (1/p)'s would be NaN
+    nonzero = s > 0
+    safe = jnp.where(nonzero, s, 1)
+    return jnp.where(nonzero, jnp.sqrt(safe) if p == 2 else safe ** (1.0 / p), 0)
 
 
 @op("torch.cumsum", method="cumsum")
@@ -406,6 +446,18 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     x = jnp.moveaxis(input, dim, -1)
     v, i = jax.lax.top_k(x if largest else -x, k)
     return _MaxMin(jnp.moveaxis(v if largest else -v, -1, dim), jnp.moveaxis(i, -1, dim))
+
+
+@op("torch.round", method="round")
+def round_(input, *, decimals=0):
+    return jnp.round(input, decimals)  # half to even, as torch
+
+
+@op("torch.sort", method="sort")
+def sort(input, dim=-1, descending=False, *, stable=False):
+    # stable either way: torch's CPU sort keeps equal elements in order, NaN sorts as the largest
+    i = jnp.argsort(input, axis=dim, descending=descending, stable=True)
+    return _MaxMin(jnp.take_along_axis(input, i, axis=dim), i)
 
 
 # ----------------------------------------------------------------------------- shape
@@ -567,9 +619,32 @@ def index_select(input, dim, index):
     return jnp.take(input, index, axis=dim)
 
 
+def _along(index, dim: int) -> tuple:
+    """Full indices for torch's gather/scatter: ``index`` along ``dim``, the position elsewhere."""
+    dim = dim % index.ndim
+    return tuple(index if d == dim else jax.lax.broadcasted_iota(index.dtype, index.shape, d)
+                 for d in range(index.ndim))
+
+
 @op("torch.gather", method="gather")
 def gather(input, dim, index, *, sparse_grad=False):
-    return jnp.take_along_axis(input, index, axis=dim)
+    # index may be smaller than input in the other dimensions too (torch reads that corner)
+    return input[_along(index, dim)]
+
+
+@op("torch.scatter", method="scatter")
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    if reduce is not None:
+        raise TypeError("scatter(..., reduce=) is deprecated in torch; use scatter_reduce")
+    src = value if src is None else src
+    if not jnp.ndim(src):
+        return input.at[_along(index, dim)].set(jnp.asarray(src, input.dtype))
+    return input.at[_along(index, dim)].set(src[tuple(slice(0, n) for n in index.shape)])
+
+
+@op("torch.scatter_add", method="scatter_add")
+def scatter_add(input, dim, index, src):
+    return input.at[_along(index, dim)].add(src[tuple(slice(0, n) for n in index.shape)])
 
 
 @op("torch.tril", method="tril")
@@ -905,6 +980,200 @@ def shifted_window_attention(input, qkv_weight, proj_weight, relative_position_b
     return x[:, :h, :w, :]
 
 
+# ----------------------------------------------------------------------------- more of torch's functions
+op("torch.absolute", method="absolute")(lambda input: jnp.abs(input))
+op("torch.deg2rad", method="deg2rad")(lambda input: jnp.deg2rad(input))
+op("torch.rad2deg", method="rad2deg")(lambda input: jnp.rad2deg(input))
+op("torch.lgamma", method="lgamma")(lambda input: jax.scipy.special.gammaln(input))
+op("torch.logaddexp", method="logaddexp")(lambda input, other: jnp.logaddexp(input, other))
+op("torch.xlogy", method="xlogy")(lambda input, other: jax.scipy.special.xlogy(input, other))
+op("torch.logcumsumexp", method="logcumsumexp")(lambda input, dim: jax.lax.cumlogsumexp(input, axis=dim % input.ndim))
+op("torch.fliplr", method="fliplr")(lambda input: jnp.flip(input, 1))
+op("torch.flipud", method="flipud")(lambda input: jnp.flip(input, 0))
+op("torch.trace", method="trace")(lambda input: jnp.trace(input))
+op("torch.diag", method="diag")(lambda input, diagonal=0: jnp.diag(input, diagonal))
+op("torch.hstack")(lambda tensors: jnp.hstack(list(tensors)))
+op("torch.vstack")(lambda tensors: jnp.vstack(list(tensors)))
+op("torch.broadcast_tensors")(lambda *tensors: tuple(jnp.broadcast_arrays(*tensors)))
+
+
+@op("torch.diagonal", method="diagonal")
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    return jnp.diagonal(input, offset, dim1, dim2)  # the diagonal last, as torch
+
+
+@op("torch.diag_embed", method="diag_embed")
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    out = jnp.vectorize(lambda v: jnp.diag(v, offset), signature="(k)->(n,n)")(input)
+    return jnp.moveaxis(out, (-2, -1), (dim1, dim2))
+
+
+@op("torch.diff", method="diff")
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    return jnp.diff(input, n=n, axis=dim, prepend=prepend, append=append)
+
+
+@op("torch.rot90", method="rot90")
+def rot90(input, k=1, dims=(0, 1)):
+    return jnp.rot90(input, k, axes=tuple(dims))
+
+
+@op("torch.isclose", method="isclose")
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return jnp.isclose(input, other, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+@op("torch.nanmean", method="nanmean")
+def nanmean(input, dim=None, keepdim=False, *, dtype=None):
+    return jnp.nanmean(input, axis=_dim(dim), keepdims=keepdim, dtype=dtype)
+
+
+@op("torch.count_nonzero", method="count_nonzero")
+def count_nonzero(input, dim=None):
+    return jnp.count_nonzero(input, axis=_dim(dim))
+
+
+@op("torch.var_mean")
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):  # var_mean(x, dim, keepdim)
+        dim, unbiased = unbiased, None
+    return var(input, dim, unbiased, keepdim, correction=correction), jnp.mean(input, axis=_dim(dim), keepdims=keepdim)
+
+
+@op("torch.std_mean")
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    v, m = var_mean(input, dim, unbiased, keepdim, correction=correction)
+    return jnp.sqrt(v), m
+
+
+class _MinMax(NamedTuple):  # torch.return_types.aminmax
+    min: Any
+    max: Any
+
+
+@op("torch.aminmax", method="aminmax")
+def aminmax(input, *, dim=None, keepdim=False):
+    return _MinMax(jnp.min(input, axis=dim, keepdims=keepdim), jnp.max(input, axis=dim, keepdims=keepdim))
+
+
+@op("torch.argsort", method="argsort")
+def argsort(input, dim=-1, descending=False, *, stable=False):
+    return jnp.argsort(input, axis=dim, descending=descending, stable=True)
+
+
+@op("torch.take_along_dim", method="take_along_dim")
+def take_along_dim(input, indices, dim=None):
+    if dim is None:
+        return jnp.take_along_axis(input.reshape(-1), indices.reshape(-1), axis=0)
+    shape = jnp.broadcast_shapes(input.shape[:dim % input.ndim] + (1,) + input.shape[dim % input.ndim + 1:],
+                                 indices.shape[:dim % input.ndim] + (1,) + indices.shape[dim % input.ndim + 1:])
+    ax = dim % input.ndim
+    x = jnp.broadcast_to(input, shape[:ax] + (input.shape[ax],) + shape[ax + 1:])
+    i = jnp.broadcast_to(indices, shape[:ax] + (indices.shape[ax],) + shape[ax + 1:])
+    return jnp.take_along_axis(x, i, axis=ax)
+
+
+@op("torch.tensor_split", method="tensor_split")
+def tensor_split(input, indices_or_sections, dim=0):
+    if isinstance(indices_or_sections, int):
+        return tuple(jnp.array_split(input, indices_or_sections, axis=dim))
+    return tuple(jnp.split(input, list(indices_or_sections), axis=dim))
+
+
+@op("torch.cross", "torch.linalg.cross", method="cross")
+def cross(input, other, dim=None):
+    if dim is None:  # torch.cross: the first dimension of size 3
+        dim = next(i for i, n in enumerate(jnp.broadcast_shapes(input.shape, other.shape)) if n == 3)
+    return jnp.cross(input, other, axis=dim)
+
+
+@op("torch.cdist")
+def cdist(x1, x2, p=2.0, compute_mode=None):
+    return norm(x1[..., :, None, :] - x2[..., None, :, :], p, dim=-1)
+
+
+@op("torch.meshgrid")
+def meshgrid(*tensors, indexing=None):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    return tuple(jnp.meshgrid(*tensors, indexing=indexing or "ij"))  # torch's default is "ij"
+
+
+@op(method="index_fill")
+def index_fill(input, dim, index, value):
+    return input.at[(slice(None),) * (dim % input.ndim) + (index,)].set(jnp.asarray(value, input.dtype))
+
+
+@op(method="unfold")
+def unfold(input, dimension, size, step):
+    """``x.unfold(dim, size, step)``: the windows along ``dim``, each window's elements last."""
+    d = dimension % input.ndim
+    starts = jnp.arange((input.shape[d] - size) // step + 1) * step
+    windows = jnp.take(input, starts[:, None] + jnp.arange(size)[None, :], axis=d)
+    return jnp.moveaxis(windows, d + 1, -1)
+
+
+@op("torch.nn.functional.glu")
+def glu(input, dim=-1):
+    a, b = jnp.split(input, 2, axis=dim)
+    return a * jax.nn.sigmoid(b)
+
+
+op("torch.nn.functional.tanhshrink")(lambda input: input - jnp.tanh(input))
+
+
+# ----------------------------------------------------------------------------- losses in forward
+# torch's signatures, deprecated size_average/reduce included (they shift positional arguments)
+def _reduction(size_average, reduce, reduction):
+    if size_average is not None or reduce is not None:
+        raise TypeError("size_average= and reduce= are deprecated in torch; use reduction=")
+    return reduction
+
+
+@op("torch.nn.functional.cross_entropy")
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
+    return losses.cross_entropy(input, target, weight, ignore_index, _reduction(size_average, reduce, reduction),
+                                label_smoothing)
+
+
+@op("torch.nn.functional.nll_loss")
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    return losses.nll_loss(input, target, weight, ignore_index, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.mse_loss")
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    return losses.mse_loss(input, target, _reduction(size_average, reduce, reduction), weight)
+
+
+@op("torch.nn.functional.l1_loss")
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    return losses.l1_loss(input, target, _reduction(size_average, reduce, reduction), weight)
+
+
+@op("torch.nn.functional.smooth_l1_loss")
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    return losses.smooth_l1_loss(input, target, _reduction(size_average, reduce, reduction), beta)
+
+
+@op("torch.nn.functional.binary_cross_entropy")
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    return losses.binary_cross_entropy(input, target, weight, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.binary_cross_entropy_with_logits")
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    return losses.binary_cross_entropy_with_logits(input, target, weight, _reduction(size_average, reduce, reduction),
+                                                   pos_weight)
+
+
+@op("torch.nn.functional.kl_div")
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    return losses.kl_div(input, target, _reduction(size_average, reduce, reduction), log_target)
+
+
 # ----------------------------------------------------------------------------- in-place operations
 # torch's in-place variants, converted functionally: each returns the mutated tensor's new value
 # (same dtype), and from_torch / port rebind every later use of that tensor to it. Which calls
@@ -917,12 +1186,12 @@ _INPLACE_BASES = (
     "abs acos add addmm asin atan atan2 bitwise_and bitwise_or ceil clamp clamp_max clamp_min clip cos cosh "
     "cumprod cumsum detach div divide eq erf erfinv exp exp2 expm1 floor floor_divide fmod frac ge gt le lerp log "
     "log10 log1p log2 logical_and logical_not logical_or lt masked_fill mul multiply nan_to_num ne neg negative pow "
-    "reciprocal relu remainder rsqrt sigmoid sign sin sinh sqrt square squeeze sub subtract swapaxes swapdims t tan "
-    "tanh transpose tril triu true_divide trunc unsqueeze").split()
+    "reciprocal relu remainder round rsqrt scatter scatter_add sigmoid sign sin sinh sqrt square squeeze sub subtract "
+    "swapaxes swapdims t tan tanh transpose tril triu true_divide trunc unsqueeze").split()
 # ... of which torch also has a function ``torch.<name>_`` (``torch.relu_(x)``)
 _INPLACE_TORCH_FUNCTIONS = set(
     "abs acos asin atan ceil clamp clamp_max clamp_min clip cos cosh detach erf exp exp2 expm1 floor frac log log10 "
-    "log1p log2 nan_to_num neg negative reciprocal relu rsqrt sigmoid sin sinh sqrt square tan tanh trunc".split())
+    "log1p log2 nan_to_num neg negative reciprocal relu round rsqrt sigmoid sin sinh sqrt square tan tanh trunc".split())
 
 
 def _inplace(name: str, fn: Callable, functions: tuple[str, ...] = (), method: bool = True) -> Callable:
