@@ -134,3 +134,51 @@ def test_nested_sequential_lr_equals_torch(x64):
     np.testing.assert_array_equal(np.asarray(sched(jnp.arange(12))), np.asarray(want))
     with pytest.raises(ValueError, match="first scheduler is a SequentialLR.*pass total_epochs"):
         _nested_sequential()
+
+
+def _fixed_gradient_run(tx, torch_opt, w, steps, dtype):
+    """``steps`` steps on the gradients ``g·(i+1)`` (the same in both); the worst relative
+    parameter error over the steps."""
+    g = np.random.default_rng(0).normal(size=w.shape).astype(dtype)
+    params = jnp.zeros(w.shape, dtype)
+    state = tx.init(params)
+    worst = 0.0
+    for i in range(steps):
+        updates, state = tx.update(jnp.asarray(g * (i + 1)), state, params)
+        params = optax.apply_updates(params, updates)
+        w.grad = torch.tensor(g * (i + 1))
+        torch_opt.step()
+        assert params.dtype == dtype
+        want = w.detach().numpy()
+        worst = max(worst, float(np.max(np.abs(np.asarray(params) - want) / np.abs(want))))
+    return worst
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [("adam", dict(betas=(0.99, 0.9999))), ("adam", dict(amsgrad=True)), ("radam", dict())],
+)
+def test_float32_bias_correction_as_torch(name, kw):
+    # torch computes 1 - βᵗ (and RAdam's ρₜ) in Python floats; optax.scale_by_adam's
+    # float32 1 - βᵗ put Adam 8e-5 off torch for β₂ = 0.9999 (7e-6 for 0.999), and
+    # RAdam's float32 ρₜ (1999 - 1994) 8e-5 off at its first rectified step (6)
+    w = torch.zeros(200, requires_grad=True)
+    cls = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}[name]
+    tx = getattr(optim, name)(lr=1.0, **kw)
+    assert _fixed_gradient_run(tx, cls([w], lr=1.0, **kw), w, 8, np.float32) < 2e-6
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "radam"])
+def test_float64_beta2_near_one_as_torch(x64, name):
+    # for β₂ = 0.999999 torch's own 1 - β₂ᵗ and ρₜ carry a cancellation (ρₜ 1e-5 off
+    # its exact value); the float64 steps follow torch's arithmetic (RAdam was 3e-10 off
+    # torch at step 6, Adam 3e-11 with an exact -expm1)
+    w = torch.zeros(50, dtype=torch.float64, requires_grad=True)
+    cls = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam}[name]
+    kw = dict(lr=0.1, betas=(0.9, 0.999999))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # NAdam's mu_product, see optim.nadam
+    try:
+        assert _fixed_gradient_run(getattr(optim, name)(**kw), cls([w], **kw), w, 10, np.float64) < 1e-12
+    finally:
+        torch.set_default_dtype(default)

@@ -8,7 +8,9 @@ what optax lacks:
   is ``b = μ·b + (1-τ)·g``. ``optax.trace`` equals that only for dampening τ = 0, so
   dampening uses :func:`scale_by_torch_momentum`.
 * ``adam``: ``optax.scale_by_adam`` is torch's Adam (eps outside the sqrt) up to
-  rounding; torch's ``weight_decay`` is *coupled* L2 (added to the gradient). torch's
+  rounding, but for its float32 ``1 - βᵗ`` (torch's is a Python float), so its moments
+  are used with a full-precision bias correction; torch's ``weight_decay`` is *coupled*
+  L2 (added to the gradient). torch's
   AMSGrad keeps the max of the *raw* second moment and bias-corrects it afterwards,
   whereas ``optax.scale_by_amsgrad`` maxes the bias-corrected one, so AMSGrad uses
   :func:`scale_by_torch_amsgrad`. ``optax.scale_by_adam`` takes constant betas only;

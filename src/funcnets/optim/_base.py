@@ -89,11 +89,16 @@ def _float_count(count: jax.Array) -> jax.Array:
 
 
 def _bias_correction(beta: float, t: jax.Array) -> jax.Array:
-    """``1 - βᵗ`` for a float step ``t >= 1``. As ``-expm1(t·log β)`` it keeps float32's
-    relative precision for β near 1, where ``1 - βᵗ`` in float32 loses four digits
-    (β₂ = 0.999 rounds to 0.99900001) and torch, in Python floats, loses none."""
+    """``1 - βᵗ`` for a float step ``t >= 1``. In float32 as ``-expm1(t·log β)``, which
+    keeps float32's relative precision for β near 1, where ``1 - βᵗ`` in float32 loses
+    four digits (β₂ = 0.999 rounds to 0.99900001) and torch, in Python floats, loses none;
+    in float64 as torch computes it."""
     if beta == 0:
         return jnp.ones_like(t)
+    if t.dtype == jnp.float64:
+        # torch's own arithmetic, whose cancellation for β near 1 a float64 step follows
+        # (``-expm1`` is 3e-11 away from it for β = 0.999999)
+        return 1 - beta**t
     return -jnp.expm1(t * math.log(beta))
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _at, _check, _float_count, _is_dynamic, _torch_chain
+from funcnets.optim._base import ScalarOrSchedule, _at, _bias_correction, _check, _float_count, _is_dynamic, _torch_chain
 
 __all__ = ["adam", "adamw", "scale_by_torch_adam", "TorchAdamState", "scale_by_torch_amsgrad", "TorchAmsgradState"]
 
@@ -30,6 +30,8 @@ def _pow_complement(beta, t):
     """``1 - βᵗ`` for a traced or scheduled ``β``, as ``-expm1(t·log β)`` (float32's
     precision near β = 1, see ``_base._bias_correction``); β = 0 gives 1."""
     beta = jnp.asarray(beta, jnp.result_type(float))
+    if beta.dtype == jnp.float64:  # torch's own arithmetic, as _base._bias_correction
+        return 1 - beta**t
     return -jnp.expm1(t * jnp.log(beta))
 
 
@@ -156,9 +158,30 @@ def scale_by_torch_amsgrad(
         if _is_dynamic(b1) or _is_dynamic(b2):
             bc1, bc2 = _pow_complement(beta1, t), _pow_complement(beta2, t)
         else:
-            bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+            bc1, bc2 = _bias_correction(beta1, t), _bias_correction(beta2, t)
         out = _adam_direction(m, vmax, bc1, bc2, eps)
         return out, TorchAmsgradState(m, v, vmax, count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
+    """``optax.scale_by_adam`` (its state, its moment updates) with torch's bias
+    correction ``1 - βᵗ`` kept to full precision (``_base._bias_correction``): optax's, in
+    float32, is 1.3e-5 off for β₂ = 0.999 and 1.3e-4 for β₂ = 0.9999 at the first step,
+    where torch computes it in Python floats."""
+
+    def init_fn(params):
+        mu, nu = _zero_moments(params)
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+
+    def update_fn(updates, state, params=None):
+        count = optax.safe_int32_increment(state.count)
+        t = _float_count(count)
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        out = _adam_direction(mu, nu, _bias_correction(b1, t), _bias_correction(b2, t), eps)
+        return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -168,7 +191,7 @@ def _adam_core(betas, eps, amsgrad):
         return scale_by_torch_amsgrad(betas[0], betas[1], eps)
     if _is_dynamic(betas[0]) or _is_dynamic(betas[1]):
         return scale_by_torch_adam(betas[0], betas[1], eps)
-    return optax.scale_by_adam(betas[0], betas[1], eps)
+    return _scale_by_adam(betas[0], betas[1], eps)
 
 
 def _adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
