@@ -267,3 +267,14 @@ def test_norm_and_cdist_of_zero_have_torch_zero_gradient(x64):
     torch.cdist(xt, torch.tensor(x)).sum().backward()
     g = jax.grad(lambda v: ops.resolve(torch.cdist)(v, jnp.asarray(x)).sum())(jnp.asarray(x))
     assert_close(g, to_np(xt.grad), 1e-12, "cdist")
+
+
+def test_locate_runs_a_float64_model_of_token_ids_in_float64(x64):
+    """Integer inputs, float64 weights: locate compares in float64 (it ran float32 and failed)."""
+    net, idx, _ = _gpt(tie=True)
+    model, params, state = from_torch(net, idx)
+    report = funcnets.parity.locate(net, model, params, state, idx)
+    assert (report.dtype, report.error, report.first_divergence) == ("f64", None, None)
+    grads = {r.name: r.grads for r in report.rows if r.grads}
+    assert [g[0] for g in grads["wte"]] == ["wte.weight"]  # the tied weight: its summed gradient, compared
+    assert all(r.output_ok for r in report.rows if r.captured)

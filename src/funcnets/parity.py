@@ -494,8 +494,8 @@ def locate(
       torch_module: the reference ``torch.nn.Module``.
       model, params, state: the funcnets port and its weights (the torch module's,
         e.g. from ``torch_io.load_state_dict`` or ``from_torch``).
-      *inputs: the forward's inputs as torch tensors (float64 ones run funcnets in
-        float64).
+      *inputs: the forward's inputs as torch tensors (float64 ones, or a float64
+        ``torch_module``, run funcnets in float64).
       train: torch's ``model.train()`` (BatchNorm batch statistics). Dropout draws
         different masks in the two libraries, so compare models with dropout in eval.
       rtol: relative tolerance, ``max|a - b| / max|b|`` (default 1e-4 in float32,
@@ -519,7 +519,9 @@ def locate(
         report.first_divergence   # e.g. "layer2.0.bn1"
     """
     torch = _torch()
-    float64 = any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in inputs)
+    # a float64 model of integer inputs (token ids) runs in float64 too
+    float64 = any(isinstance(t, torch.Tensor) and t.dtype == torch.float64
+                  for t in (*inputs, *torch_module.parameters(), *torch_module.buffers()))
     tol = rtol if rtol is not None else (1e-9 if float64 else 1e-4)
     reference = copy.deepcopy(torch_module).train(train)
     t_calls, out_weights, t_grads = _torch_calls(torch, reference, inputs, seed)
