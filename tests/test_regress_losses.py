@@ -86,3 +86,21 @@ def test_regression_losses_name_shapes_that_do_not_broadcast(fn):
     with pytest.raises(ShapeError, match=rf"{fn}: the shapes of input \(3, 4\), target \(3, 5\) do not broadcast"):
         getattr(losses, fn)(jnp.zeros((3, 4)), jnp.zeros((3, 5)))
 
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_multilabel_soft_margin_sums_over_torchs_class_dimension(reduction, x64):
+    # a weight of more dimensions than the input broadcasts the loss to (2, 3, 4); torch
+    # sums over dimension input.ndim - 1 = 1 (giving (2, 4)), funcnets summed over the last
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((3, 4)), (rng.uniform(size=(3, 4)) > 0.5) * 1.0
+    w = rng.uniform(size=(2, 3, 4))
+    check_parity(lambda x: losses.multilabel_soft_margin_loss(x, jnp.asarray(t), jnp.asarray(w), reduction=reduction),
+                 lambda x: TF.multilabel_soft_margin_loss(x, torch.tensor(t), torch.tensor(w), reduction=reduction), [x],
+                 what="multilabel_soft_margin_loss, weight (2, 3, 4)")
+
+
+def test_soft_margin_loss_refuses_a_target_larger_than_the_input():
+    # torch writes the loss in the input's shape and raises; funcnets returned a (3, 4) loss
+    with pytest.raises(ShapeError, match=r"soft_margin_loss: target \(3, 4\) must broadcast to the input's shape \(1, 4\)"):
+        losses.soft_margin_loss(jnp.zeros((1, 4)), jnp.ones((3, 4)))

@@ -179,7 +179,11 @@ def soft_margin_loss(input: Array, target: Array, reduction: str = "mean") -> Ar
     """
     warn_if_downcast(input, target, where="soft_margin_loss")
     _check_reduction(reduction)
-    _broadcast_shape("soft_margin_loss", ("input", input), ("target", target))
+    if _broadcast_shape("soft_margin_loss", ("input", input), ("target", target)) != jnp.shape(input):
+        raise ShapeError(  # torch writes the loss into the input's shape
+            f"soft_margin_loss: target {tuple(jnp.shape(target))} must broadcast to the input's shape "
+            f"{tuple(jnp.shape(input))}; give the input the full shape."
+        )
     return _reduce(jax.nn.softplus(-target * input), reduction)
 
 
@@ -215,4 +219,6 @@ def multilabel_soft_margin_loss(
     loss = -(target * jax.nn.log_sigmoid(input) + (1 - target) * jax.nn.log_sigmoid(-input))
     if weight is not None:
         loss = loss * weight
-    return _reduce(jnp.sum(loss, axis=-1) / input.shape[-1], reduction)
+    # torch's class dimension counts from the front: input.ndim - 1 even when a weight or
+    # target of more dimensions broadcasts the loss to more
+    return _reduce(jnp.sum(loss, axis=jnp.ndim(input) - 1) / input.shape[-1], reduction)
