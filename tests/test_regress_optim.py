@@ -182,3 +182,33 @@ def test_float64_beta2_near_one_as_torch(x64, name):
         assert _fixed_gradient_run(getattr(optim, name)(**kw), cls([w], **kw), w, 10, np.float64) < 1e-12
     finally:
         torch.set_default_dtype(default)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_grad_scaler_skipped_step_advances_the_lr_schedule(name):
+    # torch skips optimizer.step() on an overflow but scheduler.step() still runs, so the
+    # next step takes the schedule's next lr; the wrapped optimizer kept the schedule's
+    # count with the rest of its state, and lagged a step behind (0.11 off torch after it)
+    g0 = np.random.default_rng(0).normal(size=10).astype(np.float32)
+    scaler = optim.GradScaler(init_scale=4.0, growth_interval=100)
+    sched = ls.StepLR(0.1, 1, 0.5)
+    inner = optim.sgd(lr=sched, momentum=0.9) if name == "sgd" else optim.adam(lr=sched)
+    tx = scaler.wrap(inner)
+    params = jnp.ones(10, jnp.float32)
+    state = tx.init(params)
+    w = torch.ones(10, requires_grad=True)
+    topt = torch.optim.SGD([w], lr=0.1, momentum=0.9) if name == "sgd" else torch.optim.Adam([w], lr=0.1)
+    tscaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=100)
+    tsched = TL.StepLR(topt, 1, 0.5)
+    for i in range(6):
+        overflow = np.inf if i == 2 else 1.0
+        grads = jnp.asarray(g0 * (i + 1) * overflow * float(scaler.state_of(state).scale))
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        topt.zero_grad()
+        tscaler.scale((w * torch.tensor(g0 * (i + 1))).sum() * overflow).backward()
+        tscaler.step(topt)
+        tscaler.update()
+        tsched.step()
+        np.testing.assert_allclose(np.asarray(params), w.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
+    assert float(scaler.state_of(state).scale) == tscaler.get_scale()

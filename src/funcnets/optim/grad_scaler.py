@@ -9,7 +9,8 @@ the step when a gradient is inf/NaN (and halves the scale), and doubles the scal
 * ``opt = scaler.wrap(optim.sgd(0.1))``: ``scaler.step(optimizer)`` + ``scaler.update()``
   as one optax transformation. It takes the *scaled* gradients, unscales them, and on
   overflow leaves the parameters and the inner optimizer state untouched (a skipped
-  step, as torch's), then updates the scale.
+  step, as torch's; only a learning-rate schedule's step count advances, as torch's
+  ``scheduler.step()`` still runs), then updates the scale.
 * the loss must be scaled inside the differentiated function, with the current scale:
   ``scaler.scale(scaler.state_of(opt_state), loss)``.
 * :func:`cast_floating` casts float32 master weights (and inputs) to the compute dtype
@@ -74,6 +75,25 @@ class GradScalerState(NamedTuple):
 class ScaledState(NamedTuple):
     scaler: GradScalerState
     inner: optax.OptState  # the wrapped optimizer's state
+
+
+_SCHEDULE_STATES = (optax.ScaleByScheduleState, optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _skipped(new: Any, old: Any, found: Array) -> Any:
+    """The inner optimizer state after a step that ``found`` an inf/NaN: the old state,
+    as torch skips ``optimizer.step()``, but for the step counts of learning-rate (and
+    ``inject_hyperparams``) schedules, which advance: torch's ``scheduler.step()`` runs
+    after a skipped step too, so the next step's lr is the schedule's next value."""
+
+    def merge(n, o):
+        if isinstance(n, optax.ScaleByScheduleState):
+            return n
+        if isinstance(n, _SCHEDULE_STATES):
+            return n._replace(inner_state=_skipped(n.inner_state, o.inner_state, found))
+        return jnp.where(found, o, n)
+
+    return jax.tree_util.tree_map(merge, new, old, is_leaf=lambda x: isinstance(x, _SCHEDULE_STATES))
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,9 @@ class GradScaler:
 
     def wrap(self, optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
         """``optimizer`` taking the scaled gradients: unscale, skip the step on inf/NaN
-        (zero updates, the inner state kept), then update the scale."""
+        (zero updates, the inner state kept but for the step counts of its learning-rate
+        schedules, which advance as torch's ``scheduler.step()`` does after a skipped
+        step), then update the scale."""
 
         def init_fn(params):
             return ScaledState(self.init(), optimizer.init(params))
@@ -166,10 +188,8 @@ class GradScaler:
         def update_fn(updates, state, params=None):
             grads, found = self.unscale(state.scaler, updates)
             new_updates, inner = optimizer.update(grads, state.inner, params)
-            keep = lambda new, old: jnp.where(found, old, new)  # noqa: E731  a skipped step
             new_updates = jax.tree_util.tree_map(lambda u: jnp.where(found, jnp.zeros_like(u), u), new_updates)
-            inner = jax.tree_util.tree_map(keep, inner, state.inner)
-            return new_updates, ScaledState(self.update(state.scaler, found), inner)
+            return new_updates, ScaledState(self.update(state.scaler, found), _skipped(inner, state.inner, found))
 
         return optax.GradientTransformation(init_fn, update_fn)
 
