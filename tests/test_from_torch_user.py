@@ -278,3 +278,16 @@ def test_locate_runs_a_float64_model_of_token_ids_in_float64(x64):
     grads = {r.name: r.grads for r in report.rows if r.grads}
     assert [g[0] for g in grads["wte"]] == ["wte.weight"]  # the tied weight: its summed gradient, compared
     assert all(r.output_ok for r in report.rows if r.captured)
+
+
+@pytest.mark.parametrize("wrap", ["hook", "parametrization"])
+def test_weight_norm_is_refused_not_ignored(wrap):
+    """A layer converted whole does not run torch's hooks or parametrizations: refused, with the fix."""
+    lin = tnn.Linear(4, 3)
+    lin = tnn.utils.weight_norm(lin) if wrap == "hook" else tnn.utils.parametrizations.weight_norm(lin)
+    net = tnn.Sequential(lin, tnn.ReLU())
+    fix = "remove_weight_norm" if wrap == "hook" else "remove_parametrizations"
+    with pytest.raises(UnsupportedOperationError, match=fix):
+        from_torch(net)
+    with pytest.raises(UnsupportedOperationError, match=fix):
+        funcnets.port(net)

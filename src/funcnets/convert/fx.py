@@ -663,10 +663,27 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
             out.append((f"Tensor method .{node.target}()", where))
         elif node.op == "call_module":
             m = module.get_submodule(node.target)
-            err = convert(node.target, m)
+            err = _hooked(m, torch) or convert(node.target, m)
             if err:
                 out.append((f"module {node.target} ({type(m).__name__}): {err}", where))
     return out + _inplace_plan(graph, module)[1]
+
+
+def _hooked(m, torch) -> str | None:
+    """Why a layer converted whole would compute something else than torch's: what torch runs around it."""
+    if torch.nn.utils.parametrize.is_parametrized(m):
+        names = ", ".join(repr(n) for n in m.parametrizations)
+        return (f"its {names} is parametrized (torch.nn.utils.parametrizations: weight_norm, spectral_norm, "
+                f"orthogonal, ...), which a converted layer does not compute; "
+                f"torch.nn.utils.parametrize.remove_parametrizations(layer, name) bakes the current value in "
+                f"(training then updates that tensor itself, not the parametrization's originals)")
+    hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+    if hooks:
+        kinds = ", ".join(sorted({getattr(h, "__name__", type(h).__name__) for h in hooks}))
+        return (f"it has forward hooks ({kinds}), which a converted layer does not run (torch.nn.utils.weight_norm "
+                f"and spectral_norm are such hooks: torch.nn.utils.remove_weight_norm(layer) bakes the weight in); "
+                f"remove them before converting")
+    return None
 
 
 def problems(module: Any, concrete_args: dict[str, Any] | None = None,

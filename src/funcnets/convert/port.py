@@ -427,6 +427,9 @@ class _Writer:
                     continue
                 if _leaf_layer(sub) and not user:
                     try:
+                        hooked = _fx._hooked(sub, self.torch)
+                        if hooked:
+                            raise FuncnetsError(hooked)
                         _modules.convert_module(sub)
                     except Exception as e:  # noqa: BLE001 -- reported with the line
                         self.problems.append((f"module {n.target} ({type(sub).__name__}): {e}", where))
