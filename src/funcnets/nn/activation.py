@@ -234,7 +234,10 @@ def hardswish(input: Array, inplace: bool = False) -> Array:
     torch's backward gives 0 at -3 and 1 at 3 (the outer branches own the ties).
     """
     x = _as_float(input, "hardswish")
-    return jnp.where(x <= -3, jnp.zeros((), x.dtype), jnp.where(x >= 3, x, x * (x + 3) / 6))
+    # x·0, not 0: torch's x·min(max(x + 3, 0), 6)/6 is NaN at -inf; the middle branch never
+    # sees ±inf, whose NaN gradient would leak through the where (torch's is 0 and 1 there)
+    mid = jnp.where(jnp.isinf(x), jnp.zeros((), x.dtype), x)
+    return jnp.where(x <= -3, x * 0, jnp.where(x >= 3, x, mid * (mid + 3) / 6))
 
 
 def hardsigmoid(input: Array, inplace: bool = False) -> Array:

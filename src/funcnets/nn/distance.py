@@ -34,7 +34,8 @@ def _norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
         s = jnp.sum(x * x, axis=axis, keepdims=keepdims)
     else:
         safe = jnp.where(a == 0, 1, a)
-        s = jnp.sum(jnp.where(a == 0, 0, safe**p), axis=axis, keepdims=keepdims)
+        # a zero entry is 0**p: 0 for p > 0, inf for p < 0 (which makes the norm 0, as torch's)
+        s = jnp.sum(jnp.where(a == 0, 0 if p > 0 else jnp.inf, safe**p), axis=axis, keepdims=keepdims)
     zero = s == 0
     r = jnp.where(zero, 1, s)
     return jnp.where(zero, 0, r ** (1 / p) if p != 2 else jnp.sqrt(r))

@@ -514,6 +514,22 @@ def _unpool_size(op, n, sizes, k, s, p, output_size, axes) -> tuple[int, ...]:
     return out
 
 
+def _check_unpool_indices(op: str, indices: Array, outs: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+    """torch's error for an index outside the output plane, where the indices are known
+    (under a trace they are not, and such indices are dropped)."""
+    if isinstance(indices, jax.core.Tracer) or indices.size == 0:
+        return
+    lo, hi = int(jnp.min(indices)), int(jnp.max(indices))
+    if lo < 0 or hi >= math.prod(outs):
+        bad = hi if hi >= math.prod(outs) else lo
+        raise ValueError(
+            f"{op}: found an invalid max index {bad} (the output planes are of size "
+            f"{'x'.join(map(str, outs))}, from the input's spatial size {sizes}). The pooled input "
+            f"was larger than the default output size: pass output_size= the spatial size of the "
+            f"input to the max pooling."
+        )
+
+
 def _max_unpool(x, indices, n, kernel_size, stride, padding, output_size, op, layer=False):
     xb, axes, squeeze = _batched(x, n, op, layer)
     indices = jnp.asarray(indices)
@@ -529,6 +545,7 @@ def _max_unpool(x, indices, n, kernel_size, stride, padding, output_size, op, la
     p = _tuple(op, padding, n, "padding")
     sizes = tuple(xb.shape[a] for a in axes)
     outs = _unpool_size(op, n, sizes, k, s, p, output_size, axes)
+    _check_unpool_indices(op, indices, outs, sizes)
     # scatter within each (N, C) plane: the spatial axes last, flattened
     perm = [a for a in range(xb.ndim) if a not in axes] + list(axes)
     lead = tuple(xb.shape[a] for a in perm[:-n])
@@ -550,8 +567,8 @@ _MAX_UNPOOL_DOC = """``torch.nn.functional.max_unpool{n}d``: the partial inverse
       output_size: the spatial size to restore (``n`` sizes or the whole shape), within
         a stride of the default ``(size - 1)·stride + kernel_size - 2·padding``.
     Returns:
-      ``(N, C, *output_size)``. Indices outside the output plane are dropped (torch
-      raises an error for them).
+      ``(N, C, *output_size)``. An index outside the output plane is an error, as in
+      torch, where the indices are concrete; under ``jit`` such indices are dropped.
     """
 
 
