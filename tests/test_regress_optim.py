@@ -212,3 +212,23 @@ def test_grad_scaler_skipped_step_advances_the_lr_schedule(name):
         tsched.step()
         np.testing.assert_allclose(np.asarray(params), w.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
     assert float(scaler.state_of(state).scale) == tscaler.get_scale()
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "radam"])
+def test_float32_cycled_beta1_constant_beta2_as_torch(name):
+    # a scheduled β₁ (OneCycleLR) took the path for scheduled betas, which rounded the
+    # constant β₂ = 0.9999 to float32 before 1 - β₂ᵗ: 1.7e-4 off torch's, Adam 8e-5 off
+    # torch's parameters, RAdam rectifying from step 2 (ρ₂ 5.3 where torch's is 2.0)
+    sched = ls.OneCycleLR(1.0, total_steps=10)
+    tx = getattr(optim, name)(lr=sched, betas=(sched.momentum, 0.9999))
+    w = torch.zeros(200, requires_grad=True)
+    cls = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam}[name]
+    topt = cls([w], lr=1.0, betas=(0.9, 0.9999))
+    tsched = TL.OneCycleLR(topt, 1.0, total_steps=10)
+
+    class Stepped:  # the torch optimizer with its scheduler stepped after each step
+        def step(self):
+            topt.step()
+            tsched.step()
+
+    assert _fixed_gradient_run(tx, Stepped(), w, 8, np.float32) < 2e-6

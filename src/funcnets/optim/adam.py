@@ -29,6 +29,10 @@ class TorchAmsgradState(NamedTuple):
 def _pow_complement(beta, t):
     """``1 - βᵗ`` for a traced or scheduled ``β``, as ``-expm1(t·log β)`` (float32's
     precision near β = 1, see ``_base._bias_correction``); β = 0 gives 1."""
+    if isinstance(beta, (int, float)):
+        # a constant β (β₂ beside a scheduled β₁): log β in Python floats; rounded to
+        # float32 first, β₂ = 0.9999 would put 1 - β₂ᵗ 1.7e-4 off torch's
+        return _bias_correction(beta, t)
     beta = jnp.asarray(beta, jnp.result_type(float))
     if beta.dtype == jnp.float64:  # torch's own arithmetic, as _base._bias_correction
         return 1 - beta**t

@@ -64,7 +64,7 @@ def scale_by_torch_radam(
             count, t, m, v = _next_step(updates, state, b1, b2)
             bc1, bc2 = _bias_correction(b1, t), _bias_correction(b2, t)
         rho_inf = 2 / (1 - beta2) - 1
-        if dynamic or not 0 < b2 < 1:
+        if _is_dynamic(b2) or not 0 < b2 < 1:
             rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
         else:
             rho_t = _rho(b2, t)
