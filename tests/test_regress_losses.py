@@ -83,7 +83,9 @@ def test_bce_with_logits_weights_must_broadcast_to_the_input():
 
 @pytest.mark.parametrize("fn", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"])
 def test_regression_losses_name_shapes_that_do_not_broadcast(fn):
-    with pytest.raises(ShapeError, match=rf"{fn}: the shapes of input \(3, 4\), target \(3, 5\) do not broadcast"):
+    # torch warns that the sizes differ, then raises
+    with pytest.warns(UserWarning, match="different to the input size"), \
+            pytest.raises(ShapeError, match=rf"{fn}: the shapes of input \(3, 4\), target \(3, 5\) do not broadcast"):
         getattr(losses, fn)(jnp.zeros((3, 4)), jnp.zeros((3, 5)))
 
 
@@ -104,3 +106,13 @@ def test_soft_margin_loss_refuses_a_target_larger_than_the_input():
     # torch writes the loss in the input's shape and raises; funcnets returned a (3, 4) loss
     with pytest.raises(ShapeError, match=r"soft_margin_loss: target \(3, 4\) must broadcast to the input's shape \(1, 4\)"):
         losses.soft_margin_loss(jnp.zeros((1, 4)), jnp.ones((3, 4)))
+
+
+def test_binary_cross_entropy_keeps_the_input_dtype_with_a_float64_weight(x64):
+    # torch's kernel casts the weight: a float32 loss; funcnets promoted it to float64
+    p, t = np.array([0.2, 0.7], np.float32), np.array([0.0, 1.0], np.float32)
+    w = np.array([1.5, 0.5])
+    ours = losses.binary_cross_entropy(jnp.asarray(p), jnp.asarray(t), jnp.asarray(w))
+    theirs = TF.binary_cross_entropy(torch.tensor(p), torch.tensor(t), torch.tensor(w))
+    assert ours.dtype == np.float32 and theirs.dtype == torch.float32
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6)

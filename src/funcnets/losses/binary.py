@@ -102,8 +102,8 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
                 f"binary_cross_entropy_with_logits (or apply jax.nn.sigmoid first)."
             )
     loss = _bce(input, jnp.asarray(target, jnp.result_type(input)))  # input's dtype as JAX computes it
-    if weight is not None:
-        loss = loss * weight
+    if weight is not None:  # torch's kernel returns the input's dtype whatever the weight's
+        loss = loss * jnp.asarray(weight, loss.dtype)
     return _reduce(loss, reduction)
 
 
