@@ -89,7 +89,7 @@ def _safe_softmax(x: Array) -> Array:
     reduction and one elementwise pass, where autodiff through ``exp``/``sum``/divide keeps
     the exponentials and the row sums and makes more passes over the ``(N, H, L, S)`` scores.
     """
-    m = jnp.max(x, axis=-1, keepdims=True)
+    m = jnp.max(x, axis=-1, keepdims=True, initial=-jnp.inf)  # initial: no keys (S = 0) is valid
     m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), x.dtype))
     e = jnp.exp(x - m)
     s = jnp.sum(e, axis=-1, keepdims=True)
@@ -163,16 +163,29 @@ def scaled_dot_product_attention(
             "(pass one or the other)."
         )
     L, S = q.shape[-2], k.shape[-2]
+    try:
+        scores = jnp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]) + (L, S)
+    except ValueError:
+        raise ShapeError(
+            f"{who} expected query, key and value whose leading dims (*) broadcast together, got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}."
+            + (" With fewer key/value heads than query heads, pass enable_gqa=True." if not enable_gqa else "")
+        ) from None
     if attn_mask is not None:
         attn_mask = jnp.asarray(attn_mask)
-        try:
-            jnp.broadcast_shapes(attn_mask.shape, q.shape[:-2] + (L, S))
+        extra = max(attn_mask.ndim - len(scores), 0)
+        if extra and all(d == 1 for d in attn_mask.shape[:extra]):  # torch drops leading ones
+            attn_mask = attn_mask.reshape(attn_mask.shape[extra:])
+        try:  # the scores' shape, not a wider one: torch adds the mask in place
+            ok = jnp.broadcast_shapes(attn_mask.shape, scores) == scores
         except ValueError:
+            ok = False
+        if not ok:
             raise ShapeError(
                 f"{who}: attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to the "
-                f"attention scores {q.shape[:-2] + (L, S)} (*, L, S). Give it shape (L, S) = ({L}, {S}) "
-                f"or one that broadcasts."
-            ) from None
+                f"attention scores {scores} (*, L, S). Give it shape (L, S) = ({L}, {S}) "
+                f"or one that broadcasts to the scores."
+            )
         if attn_mask.dtype == jnp.bool_:
             attn_mask = jnp.where(attn_mask, jnp.zeros((), q.dtype), jnp.asarray(-jnp.inf, q.dtype))
         elif not _is_float(attn_mask):

@@ -156,8 +156,9 @@ def _bmm(h: Array, w: Array) -> Array:
 
 def _onednn_usable(x: Array, p: list[dict]) -> bool:
     """Whether oneDNN computes this layer (:mod:`funcnets.nn._onednn_rnn`): float32 input,
-    states and weights on one CPU device, the extension built."""
-    return _onednn_rnn.usable(x) and all(a is None or a.dtype == np.float32 for q in p for a in q.values())
+    states and weights on one CPU device, the extension built, a batch of at least one
+    (oneDNN's primitive dies of SIGFPE on an empty batch)."""
+    return x.shape[1] > 0 and _onednn_rnn.usable(x) and all(a is None or a.dtype == np.float32 for q in p for a in q.values())
 
 
 def _layer(
@@ -179,7 +180,8 @@ def _layer(
     # all time steps' input projections in one GEMM: (L·N, In) @ (In, D·G)
     L, N, _ = x.shape
     G = w_ih.shape[1]
-    gi = (x.reshape(L * N, -1) @ w_ih.reshape(D * G, -1).T).reshape(L, N, D, G)
+    # the feature size spelled out: with a batch of 0, reshape cannot infer a -1
+    gi = (x.reshape(L * N, x.shape[-1]) @ w_ih.reshape(D * G, -1).T).reshape(L, N, D, G)
     b_hh = None
     if has_bias:
         b_ih = jnp.stack([q["b_ih"] for q in p])  # (D, G)
@@ -444,6 +446,18 @@ class RNNBase(Module):
                 f"input_size={x.shape[-1]} or feed features of size {self.input_size}"
             )
         batched = x.ndim == 3
+        if x.shape[1 if batched and self.batch_first else 0] == 0:
+            raise ShapeError(
+                f"{self!r} expected a sequence length larger than 0, got input {tuple(x.shape)}"
+                f"{' (batch_first: (N, L, H_in))' if self.batch_first and batched else ''}"
+            )
+        wide = jnp.result_type(x, *jax.tree_util.tree_leaves(params))
+        if wide != x.dtype:  # torch raises too; here the time loop's carry would change dtype
+            raise ShapeError(
+                f"{self!r} input dtype ({x.dtype}) does not match the parameters' dtype ({wide}). "
+                f"Convert the input, x.astype(jnp.{wide}), or the parameters, "
+                f"jax.tree.map(lambda p: p.astype(jnp.{x.dtype}), params)"
+            )
         if not batched:
             x = x[:, None]
         elif self.batch_first:
