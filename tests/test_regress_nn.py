@@ -53,3 +53,12 @@ def test_max_unpool_indices_outside_the_output_raise(n):
     t = getattr(TF, f"max_unpool{n}d")(y, idx, 2, 2, output_size=x.shape[2:])
     ours = unpool(jnp.asarray(y.numpy()), jnp.asarray(idx.numpy()), 2, 2, output_size=x.shape[2:])
     np.testing.assert_array_equal(np.asarray(ours), t.numpy())
+
+
+@pytest.mark.parametrize("op", ["adaptive_avg_pool2d", "adaptive_max_pool2d"])
+def test_adaptive_pool_empty_spatial_dim_raises(op):
+    # torch raises; we returned NaN (avg) or failed inside argmax (max)
+    with pytest.raises(RuntimeError, match="non-zero size for non-batch dimensions"):
+        getattr(TF, op)(torch.zeros(1, 1, 0, 4), 2)
+    with pytest.raises(ValueError, match=f"{op}: expected input to have non-zero size"):
+        getattr(F, op)(jnp.zeros((1, 1, 0, 4)), 2)

@@ -596,6 +596,11 @@ def _adaptive_sizes(op: str, n: int, output_size: OptIntOrN, sizes: Sequence[int
         t = tuple(output_size)
     if len(t) != n or (n == 1 and t[0] is None):
         raise ValueError(f"{op}: output_size must be an int or a tuple of {n}, got {output_size!r}")
+    if 0 in sizes:  # torch's check (an empty bin would average to NaN)
+        raise ShapeError(
+            f"{op}: expected input to have non-zero size for non-batch dimensions, but its spatial "
+            f"size is {tuple(sizes)}"
+        )
     outs = tuple(L if o is None else int(o) for o, L in zip(t, sizes))
     if min(outs) < 0:
         raise ValueError(f"{op}: output_size must be non-negative, got {output_size!r}")
