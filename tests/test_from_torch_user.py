@@ -73,7 +73,7 @@ def _gpt(tie):
 def test_tied_weight_trains_as_one_parameter(x64):
     net, idx, tgt = _gpt(tie=True)
     model, params, state = from_torch(net, idx)
-    assert model.tied_parameters() == {"head.weight": "wte.weight"}
+    assert model.shared_tensors() == {"head.weight": "wte.weight"}
     # parameters() lists the tied weight once, under its first name
     assert [n for n, _ in model.named_parameters(params)] == [n for n, _ in net.named_parameters()]
     assert sum(a.size for a in model.parameters(params)) == sum(p.numel() for p in net.parameters())
@@ -135,7 +135,7 @@ def test_buffer_sliced_by_traced_size_converts_and_ports(tmp_path, x64):
 
 def test_port_refuses_tied_weights():
     net, idx, _ = _gpt(tie=True)
-    with pytest.raises(FuncnetsError, match=r"'head.weight' is the parameter 'wte.weight' \(tied weights\).*from_torch"):
+    with pytest.raises(FuncnetsError, match=r"'head.weight' is the tensor 'wte.weight' \(tied weights.*from_torch"):
         funcnets.port(net, idx)
 
 
@@ -291,3 +291,38 @@ def test_weight_norm_is_refused_not_ignored(wrap):
         from_torch(net)
     with pytest.raises(UnsupportedOperationError, match=fix):
         funcnets.port(net)
+
+
+class SharedLayers(tnn.Module):
+    """One Linear and one BatchNorm, each registered under two names (state_dict holds both)."""
+
+    def __init__(self):
+        super().__init__()
+        lin, bn = tnn.Linear(4, 4), tnn.BatchNorm1d(4)
+        self.a, self.bn, self.b, self.bn2 = lin, bn, lin, bn
+
+    def forward(self, x):
+        return self.bn2(self.b(torch.tanh(self.a(x))))
+
+
+def test_layer_registered_twice_is_one_layer(x64):
+    torch.manual_seed(0)
+    net = SharedLayers().double().train()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    model, params, state = from_torch(net, x)
+    assert set(model.shared_tensors()) == {"b.weight", "b.bias", "bn2.weight", "bn2.bias", "bn2.running_mean",
+                                           "bn2.running_var", "bn2.num_batches_tracked"}
+    weight = torch.randn(5, 4, dtype=torch.float64)
+    (net(x) * weight).sum().backward()  # one BatchNorm update, by either name
+
+    def loss(p):
+        y, new = model.apply(p, state, jnp.asarray(x.numpy()), train=True)
+        return jnp.sum(y * jnp.asarray(weight.numpy())), new
+
+    g, new_state = jax.grad(loss, has_aux=True)(params)
+    for name, p in net.named_parameters():
+        assert_close(dict(model.named_parameters(g))[name], to_np(p.grad), 1e-10, name)
+    sd = torch_io.state_dict(model, params, new_state)
+    assert list(sd) == list(net.state_dict())
+    for k, v in net.state_dict().items():
+        assert_close(sd[k], to_np(v), 1e-12, k)

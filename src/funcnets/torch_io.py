@@ -90,7 +90,7 @@ def state_dict(model: Module, params: Params, state: State | None = None) -> dic
         torch: ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`` takes it.
     """
     flat = {**flatten(params), **flatten(state or {})}
-    flat.update({name: flat[same] for name, same in model.tied_parameters().items() if same in flat})
+    flat.update({name: flat[same] for name, same in model.shared_tensors().items() if same in flat})
     out = {}
     for key, _ in _ordered_names(model):
         if key not in flat:
@@ -170,11 +170,11 @@ def load_state_dict(
             "load_state_dict(..., strict=False) loads the matching keys and keeps initial values for "
             "missing ones (shapes must still match)."
         )
-    tied = model.tied_parameters()
+    shared = model.shared_tensors()
     if missing:
         p0, s0 = init if init is not None else model.init(jax.random.PRNGKey(0))
         fallback = {**flatten(p0), **flatten(s0)}
-        fallback.update({name: fallback[same] for name, same in tied.items()})
+        fallback.update({name: fallback[same] for name, same in shared.items()})
     params, buffers = {}, {}
     for key, (kind, _) in template.items():
         arr = given[key] if key in given else np.asarray(fallback[key])
@@ -183,18 +183,19 @@ def load_state_dict(
         else:
             value = jnp.asarray(arr, dtype=dtype)
         (params if kind == "param" else buffers)[key] = value
-    for name, same in tied.items():  # one parameter, held under its first name (as torch's parameters())
-        value = params.pop(name)
+    for name, same in shared.items():  # one tensor, held under its first name (as torch's parameters())
+        held = params if name in params else buffers
+        value = held.pop(name)
         if same in missing and name in given:  # torch loads it through either name
-            params[same] = value
+            held[same] = value
     return Loaded(unflatten(params), unflatten(buffers), missing, unexpected)
 
 
 def _template(model: Module) -> dict[str, tuple[str, tuple[int, ...]]]:
     params, state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
     shapes = {**flatten(params), **flatten(state)}
-    tied = model.tied_parameters()
-    return {k: (kind, tuple(shapes[tied.get(k, k)].shape)) for k, kind in _ordered_names(model)}
+    shared = model.shared_tensors()
+    return {k: (kind, tuple(shapes[shared.get(k, k)].shape)) for k, kind in _ordered_names(model)}
 
 
 def _to_numpy(v: Any) -> np.ndarray:

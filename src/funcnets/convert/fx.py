@@ -143,6 +143,11 @@ def _get(tree: Mapping, path: str) -> Any:
     return node
 
 
+def _has(tree: Mapping, path: str) -> bool:
+    v = _get(tree, path)
+    return not (isinstance(v, Mapping) and not v)
+
+
 def _drop(tree: dict, path: str) -> dict:
     """A copy of ``tree`` without the leaf at dotted ``path`` (and without dicts left empty)."""
     head, _, rest = path.partition(".")
@@ -215,25 +220,28 @@ class TorchGraph(TorchModule):
     input_names: tuple = ()
     eval_graph: tuple = ()
     train_graph: tuple = ()
-    # ((name, name of the parameter it is), ...): torch's tied weights (a language model's
-    # `head.weight = embedding.weight`) are one tensor with one gradient, the sum over its uses,
-    # and `parameters()` lists it once, under its first name; so do params here
-    tied: tuple = ()
+    # ((name, first name of the same tensor), ...): torch's tied weights (a language model's
+    # `head.weight = embedding.weight`) and layers registered twice are one tensor, with one
+    # gradient (the sum over its uses) and one running statistic; `parameters()` lists it once,
+    # under its first name, and so do params/state here. The graph calls a layer registered
+    # twice by its first name (fx's), so only tied parameters need reading under other names.
+    shared: tuple = ()
 
     def init_tree(self, key):
         params, state = super().init_tree(key)
-        for name, _ in self.tied:
-            params = _drop(params, name)
+        for name, _ in self.shared:
+            params, state = (_drop(params, name), state) if _has(params, name) else (params, _drop(state, name))
         return params, state
 
-    def tied_parameters(self) -> dict[str, str]:
-        """``{name: name of the parameter it is}``: the torch module's tied weights."""
-        return dict(self.tied)
+    def shared_tensors(self) -> dict[str, str]:
+        """``{name: first name of the same tensor}``: the torch module's tied weights and shared layers."""
+        return dict(self.shared)
 
     def apply(self, params, state, x, *, train=False, key=None):
         graph = self.train_graph if train else self.eval_graph
-        for name, same in self.tied:  # JAX sums a tied parameter's gradients over its uses, as torch does
-            params = _set(params, name, _get(params, same))
+        for name, same in self.shared:  # JAX sums a tied parameter's gradients over its uses, as torch does
+            if _has(params, same):
+                params = _set(params, name, _get(params, same))
         if len(self.input_names) == 1:
             inputs = {self.input_names[0]: x}
         elif isinstance(x, Mapping):
@@ -761,7 +769,9 @@ def _build_tree(module, path: str, leaves: dict[str, Module], name: str) -> Modu
     if path in leaves:
         return leaves[path]
     kids = []
-    for cname, child in module.named_children():
+    for cname, child in module._modules.items():  # a layer registered twice too (named_children dedups)
+        if child is None:
+            continue
         cpath = f"{path}.{cname}" if path else cname
         sub = _build_tree(child, cpath, leaves, name)
         if sub is not None:
@@ -829,7 +839,8 @@ def from_torch(
       module's ``state_dict`` names (float32/float64 kept). A parameter torch shares
       between layers (a language model's head tied to its embedding) is held once, under
       its first name, as torch's ``parameters()`` lists it, and trains as one tensor;
-      ``model.tied_parameters()`` names the others, which ``torch_io.state_dict`` writes.
+      so is a layer registered under two names; ``model.shared_tensors()`` names the
+      others, which ``torch_io.state_dict`` writes.
 
     Raises:
       UnsupportedOperationError: listing every operation that cannot be converted, with
@@ -868,14 +879,14 @@ def from_torch(
     model = TorchGraph(
         type(module).__name__, tuple(root.children()), root.own_params if isinstance(root, TorchModule) else (),
         root.own_buffers if isinstance(root, TorchModule) else (), tuple(placeholders),
-        _encode_graph(graphs[False], module), _encode_graph(graphs[True], module), _tied(module),
+        _encode_graph(graphs[False], module), _encode_graph(graphs[True], module), _shared(module),
     )
 
     sd = module.state_dict(keep_vars=True)
     param_ids = {id(p) for p in module.parameters()}
     params: dict = {}
     state: dict = {}
-    aliases = dict(model.tied)
+    aliases = dict(model.shared)
     for name, t in sd.items():
         if name in aliases:
             continue
@@ -889,15 +900,15 @@ def from_torch(
     return model, params, state
 
 
-def _tied(module) -> tuple[tuple[str, str], ...]:
-    """``((name, first name of the same parameter), ...)`` for the module's tied parameters."""
+def _shared(module) -> tuple[tuple[str, str], ...]:
+    """``((name, first name of the same tensor), ...)``: tied parameters, buffers of shared layers."""
     first: dict[int, str] = {}
     out = []
-    for name, p in module.named_parameters(remove_duplicate=False):
-        if id(p) in first:
-            out.append((name, first[id(p)]))
+    for name, t in [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]:
+        if id(t) in first:
+            out.append((name, first[id(t)]))
         else:
-            first[id(p)] = name
+            first[id(t)] = name
     return tuple(out)
 
 
@@ -905,7 +916,7 @@ def _check_names(model: TorchGraph, params: dict, state: dict, sd: Mapping) -> N
     """The converted layers must expect exactly the torch tensors' names and shapes."""
     want_p, want_s = jax.eval_shape(model.init_tree, jax.random.PRNGKey(0))
     flat = dict(model.named_parameters(want_p) + model.named_buffers(want_s))
-    flat.update({name: flat[same] for name, same in model.tied})  # torch's state_dict holds both names
+    flat.update({name: flat[same] for name, same in model.shared})  # torch's state_dict holds both names
     mismatched = [f"{k}: torch {tuple(sd[k].shape)}, funcnets {tuple(flat[k].shape) if k in flat else 'missing'}"
                   for k in sd if k not in flat or tuple(flat[k].shape) != tuple(sd[k].shape)]
     extra = [k for k in flat if k not in sd]

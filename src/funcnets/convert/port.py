@@ -655,12 +655,12 @@ def port(module: Any, *example_inputs: Any, weights: str | os.PathLike | None = 
       UnsupportedOperationError: every operation that cannot be written, with its line.
       FuncnetsError: a leaf factory the file cannot import (a lambda, a local function).
     """
-    tied = _fx._tied(module)
-    if tied:
+    shared = _fx._shared(module)
+    if shared:
         raise FuncnetsError(
-            f"port: {', '.join(f'{a!r} is the parameter {b!r}' for a, b in tied)} (tied weights); a port's layers "
-            f"hold their own parameters, so training it would untie them. Use funcnets.from_torch, which keeps "
-            f"them one parameter, or untie them in torch first if that is what you want.")
+            f"port: {', '.join(f'{a!r} is the tensor {b!r}' for a, b in shared)} (tied weights or a layer registered "
+            f"twice); a port's layers hold their own tensors, so training it would untie them. Use "
+            f"funcnets.from_torch, which keeps them one, or untie them in torch first if that is what you want.")
     w = _Writer(module, concrete_args, leaf_modules)
     w.render_all()
     root = w.traced[id(module)]

@@ -68,12 +68,13 @@ class Module:
     def extra_repr(self) -> str:
         return ""
 
-    def tied_parameters(self) -> dict[str, str]:
-        """``{name: name of the parameter it is}`` for weights torch shares between layers.
+    def shared_tensors(self) -> dict[str, str]:
+        """``{name: first name of the same tensor}`` for tensors torch shares between layers.
 
-        torch lists a tied parameter once in ``parameters()``, under its first name, and
-        twice in ``state_dict()``; params hold it once too. Empty for funcnets' own
-        layers; a model converted with :func:`funcnets.from_torch` has the torch module's.
+        Tied weights, or one layer registered under two names: torch lists such a
+        parameter once in ``parameters()``, under its first name, and under every name in
+        ``state_dict()``; params/state hold it once too. Empty for funcnets' own layers; a
+        model converted with :func:`funcnets.from_torch` has the torch module's.
         """
         return {}
 
