@@ -326,3 +326,41 @@ def test_layer_registered_twice_is_one_layer(x64):
     assert list(sd) == list(net.state_dict())
     for k, v in net.state_dict().items():
         assert_close(sd[k], to_np(v), 1e-12, k)
+
+
+class ZerosState(tnn.Module):
+    """An RNN's initial state made with torch.zeros of the traced batch size (fx alone cannot trace it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_layers, self.hidden = 2, 6
+        self.lstm = tnn.LSTM(3, 6, num_layers=2, batch_first=True)
+        self.fc = tnn.Linear(6, 2)
+
+    def forward(self, x):
+        h0 = torch.zeros(self.num_layers, x.size(0), self.hidden, device=x.device, dtype=x.dtype)
+        c0 = torch.zeros(self.num_layers, x.size(0), self.hidden).to(x.device).type_as(x)
+        out, _ = self.lstm(x, (h0, c0))
+        return self.fc(out[:, -1, :]) + torch.full((x.shape[0], 1), 0.5, dtype=x.dtype)
+
+
+def test_factory_of_a_traced_size_converts_and_ports(tmp_path, x64):
+    torch.manual_seed(0)
+    net = ZerosState().double().eval()
+    x = torch.randn(4, 5, 3, dtype=torch.float64)
+    ref = to_np(net(x))
+    factories = torch.zeros, torch.full
+    model, params, state = from_torch(net, x)
+    assert (torch.zeros, torch.full) == factories  # restored after tracing
+    y, _ = model.apply(params, state, jnp.asarray(x.numpy()))
+    assert_close(y, ref, 1e-12, "from_torch")
+    src_path, _ = write_port(net, tmp_path / "zeros_port.py")
+    spec = importlib.util.spec_from_file_location("zeros_port", src_path)
+    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+        pmodel, pparams, pstate = mod.load()
+        y, _ = pmodel.apply(pparams, pstate, jnp.asarray(x.numpy()))
+    finally:
+        del sys.modules[spec.name]
+    assert_close(y, ref, 1e-12, "port")

@@ -19,6 +19,7 @@ Everything unconvertible is collected first and refused in one
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import operator
@@ -561,6 +562,43 @@ def _inplace_plan(graph, module) -> tuple[dict[str, tuple[str, ...]], list[tuple
     return plan, problems
 
 
+# torch's factories of a given size: fx cannot pass them a traced size (`torch.zeros(layers,
+# x.size(0), hidden)`, an RNN's initial state), since they take no tensor to dispatch on
+_FACTORIES = ("zeros", "ones", "full", "empty", "eye", "linspace", "rand", "randn", "randint")
+
+
+@contextlib.contextmanager
+def _factories_take_traced_sizes():
+    """While tracing, a factory given a traced size becomes a graph node (restored after)."""
+    import torch
+    import torch.fx as tfx
+
+    def traced(a) -> tfx.Proxy | None:
+        if isinstance(a, tfx.Proxy):
+            return a
+        items = a.values() if isinstance(a, dict) else a if isinstance(a, (tuple, list)) else ()
+        return next((p for p in map(traced, items) if p is not None), None)
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def factory(*args, **kwargs):
+            proxy = traced((args, kwargs))
+            if proxy is None:
+                return fn(*args, **kwargs)
+            return proxy.tracer.create_proxy("call_function", fn, args, kwargs)
+
+        return factory
+
+    originals = {n: getattr(torch, n) for n in _FACTORIES}
+    for n, fn in originals.items():
+        setattr(torch, n, wrap(fn))
+    try:
+        yield
+    finally:
+        for n, fn in originals.items():
+            setattr(torch, n, fn)
+
+
 def trace_module(make_tracer: Callable[[], Any], module, concrete_args, what: str = "forward"):
     """``make_tracer().trace(module, concrete_args)``, its failures as :class:`UnsupportedOperationError`.
 
@@ -573,14 +611,16 @@ def trace_module(make_tracer: Callable[[], Any], module, concrete_args, what: st
 
     try:
         try:
-            return make_tracer().trace(module, concrete_args)
+            with _factories_take_traced_sizes():
+                return make_tracer().trace(module, concrete_args)
         except Exception as e:
             if isinstance(e, FuncnetsError) or not any(True for _ in module.buffers()):
                 raise
             tracer = make_tracer()
             tracer.proxy_buffer_attributes = True
             try:
-                return tracer.trace(module, concrete_args)
+                with _factories_take_traced_sizes():
+                    return tracer.trace(module, concrete_args)
             except Exception:
                 raise e from None
     except tfx.proxy.TraceError as e:
