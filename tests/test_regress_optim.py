@@ -232,3 +232,38 @@ def test_float32_cycled_beta1_constant_beta2_as_torch(name):
             tsched.step()
 
     assert _fixed_gradient_run(tx, Stepped(), w, 8, np.float32) < 2e-6
+
+
+def _torch_lrs(make_sched, n):
+    p = torch.nn.Parameter(torch.zeros(1))
+    o = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = make_sched(o)
+    out = []
+    for _ in range(n):
+        out.append(sched.get_last_lr()[0])
+        o.step()
+        sched.step()
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize(
+    "ours, make_torch",
+    [
+        (ls.CosineAnnealingLR(0.1, T_max=500), lambda o: TL.CosineAnnealingLR(o, T_max=500)),
+        (ls.CosineAnnealingWarmRestarts(0.1, T_0=100, T_mult=2), lambda o: TL.CosineAnnealingWarmRestarts(o, 100, 2)),
+        (ls.OneCycleLR(0.1, total_steps=600), lambda o: TL.OneCycleLR(o, 0.1, total_steps=600)),
+        (
+            ls.OneCycleLR(0.1, total_steps=600, anneal_strategy="linear"),
+            lambda o: TL.OneCycleLR(o, 0.1, total_steps=600, anneal_strategy="linear"),
+        ),
+    ],
+)
+def test_float32_annealing_near_its_minimum_as_torch(ours, make_torch):
+    # float32's (1 + cos(π·e/T))/2 and (end - start)·pct + start cancel where the lr
+    # nears its minimum: CosineAnnealingLR's last steps were 2.5e-3 off torch's Python
+    # floats, OneCycleLR's 2e-4 (cos) and 6e-3 (linear)
+    want = _torch_lrs(make_torch, 600)
+    got = np.asarray(ours(jnp.arange(600)))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    np.testing.assert_array_equal(ours.lr_table(600), want)  # the host port, bit for bit

@@ -207,6 +207,21 @@ class _JNP:
         return jnp.searchsorted(jnp.asarray(seq, _int()), x, side="right")
 
 
+def _half_cos1p(num, den, xp):
+    """``(1 + cos(π·num/den))/2``, the cosine factor of the annealing schedules. In JAX
+    with float32, as ``sin²(π·(den - r)/(2·den))`` (``r`` = ``num`` folded into
+    ``[0, den]``, exact for integer steps): the plain form cancels near its minimum, where
+    float32 put CosineAnnealingLR's last steps 2.5e-3 off torch's Python-float value.
+    Elsewhere (the host port, float64) the plain form, torch's arithmetic."""
+    if xp is _PY or _float() != jnp.float32:
+        return (1 + xp.cos(xp.pi * num / den)) / 2
+    num = jnp.asarray(num, _float())
+    period = 2 * jnp.asarray(den, _float())
+    r = jnp.mod(num, period)
+    r = jnp.minimum(r, period - r)
+    return jnp.sin(math.pi * (period / 2 - r) / period) ** 2
+
+
 # --- the schedule objects -----------------------------------------------------------
 
 _schedule = dataclass(frozen=True, repr=False)  # LRScheduler.__repr__ is torch-like
@@ -651,7 +666,7 @@ class CosineAnnealingLR(LRScheduler):
             raise ValueError(f"CosineAnnealingLR: expected T_max > 0, but got {self.T_max!r}")
 
     def _closed(self, epoch, base_lr, xp):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + xp.cos(xp.pi * epoch / self.T_max)) / 2
+        return self.eta_min + (base_lr - self.eta_min) * _half_cos1p(epoch, self.T_max, xp)
 
     def _get_lr(self, h):
         e, t, lo = h.last_epoch, self.T_max, self.eta_min
@@ -742,7 +757,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         return self._value(xp.to_float(t_cur), xp.to_float(t_i), base_lr, xp)
 
     def _value(self, t_cur, t_i, base_lr, xp):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + xp.cos(xp.pi * t_cur / t_i)) / 2
+        return self.eta_min + (base_lr - self.eta_min) * _half_cos1p(t_cur, t_i, xp)
 
     def _get_lr(self, h):
         return self._value(h.T_cur, h.T_i, h.base_lr, _PY)
@@ -950,7 +965,13 @@ class OneCycleLR(LRScheduler):
             ]
         return [(float(p * n) - 1, init, top, hi_m, lo_m), (n - 1, top, low, lo_m, hi_m)]
 
-    def _anneal(self, start, end, pct, xp):
+    def _anneal(self, start, end, num, den, xp):
+        """torch's ``_annealing_cos``/``_annealing_linear`` at ``pct = num/den``."""
+        pct = num / den
+        if xp is _JNP and _float() == jnp.float32:  # without float32's cancellation near pct = 1
+            if self.anneal_strategy == "cos":
+                return end + (start - end) * _half_cos1p(num, den, xp)
+            return end + (start - end) * ((den - num) / den)
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (xp.cos(xp.pi * pct) + 1)
         return (end - start) * pct + start
@@ -962,7 +983,7 @@ class OneCycleLR(LRScheduler):
             start = 0.0
             for i, ph in enumerate(phases):
                 if step <= ph[0] or i == len(phases) - 1:
-                    return self._anneal(ph[which], ph[which + 1], (step - start) / (ph[0] - start), xp)
+                    return self._anneal(ph[which], ph[which + 1], step - start, ph[0] - start, xp)
                 start = ph[0]
         step = jnp.minimum(step, self._total)
         out, start, taken = None, 0.0, jnp.zeros(jnp.shape(step), bool)
@@ -970,7 +991,7 @@ class OneCycleLR(LRScheduler):
             last = i == len(phases) - 1
             here = ~taken & ((step <= ph[0]) if not last else True)
             denom = ph[0] - start if ph[0] != start else 1.0
-            v = self._anneal(ph[which], ph[which + 1], (step - start) / denom, xp)
+            v = self._anneal(ph[which], ph[which + 1], step - start, denom, xp)
             out = v if out is None else jnp.where(here, v, out)
             taken = taken | here
             start = ph[0]
