@@ -237,7 +237,13 @@ def test_train_mode_dropout(x64):
     (c, wc), _ = layer.apply(params, {}, (x, x, x))
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    assert_close(wa, wc, 1e-12, "returned weights are before dropout, as in torch")
+    # torch returns the weights it used, after dropout: each 0 or the eval weight / (1 - p)
+    _, wa = layer.forward(params, x, x, x, average_attn_weights=False, train=True, dropout_key=jax.random.key(1))
+    _, wc = layer.forward(params, x, x, x, average_attn_weights=False)
+    wa, wc = np.asarray(wa), np.asarray(wc)
+    dropped = wa == 0
+    assert 0 < dropped.mean() < 1
+    assert_close(wa[~dropped], wc[~dropped] / 0.5, 1e-12, "kept weights scaled by 1/(1-p)")
 
 
 def test_apply_takes_a_tuple_or_a_dict(x64):

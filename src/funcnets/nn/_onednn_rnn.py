@@ -87,8 +87,9 @@ def use_scan() -> Iterator[None]:
 
 def usable(x: Array) -> bool:
     """Whether a layer on input ``x`` takes oneDNN here: float32 on a single CPU device (XLA
-    would replicate a custom call it cannot partition), outside :func:`use_scan`."""
-    return (x.dtype == np.float32 and not _SCAN.get() and jax.default_backend() == "cpu"
+    would replicate a custom call it cannot partition), outside :func:`use_scan`, and not
+    empty (oneDNN divides by the batch: an empty one is a SIGFPE that kills the process)."""
+    return (x.dtype == np.float32 and x.size > 0 and not _SCAN.get() and jax.default_backend() == "cpu"
             and jax.device_count() == 1 and error() is None)
 
 

@@ -217,7 +217,7 @@ def _attend(
     w = _safe_softmax(scores) if safe else jax.nn.softmax(scores, axis=-1)
     w_drop = _dropout(w, dropout_p, True, key) if dropout_p > 0.0 else w
     out = jnp.matmul(w_drop, v) if layout is None else jnp.einsum(f"nhls,{kv}->{layout}", w_drop, v)
-    return out, w
+    return out, w_drop  # torch's need_weights returns the weights it used: after dropout
 
 
 # ------------------------------------------------------------------ multi-head attention
