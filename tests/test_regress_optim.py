@@ -246,6 +246,18 @@ def _torch_lrs(make_sched, n):
     return np.asarray(out)
 
 
+def _torch_momenta(make_sched, n):
+    p = torch.nn.Parameter(torch.zeros(1))
+    o = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = make_sched(o)
+    out = []
+    for _ in range(n):
+        out.append(o.param_groups[0]["momentum"])
+        o.step()
+        sched.step()
+    return np.asarray(out)
+
+
 @pytest.mark.parametrize(
     "ours, make_torch",
     [
@@ -256,14 +268,22 @@ def _torch_lrs(make_sched, n):
             ls.OneCycleLR(0.1, total_steps=600, anneal_strategy="linear"),
             lambda o: TL.OneCycleLR(o, 0.1, total_steps=600, anneal_strategy="linear"),
         ),
+        # float32's 1 - e/n, s + (e - s)·k/n, rounded gamma ** e and 1 + e/total - cycle:
+        # 1.4e-4, 7e-5, 1.8e-5 (0.9912 rounds 3e-8 off) and 2e-5 off torch
+        (ls.PolynomialLR(0.1, 599, 2.0), lambda o: TL.PolynomialLR(o, 599, 2.0)),
+        (ls.LinearLR(0.1, 1.0, 0.001, 599), lambda o: TL.LinearLR(o, 1.0, 0.001, 599)),
+        (ls.ExponentialLR(0.1, 0.9912), lambda o: TL.ExponentialLR(o, 0.9912)),
+        (ls.CyclicLR(0.001, 0.1, 250), lambda o: TL.CyclicLR(o, 0.001, 0.1, 250)),
     ],
 )
-def test_float32_annealing_near_its_minimum_as_torch(ours, make_torch):
+def test_float32_schedules_near_their_minimum_as_torch(ours, make_torch):
     # float32's (1 + cos(π·e/T))/2 and (end - start)·pct + start cancel where the lr
     # nears its minimum: CosineAnnealingLR's last steps were 2.5e-3 off torch's Python
     # floats, OneCycleLR's 2e-4 (cos) and 6e-3 (linear)
     want = _torch_lrs(make_torch, 600)
     got = np.asarray(ours(jnp.arange(600)))
+    if isinstance(ours, ls.CyclicLR):
+        np.testing.assert_allclose(np.asarray(ours.momentum(jnp.arange(600))), _torch_momenta(make_torch, 600), rtol=1e-6)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
     np.testing.assert_array_equal(ours.lr_table(600), want)  # the host port, bit for bit

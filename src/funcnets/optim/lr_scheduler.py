@@ -207,6 +207,22 @@ class _JNP:
         return jnp.searchsorted(jnp.asarray(seq, _int()), x, side="right")
 
 
+def _float32(xp) -> bool:
+    """Whether a closed form is evaluated in JAX's float32, where a few of them are
+    rewritten to avoid cancellations that torch's Python floats do not have (the host
+    port and float64 keep torch's own arithmetic)."""
+    return xp is _JNP and _float() == jnp.float32
+
+
+def _pow(gamma: float, k, xp):
+    """``gamma ** k`` for an integer count ``k``; in float32 as ``exp(k·log gamma)`` with
+    the log in Python floats (float32's rounded gamma, e.g. 0.99000001, drifts 1.2e-5 off
+    by k = 1200)."""
+    if not _float32(xp) or gamma <= 0:
+        return gamma**k
+    return jnp.exp(jnp.asarray(k, _float()) * math.log(gamma))
+
+
 def _half_cos1p(num, den, xp):
     """``(1 + cos(π·num/den))/2``, the cosine factor of the annealing schedules. In JAX
     with float32, as ``sin²(π·(den - r)/(2·den))`` (``r`` = ``num`` folded into
@@ -559,6 +575,9 @@ class LinearLR(LRScheduler):
 
     def _closed(self, epoch, base_lr, xp):
         s, e, n = self.start_factor, self.end_factor, self.total_iters
+        if _float32(xp):  # from the nearer end: no cancellation where the factor nears a small one
+            k = xp.minimum(n, epoch)
+            return base_lr * xp.where(2 * k < n, s + (e - s) * (k / n), e + (s - e) * ((n - k) / n))
         return base_lr * (s + (e - s) * xp.minimum(n, epoch) / n)
 
     def _get_lr(self, h):
@@ -592,7 +611,7 @@ class ExponentialLR(LRScheduler):
         _check_lr("base_lr", self.base_lr)
 
     def _closed(self, epoch, base_lr, xp):
-        return base_lr * self.gamma ** epoch
+        return base_lr * _pow(self.gamma, epoch, xp)
 
     def _get_lr(self, h):
         return h.group.lr if h._is_initial else h.group.lr * self.gamma
@@ -628,6 +647,8 @@ class PolynomialLR(LRScheduler):
         n = self.total_iters
         # under jit XLA divides by the constant n as a multiply by 1/n, which can leave
         # 1 - n/n a hair below 0, and a negative base to a fractional power is NaN
+        if _float32(xp):  # (n - e)/n: exact numerator, where 1 - e/n cancels near the end
+            return base_lr * ((n - xp.minimum(n, epoch)) / n) ** self.power
         return base_lr * xp.maximum(1.0 - xp.minimum(n, epoch) / n, 0.0) ** self.power
 
     def _get_lr(self, h):
@@ -828,9 +849,17 @@ class CyclicLR(LRScheduler):
         down = float(self.step_size_down) if self.step_size_down is not None else up
         total = up + down
         ratio = up / total
-        cycle = xp.floor(1 + epoch / total)
-        x = 1.0 + epoch / total - cycle
-        factor = xp.where(x <= ratio, x / ratio, (x - 1) / xp.where(ratio == 1, 1.0, ratio - 1))
+        if _float32(xp):
+            # the position in the cycle from integers: float32's 1 + e/total - cycle and
+            # x - 1 cancel (2e-5 off torch's lr at the ends of a cycle by epoch 1000)
+            span = int(total)
+            cycle = (epoch // span + 1).astype(_float())
+            r = (epoch % span).astype(_float())
+            factor = r / up if down == 0 else xp.where(r <= up, r / up, (total - r) / down)
+        else:
+            cycle = xp.floor(1 + epoch / total)
+            x = 1.0 + epoch / total - cycle
+            factor = xp.where(x <= ratio, x / ratio, (x - 1) / xp.where(ratio == 1, 1.0, ratio - 1))
         if self.scale_fn is not None:
             fn, mode = self.scale_fn, self.scale_mode
         elif self.mode == "triangular":
@@ -838,7 +867,7 @@ class CyclicLR(LRScheduler):
         elif self.mode == "triangular2":
             fn, mode = (lambda c: 1 / (2.0 ** (c - 1))), "cycle"
         else:
-            fn, mode = (lambda i: self.gamma**i), "iterations"
+            fn, mode = (lambda i: _pow(self.gamma, i, xp)), "iterations"
         cycle = cycle if xp is _JNP else int(cycle)
         return factor, fn(cycle if mode == "cycle" else epoch)
 
