@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
+from funcnets import nn
 from funcnets.nn import functional as F
 
 
@@ -62,3 +63,49 @@ def test_adaptive_pool_empty_spatial_dim_raises(op):
         getattr(TF, op)(torch.zeros(1, 1, 0, 4), 2)
     with pytest.raises(ValueError, match=f"{op}: expected input to have non-zero size"):
         getattr(F, op)(jnp.zeros((1, 1, 0, 4)), 2)
+
+
+_X = np.array([[-3.0, -0.5, 0.0, 0.5, 0.25, -0.25], [2.0, -1e-3, 7.0, -40.0, 40.0, 1.5]])
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+@pytest.mark.parametrize(
+    "name, torch_fn, ours",
+    [
+        ("logsigmoid", TF.logsigmoid, F.logsigmoid),
+        ("hardshrink", lambda t: TF.hardshrink(t, 0.5), lambda v: F.hardshrink(v, 0.5)),
+        ("softshrink", lambda t: TF.softshrink(t, 0.25), lambda v: F.softshrink(v, 0.25)),
+        ("tanhshrink", TF.tanhshrink, F.tanhshrink),
+        ("glu", lambda t: TF.glu(t, 1), lambda v: F.glu(v, 1)),
+        ("glu0", lambda t: TF.glu(t, 0), lambda v: F.glu(v, 0)),
+        ("rrelu_eval", lambda t: TF.rrelu(t, 0.1, 0.3, training=False), lambda v: F.rrelu(v, 0.1, 0.3)),
+        ("softmax2d", lambda t: torch.nn.Softmax2d()(t[None]), lambda v: nn.Softmax2d()({}, {}, v[None])[0]),
+    ],
+)
+def test_missing_activations_match_torch(x64, name, torch_fn, ours, dtype, tol):
+    # these torch.nn activations were absent (AttributeError); values and gradients, ties included
+    x = _X.astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    t = torch_fn(tx)
+    ct = np.linspace(-1.0, 2.0, t.numel()).reshape(t.shape).astype(dtype)
+    (tg,) = torch.autograd.grad(t, tx, torch.tensor(ct))
+    y, vjp = jax.vjp(ours, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(y), t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(ct))[0]), tg.numpy(), rtol=tol, atol=tol)
+
+
+def test_missing_activation_layers_and_errors():
+    assert repr(nn.Hardshrink(0.3)) == repr(torch.nn.Hardshrink(0.3))
+    assert repr(nn.RReLU(0.1, 0.2)) == repr(torch.nn.RReLU(0.1, 0.2))
+    assert repr(nn.GLU(1)) == repr(torch.nn.GLU(1))
+    x = jnp.asarray(_X)
+    y, _ = nn.RReLU(0.1, 0.3)({}, {}, x, train=True, key=jax.random.PRNGKey(0))
+    with np.errstate(invalid="ignore"):
+        slope = np.asarray(y) / _X
+    assert np.all(slope[_X > 0] == 1) and np.all((slope[_X < 0] >= 0.1) & (slope[_X < 0] <= 0.3))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        nn.RReLU()({}, {}, x, train=True)
+    with pytest.raises(ValueError, match="halving dimension must be even"):
+        F.glu(jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match="lambda must be greater or equal to 0"):
+        F.softshrink(x, -1.0)

@@ -810,9 +810,16 @@ for _name in ("relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mis
               "adaptive_avg_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d",
               "max_unpool3d", "layer_norm", "group_norm", "rms_norm", "local_response_norm", "embedding",
               "embedding_bag", "one_hot", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "fold",
-              "unfold", "cosine_similarity", "pairwise_distance", "pdist"):
+              "unfold", "cosine_similarity", "pairwise_distance", "pdist", "logsigmoid", "hardshrink", "softshrink",
+              "tanhshrink", "glu"):
     _functional(_name)
-op("torch.nn.functional.logsigmoid")(lambda input: jax.nn.log_sigmoid(input))
+
+
+@op("torch.nn.functional.rrelu", keyed=True)
+def rrelu(input, lower=1.0 / 8.0, upper=1.0 / 3.0, training=False, inplace=False, *, _rng=None):
+    return F.rrelu(input, lower, upper, training, key=_rng)
+
+
 for _name in ("selu", "celu", "prelu", "pixel_shuffle", "pixel_unshuffle", "conv1d", "conv2d", "conv3d", "layer_norm",
               "group_norm", "cosine_similarity", "pairwise_distance", "pdist"):
     # torch.selu etc. are the same functions under torch's namespace
@@ -1112,14 +1119,6 @@ def unfold(input, dimension, size, step):
     windows = jnp.take(input, starts[:, None] + jnp.arange(size)[None, :], axis=d)
     return jnp.moveaxis(windows, d + 1, -1)
 
-
-@op("torch.nn.functional.glu")
-def glu(input, dim=-1):
-    a, b = jnp.split(input, 2, axis=dim)
-    return a * jax.nn.sigmoid(b)
-
-
-op("torch.nn.functional.tanhshrink")(lambda input: input - jnp.tanh(input))
 
 
 # ----------------------------------------------------------------------------- losses in forward

@@ -39,7 +39,8 @@ from funcnets.nn.normalization import GroupNorm, LayerNorm, LocalResponseNorm, R
 # --- activations ----------------------------------------------------------------
 from funcnets.nn.activation import (
     CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU,
-    ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus, Softsign, Tanh, Threshold,
+    ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softmin, Softplus, Softsign, Tanh, Threshold, GLU, Hardshrink,
+    LogSigmoid, RReLU, Softmax2d, Softshrink, Tanhshrink,
 )
 
 # --- dropout --------------------------------------------------------------------
@@ -98,7 +99,8 @@ __all__ = [
     # activations
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
     "Hardswish", "Hardsigmoid", "Hardtanh", "Sigmoid", "Tanh", "Softplus", "Softsign",
-    "Threshold", "Softmax", "LogSoftmax", "Softmin",
+    "Threshold", "Softmax", "LogSoftmax", "Softmin", "LogSigmoid", "Hardshrink", "Softshrink", "Tanhshrink",
+    "GLU", "RReLU", "Softmax2d",
     # dropout
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     # recurrent

@@ -41,11 +41,13 @@ __all__ = [
     # functional
     "relu", "my_relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu",
     "mish", "hardswish", "hardsigmoid", "hardtanh", "sigmoid", "tanh", "softplus", "softsign",
-    "threshold", "softmax", "log_softmax", "softmin",
+    "threshold", "softmax", "log_softmax", "softmin", "logsigmoid", "hardshrink", "softshrink",
+    "tanhshrink", "glu", "rrelu",
     # layers
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
     "Hardswish", "Hardsigmoid", "Hardtanh", "Sigmoid", "Tanh", "Softplus", "Softsign",
-    "Threshold", "Softmax", "LogSoftmax", "Softmin",
+    "Threshold", "Softmax", "LogSoftmax", "Softmin", "LogSigmoid", "Hardshrink", "Softshrink",
+    "Tanhshrink", "GLU", "RReLU", "Softmax2d",
 ]
 
 my_relu = autograd.my_relu
@@ -294,6 +296,69 @@ def threshold(input: Array, threshold: float, value: float, inplace: bool = Fals
     """
     x = jnp.asarray(input)
     return jnp.where(x <= jnp.asarray(threshold, x.dtype), jnp.asarray(value, x.dtype), x)
+
+
+def logsigmoid(input: Array) -> Array:
+    """``log(sigmoid(x)) = -softplus(-x)``, computed stably."""
+    return jax.nn.log_sigmoid(_as_float(input, "logsigmoid"))
+
+
+def hardshrink(input: Array, lambd: float = 0.5) -> Array:
+    """``0`` where ``-lambd <= x <= lambd``, else ``x``; gradient 0 on the bounds (torch's)."""
+    x = _as_float(input, "hardshrink")
+    return jnp.where((x >= -lambd) & (x <= lambd), jnp.zeros((), x.dtype), x)
+
+
+def softshrink(input: Array, lambd: float = 0.5) -> Array:
+    """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, else ``0`` (``x·0``:
+    NaN stays NaN, as in ATen); gradient 0 on the bounds."""
+    if _static(lambd) and lambd < 0:
+        raise ValueError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    x = _as_float(input, "softshrink")
+    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
+
+
+def tanhshrink(input: Array) -> Array:
+    """``x - tanh(x)``."""
+    x = _promote_float(input)
+    return x - jnp.tanh(x)
+
+
+def glu(input: Array, dim: int = -1) -> Array:
+    """``a·sigmoid(b)`` with ``a, b`` the two halves of ``input`` along ``dim``.
+
+    Args:
+      input: ``(*, 2M, *)``, ``dim`` of even size.
+    Returns:
+      ``(*, M, *)``.
+    """
+    x = _as_float(input, "glu")
+    if x.ndim == 0:
+        raise ShapeError("glu does not support scalars because halving size must be even")
+    _check_dim("glu", x, dim)
+    if x.shape[dim] % 2:
+        raise ShapeError(
+            f"glu: halving dimension must be even, but dimension {dim % x.ndim} of input "
+            f"{tuple(x.shape)} is size {x.shape[dim]}"
+        )
+    a, b = jnp.split(x, 2, axis=dim)
+    return a * jax.nn.sigmoid(b)
+
+
+def rrelu(input: Array, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, training: bool = False,
+          inplace: bool = False, *, key: PRNGKey | None = None) -> Array:
+    """Randomized leaky ReLU: ``x`` for ``x > 0``, else ``a·x``.
+
+    ``a`` is ``(lower + upper)/2`` in evaluation (torch's ``leaky_relu``), and drawn per
+    element from ``U(lower, upper)`` when ``training`` (from ``key``; torch's draws differ).
+    """
+    x = _as_float(input, "rrelu")
+    if not training:
+        return leaky_relu(x, (lower + upper) / 2)
+    if key is None:
+        raise ValueError("rrelu in training mode needs a PRNG key: pass key=jax.random.key(seed) (or training=False).")
+    a = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return jnp.where(x > 0, x, a * x)
 
 
 # ------------------------------------------------------------------ the softmax family
@@ -877,3 +942,142 @@ class Softmin(_SoftmaxNd):
     _fn: ClassVar[Any] = staticmethod(softmin)
     _name: ClassVar[str] = "softmin"
 
+
+
+@dataclass(frozen=True, repr=False)
+class Softmax2d(Module):
+    """Softmax over the channels of ``(N, C, H, W)`` or ``(C, H, W)`` (dim -3).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softmax2d().apply({}, {}, jnp.log(jnp.array([1.0, 3.0])).reshape(2, 1, 1))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]  # over C
+        [0.25, 0.75]
+    """
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        x = _as_float(x, self)
+        if x.ndim not in (3, 4):
+            raise ShapeError(f"Softmax2d: expected input to be 3D or 4D, got {x.ndim}D {tuple(x.shape)} instead")
+        _check_layout(self, x, "reduces over the channels")
+        return softmax(x, -3), state
+
+
+@dataclass(frozen=True, repr=False)
+class LogSigmoid(_Activation):
+    """``log(sigmoid(x))`` (``torch.nn.LogSigmoid``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.LogSigmoid().apply({}, {}, jnp.array([-1.0, 0.0, 2.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]
+        [-1.3133, -0.6931, -0.1269]
+    """
+
+    def _forward(self, x):
+        return logsigmoid(x)
+
+
+@dataclass(frozen=True, repr=False)
+class Hardshrink(_Activation):
+    """``0`` where ``|x| <= lambd``, else ``x`` (``torch.nn.Hardshrink``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Hardshrink(0.5).apply({}, {}, jnp.array([-1.0, 0.3, 0.5, 2.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]
+        [-1.0, 0.0, 0.0, 2.0]
+    """
+
+    lambd: float = 0.5
+
+    def _forward(self, x):
+        return hardshrink(x, self.lambd)
+
+    def extra_repr(self):
+        return f"{self.lambd}"
+
+
+@dataclass(frozen=True, repr=False)
+class Softshrink(_Activation):
+    """``x ∓ lambd`` beyond ``±lambd``, else ``0`` (``torch.nn.Softshrink``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Softshrink(0.5).apply({}, {}, jnp.array([-1.0, 0.3, 2.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]
+        [-0.5, 0.0, 1.5]
+    """
+
+    lambd: float = 0.5
+
+    def _forward(self, x):
+        return softshrink(x, self.lambd)
+
+    def extra_repr(self):
+        return str(self.lambd)
+
+
+@dataclass(frozen=True, repr=False)
+class Tanhshrink(_Activation):
+    """``x - tanh(x)`` (``torch.nn.Tanhshrink``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.Tanhshrink().apply({}, {}, jnp.array([0.0, 1.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]
+        [0.0, 0.2384]
+    """
+
+    def _forward(self, x):
+        return tanhshrink(x)
+
+
+@dataclass(frozen=True, repr=False)
+class GLU(Module):
+    """``a·sigmoid(b)`` over the halves of ``dim`` (``torch.nn.GLU``): ``(*, 2M, *) -> (*, M, *)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.GLU().apply({}, {}, jnp.array([1.0, 2.0, 0.0, 100.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]  # [1, 2] gated by sigmoid([0, 100])
+        [0.5, 2.0]
+    """
+
+    dim: int = -1
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        return glu(x, self.dim), state
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+@dataclass(frozen=True, repr=False)
+class RReLU(Module):
+    """Randomized leaky ReLU (``torch.nn.RReLU``): slope ``(lower + upper)/2`` in eval,
+    per-element ``U(lower, upper)`` draws in training (needs ``key``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.RReLU().apply({}, {}, jnp.array([-1.0, 2.0]))
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]  # eval: slope (1/8 + 1/3) / 2
+        [-0.2292, 2.0]
+    """
+
+    lower: float = 1.0 / 8.0
+    upper: float = 1.0 / 3.0
+    inplace: bool = False
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        return rrelu(x, self.lower, self.upper, train, key=key), state
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace else "")

@@ -40,6 +40,7 @@ from funcnets.nn.normalization import group_norm, layer_norm, local_response_nor
 from funcnets.nn.activation import (
     celu, elu, gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, log_softmax, mish, my_relu,
     prelu, relu, relu6, selu, sigmoid, silu, softmax, softmin, softplus, softsign, tanh, threshold,
+    glu, hardshrink, logsigmoid, rrelu, softshrink, tanhshrink,
 )
 
 # --- dropout --------------------------------------------------------------------
@@ -80,7 +81,8 @@ __all__ = [
     # activations
     "relu", "my_relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu",
     "mish", "hardswish", "hardsigmoid", "hardtanh", "sigmoid", "tanh", "softplus", "softsign",
-    "threshold", "softmax", "log_softmax", "softmin",
+    "threshold", "softmax", "log_softmax", "softmin", "logsigmoid", "hardshrink", "softshrink",
+    "tanhshrink", "glu", "rrelu",
     # dropout
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     # sparse
