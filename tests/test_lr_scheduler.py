@@ -424,3 +424,13 @@ def test_repr_names_torch_arguments():
     assert repr(S.StepLR(0.1, 30)) == "StepLR(base_lr=0.1, step_size=30, gamma=0.1)"
     assert repr(S.ExponentialLR(0.1, 0.9, steps_per_epoch=50)) == "ExponentialLR(base_lr=0.1, gamma=0.9, steps_per_epoch=50)"
     assert rel_err(S.ExponentialLR(0.1, 0.5)(3), 0.0125) < 1e-7
+
+
+def test_set_lr_refuses_to_flatten_per_group_rates():
+    """Two param groups, each with its own injected rate: one value for both would silently lose their ratio."""
+    opt = optim.param_groups(lambda lr, **kw: S.inject_lr(optim.sgd, lr, **kw), [{"params": "b", "lr": 0.01}], lr=0.1)
+    state = opt.init({"a": jnp.zeros(2), "b": jnp.zeros(2)})
+    with pytest.raises(ValueError, match=r"2 injected learning rates with different values \((0.1, 0.01|0.01, 0.1)\)"):
+        S.set_lr(state, 0.05)
+    single = S.inject_lr(optim.sgd, 0.1).init({"a": jnp.zeros(2)})
+    assert float(S.get_lr(S.set_lr(single, 0.05))) == np.float32(0.05)

@@ -1400,6 +1400,16 @@ def set_lr(opt_state: optax.OptState, lr: Array | float) -> optax.OptState:
     out = jax.tree_util.tree_map(put, opt_state, is_leaf=_is_inject)
     if not found:
         raise ValueError("set_lr: the optimizer state holds no injected learning rate; build it with inject_lr(...)")
+    rates = [x.lr for x in found if not isinstance(x.lr, jax.core.Tracer)]
+    if len({float(r) for r in rates}) > 1:
+        # param groups each with their own injected rate: one value for all would silently
+        # replace their ratios, where torch's ReduceLROnPlateau scales each group's own rate
+        raise ValueError(
+            f"set_lr: the optimizer state holds {len(found)} injected learning rates with different values "
+            f"({', '.join(f'{float(r):g}' for r in rates)}), e.g. param groups with their own rates; setting one "
+            f"value would overwrite them all. Inject one rate around param_groups (inject_lr(lambda lr, **kw: "
+            f"param_groups(optim.sgd, groups, lr=lr, **kw), 0.1)) with rates given relative to it, or set each "
+            f"group's InjectLrState yourself.")
     return out
 
 
