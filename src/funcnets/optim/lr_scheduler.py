@@ -1402,14 +1402,12 @@ def set_lr(opt_state: optax.OptState, lr: Array | float) -> optax.OptState:
         raise ValueError("set_lr: the optimizer state holds no injected learning rate; build it with inject_lr(...)")
     rates = [x.lr for x in found if not isinstance(x.lr, jax.core.Tracer)]
     if len({float(r) for r in rates}) > 1:
-        # param groups each with their own injected rate: one value for all would silently
-        # replace their ratios, where torch's ReduceLROnPlateau scales each group's own rate
         raise ValueError(
             f"set_lr: the optimizer state holds {len(found)} injected learning rates with different values "
             f"({', '.join(f'{float(r):g}' for r in rates)}), e.g. param groups with their own rates; setting one "
-            f"value would overwrite them all. Inject one rate around param_groups (inject_lr(lambda lr, **kw: "
-            f"param_groups(optim.sgd, groups, lr=lr, **kw), 0.1)) with rates given relative to it, or set each "
-            f"group's InjectLrState yourself.")
+            f"value would overwrite them all (torch's ReduceLROnPlateau scales each group's rate). Set each "
+            f"group's InjectLrState yourself (e.g. its rate times the plateau's state.lr / base_lr), or inject one "
+            f"rate around param_groups if the groups may share it.")
     return out
 
 
