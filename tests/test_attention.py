@@ -193,8 +193,14 @@ def test_multihead_attention_matches_torch(E_h, kvdim, bias, bias_kv, zero_attn,
         assert_close(w, to_np(w_t), rtol_v, f"{what}: weights")
     else:
         assert w is None and w_t is None
+    # a gradient that is zero in exact arithmetic (one unmasked key: every softmax weight is 1,
+    # so the query's gradient vanishes) is rounding noise on both sides: judge it by the others' scale
+    scale = max(float(np.abs(to_np(t.grad)).max()) for t in ts)
     for name, a, t in zip(("query", "key", "value"), (dq, dk, dv), ts):
-        assert_close(a, to_np(t.grad), rtol_g, f"{what}: d{name}")
+        if float(np.abs(to_np(t.grad)).max()) <= rtol_g * 1e-2 * scale:
+            assert float(np.abs(np.asarray(a)).max()) <= rtol_g * scale, f"{what}: d{name} (zero in exact arithmetic)"
+        else:
+            assert_close(a, to_np(t.grad), rtol_g, f"{what}: d{name}")
     flat = dict(layer.named_parameters(dp))
     assert list(flat) == [n for n, _ in tl.named_parameters()], what
     for n, p in tl.named_parameters():
