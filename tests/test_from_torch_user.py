@@ -65,6 +65,19 @@ class GPT(tnn.Module):
         return self.head(self.ln(x))
 
 
+def _run_port(net, path, x):
+    """Write ``net``'s port to ``path``, import it (no torch inside) and run it on ``x``."""
+    src_path, _ = write_port(net, path)
+    spec = importlib.util.spec_from_file_location(path.stem, src_path)
+    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+        model, params, state = mod.load()
+        return model.apply(params, state, jnp.asarray(x.numpy()))[0]
+    finally:
+        del sys.modules[spec.name]
+
+
 def _gpt(tie):
     torch.manual_seed(0)
     return GPT(tie).double(), torch.randint(0, VOCAB, (3, 6)), torch.randint(0, VOCAB, (3, 6))
@@ -121,16 +134,7 @@ def test_buffer_sliced_by_traced_size_converts_and_ports(tmp_path, x64):
     model, params, state = from_torch(net, idx)
     y, _ = model.apply(params, state, jnp.asarray(idx.numpy()))
     assert_close(y, ref, 1e-12, "from_torch")
-    src_path, _ = write_port(net, tmp_path / "gpt_port.py")
-    spec = importlib.util.spec_from_file_location("gpt_port", src_path)
-    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(mod)
-        pmodel, pparams, pstate = mod.load()
-        y, _ = pmodel.apply(pparams, pstate, jnp.asarray(idx.numpy()))
-    finally:
-        del sys.modules[spec.name]
-    assert_close(y, ref, 1e-12, "port")
+    assert_close(_run_port(net, tmp_path / "gpt_port.py", idx), ref, 1e-12, "port")
 
 
 def test_port_refuses_tied_weights():
@@ -354,13 +358,4 @@ def test_factory_of_a_traced_size_converts_and_ports(tmp_path, x64):
     assert (torch.zeros, torch.full) == factories  # restored after tracing
     y, _ = model.apply(params, state, jnp.asarray(x.numpy()))
     assert_close(y, ref, 1e-12, "from_torch")
-    src_path, _ = write_port(net, tmp_path / "zeros_port.py")
-    spec = importlib.util.spec_from_file_location("zeros_port", src_path)
-    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(mod)
-        pmodel, pparams, pstate = mod.load()
-        y, _ = pmodel.apply(pparams, pstate, jnp.asarray(x.numpy()))
-    finally:
-        del sys.modules[spec.name]
-    assert_close(y, ref, 1e-12, "port")
+    assert_close(_run_port(net, tmp_path / "zeros_port.py", x), ref, 1e-12, "port")
