@@ -17,7 +17,8 @@ fast on CPU. The rules reproduced:
   the 1-D/3-D one and picks another pixel than exact arithmetic in some cases (14 -> 46);
 * ``bicubic``: Keys' kernel with ``A = -0.75``, border indices clamped;
 * ``antialias`` (bilinear/bicubic): PIL's separable filters (triangle; cubic with
-  ``a = -0.5``) stretched by the downscale factor and normalised per output pixel;
+  ``a = -0.5``) stretched by the downscale factor and normalised per output pixel; a
+  kept size is copied even under a scale factor that is not 1 (ATen skips that axis);
 * ``area``: adaptive average pooling's bins ``[floor(i*in/out), ceil((i+1)*in/out))``.
 """
 
@@ -119,6 +120,8 @@ def _aa_filter(mode: str):
 
 def _aa_matrix(n_in: int, n_out: int, align_corners: bool, scale: float | None, mode: str) -> np.ndarray:
     """ATen's ``_compute_weights_aa``: the filter widened by the downscale factor."""
+    if n_out == n_in:  # ATen's separable antialias kernel skips a kept size, whatever the scale
+        return np.eye(n_in)
     interp, filt = _aa_filter(mode)
     r = _scale(n_in, n_out, align_corners, scale)
     support = interp * 0.5 * r if r >= 1.0 else interp * 0.5
