@@ -74,13 +74,21 @@ def layer_norm(
     return back(_layer_norm(x, _shape_tuple(normalized_shape), weight, bias, eps, "layer_norm"))
 
 
+def _opmath(x: Array) -> jnp.dtype:
+    """The dtype torch computes a normalisation of ``x`` in: float32 for a float16/bfloat16
+    input (rounded once, at the end), else ``x``'s. Normalising in bfloat16 itself rounds
+    the mean before subtracting it: LayerNorm(8) of bfloat16 values around 100 was 0.3 off."""
+    return jnp.dtype(jnp.float32) if x.dtype in (jnp.float16, jnp.bfloat16) else x.dtype
+
+
 def _layer_norm(x, normalized_shape, weight, bias, eps, who):
-    y, _, _ = _normalize(x, _trailing_axes(x, normalized_shape, who), eps)
+    out = jnp.result_type(x, *(a for a in (weight, bias) if a is not None))
+    y, _, _ = _normalize(x.astype(_opmath(x)), _trailing_axes(x, normalized_shape, who), eps)
     if weight is not None:
         y = y * weight
     if bias is not None:
         y = y + bias
-    return y
+    return y.astype(out)
 
 
 @dataclass(frozen=True, repr=False)
@@ -138,7 +146,8 @@ def rms_norm(
 ) -> Array:
     """``torch.nn.functional.rms_norm``: ``y = x / sqrt(mean(x²) + eps) · weight`` with the
     mean over the trailing ``normalized_shape`` dimensions; ``eps=None`` is
-    ``jnp.finfo(x.dtype).eps``, as in torch.
+    ``jnp.finfo(x.dtype).eps``, as in torch (float32's for a float16/bfloat16 ``x``,
+    which is computed in float32).
 
     Args:
       x: ``(*, *normalized_shape)``; weight: ``normalized_shape``.
@@ -151,9 +160,13 @@ def rms_norm(
 
 def _rms_norm(x, normalized_shape, weight, eps, who):
     axes = _trailing_axes(x, normalized_shape, who)
+    # torch's eps=None is the epsilon of the dtype it computes in (1.19e-7 for a bfloat16
+    # input, computed in float32), not the input's (7.8e-3)
+    opmath = _opmath(x)
     if eps is None:
-        eps = float(jnp.finfo(x.dtype).eps)
-    y = x * lax.rsqrt(jnp.mean(x * x, axis=axes, keepdims=True) + eps)
+        eps = float(jnp.finfo(opmath).eps)
+    xu = x.astype(opmath)
+    y = (xu * lax.rsqrt(jnp.mean(xu * xu, axis=axes, keepdims=True) + eps)).astype(x.dtype)
     return y if weight is None else y * weight
 
 
@@ -229,14 +242,15 @@ def _group_norm(x, num_groups, weight, bias, eps, who):
     size = [n * c // num_groups, num_groups, *x.shape[2:]]
     if size[0] * math.prod(size[2:]) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
-    y, _, _ = _normalize(x.reshape(n, num_groups, -1), (2,), eps)
+    out = jnp.result_type(x, *(a for a in (weight, bias) if a is not None))
+    y, _, _ = _normalize(x.astype(_opmath(x)).reshape(n, num_groups, -1), (2,), eps)
     y = y.reshape(x.shape)
     shape = (1, c) + (1,) * (x.ndim - 2)
     if weight is not None:
         y = y * weight.reshape(shape)
     if bias is not None:
         y = y + bias.reshape(shape)
-    return y
+    return y.astype(out)
 
 
 @dataclass(frozen=True, repr=False)
