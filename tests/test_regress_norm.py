@@ -78,3 +78,13 @@ def test_layer_norm_keeps_its_promotion():
     assert y.dtype == jnp.float32
     y, _ = m.apply(jax.tree.map(lambda a: a.astype(jnp.bfloat16), params), state, jnp.ones((2, 3), jnp.bfloat16))
     assert y.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_local_response_norm_size_below_one_is_refused(size):
+    # torch: "kernel size should be greater than zero"; ours was jax's TypeError about
+    # reduce_window's window_dimensions
+    with pytest.raises(RuntimeError):
+        torch.nn.LocalResponseNorm(size)(torch.ones(2, 3, 4))
+    with pytest.raises(ValueError, match=f"size must be a positive number of channels in the window, got {size}"):
+        nn.LocalResponseNorm(size).apply({}, {}, jnp.ones((2, 3, 4)))

@@ -336,6 +336,9 @@ def _local_response_norm(x, size, alpha, beta, k, who):
         raise ShapeError(
             f"{who} expected a 3-D or higher input (N, C, *), got {x.ndim} dimensions {tuple(x.shape)}"
         )
+    if size < 1:
+        # else a jax TypeError about reduce_window's window (torch: "kernel size should be greater than zero")
+        raise ValueError(f"{who}: size must be a positive number of channels in the window, got {size!r}")
     if x.size == 0:
         return x
     # The window sum is one reduce_window over the zero-padded channel axis, and the
