@@ -397,6 +397,15 @@ def _counts(L: int, k: int, s: int, p: int, m: int, include_pad: bool) -> np.nda
 
 def _avg_pool(x, n, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, op, layer=False):
     xb, axes, squeeze = _batched(x, n, op, layer)
+    sizes, k = tuple(xb.shape[a] for a in axes), _tuple(op, kernel_size, n, "kernel_size")
+    if n == 3 and any(L < ki for L, ki in zip(sizes, k)):
+        # torch's avg_pool3d (and so lp_pool3d) checks the unpadded input against the
+        # kernel, before the output size, which the 1-D and 2-D forms do not
+        raise ShapeError(
+            f"{op}: input image of spatial size {sizes} is smaller than kernel_size {k} "
+            f"(torch's 3-D average pooling needs every input size >= the kernel's, padding aside); "
+            f"use a smaller kernel or pad the input first (e.g. with F.pad)."
+        )
     w = _window(op, n, xb, axes, kernel_size, stride, padding, 1, ceil_mode)
     window, strides = _spatial_shape(w, w.k), _spatial_shape(w, w.s)
     summed = lax.reduce_window(xb, 0.0, lax.add, window, strides, _pads(w))

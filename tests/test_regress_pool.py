@@ -1,0 +1,34 @@
+"""Regression tests for pooling, padding, fold/unfold and pixel shuffle: inputs where
+funcnets once differed from torch 2.x (values, gradients or errors)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import funcnets.nn.functional as F
+from funcnets import nn
+from funcnets.errors import ShapeError
+
+
+@pytest.mark.parametrize(
+    "shape,kernel,padding",
+    [((1, 1, 1, 4, 4), (2, 3, 3), (1, 1, 1)), ((2, 4, 2, 1), (3, 1, 3), (1, 0, 0))],
+)
+def test_avg_pool3d_refuses_an_input_smaller_than_the_kernel(shape, kernel, padding):
+    # torch's avg_pool3d checks every unpadded input size against the kernel
+    # ("input image (T: 1 H: 4 W: 4) smaller than kernel size"); we returned a result
+    x = np.ones(shape)
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        torch.nn.functional.avg_pool3d(torch.tensor(x), kernel, 1, padding, True)
+    with pytest.raises(ShapeError, match="smaller than kernel_size"):
+        F.avg_pool3d(jnp.asarray(x), kernel, 1, padding, True)
+    with pytest.raises(ShapeError, match="smaller than kernel_size"):
+        nn.LPPool3d(2, kernel, ceil_mode=True).apply({}, {}, jnp.asarray(x))
+
+
+def test_avg_pool3d_input_equal_to_the_kernel_still_runs():
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 3, 3))
+    want = torch.nn.functional.avg_pool3d(torch.tensor(x), (2, 3, 3), 1, (1, 1, 1), False, False).numpy()
+    got = F.avg_pool3d(jnp.asarray(x), (2, 3, 3), 1, (1, 1, 1), False, False)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
