@@ -74,6 +74,7 @@ def test_layer_norm_keeps_its_promotion():
     # a bfloat16 input with float32 weights gives float32, as before (jnp's promotion)
     m = nn.LayerNorm(3)
     params, state = m.init(jax.random.key(0))
+    params = jax.tree.map(lambda a: a.astype(jnp.float32), params)
     y, _ = m.apply(params, state, jnp.ones((2, 3), jnp.bfloat16))
     assert y.dtype == jnp.float32
     y, _ = m.apply(jax.tree.map(lambda a: a.astype(jnp.bfloat16), params), state, jnp.ones((2, 3), jnp.bfloat16))
@@ -88,3 +89,24 @@ def test_local_response_norm_size_below_one_is_refused(size):
         torch.nn.LocalResponseNorm(size)(torch.ones(2, 3, 4))
     with pytest.raises(ValueError, match=f"size must be a positive number of channels in the window, got {size}"):
         nn.LocalResponseNorm(size).apply({}, {}, jnp.ones((2, 3, 4)))
+
+
+@pytest.mark.parametrize("idx,offsets", [([1, 2, 3], [0]), ([2, 1, 3], [0]), ([0, 1, 2, 3, 3, 1], [0, 2, 2, 4])])
+def test_embedding_bag_max_ties_send_the_gradient_to_the_first_maximum(idx, offsets):
+    # rows 1 and 2 tie on feature 0, rows 2 and 3 on feature 1: torch's gradient goes to the
+    # first maximal entry of the bag; ours was shared (0.5 each) by segment_max's backward
+    from funcnets.nn import functional as F
+
+    w = np.array([[1.0, 2.0], [3.0, 0.0], [3.0, 5.0], [0.0, 5.0]])
+    g = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])[: len(offsets)]
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.embedding_bag(torch.tensor(idx), wt, torch.tensor(offsets), mode="max")
+    yt.backward(torch.tensor(g))
+
+    def f(weight, off):
+        return F.embedding_bag(jnp.array(idx), weight, off, mode="max")
+
+    for fn in (f, jax.jit(f)):
+        y, vjp = jax.vjp(lambda weight: fn(weight, jnp.array(offsets)), jnp.asarray(w))
+        np.testing.assert_allclose(np.asarray(y), yt.detach().numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(g))[0]), wt.grad.numpy(), rtol=0, atol=1e-12)

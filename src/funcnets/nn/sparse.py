@@ -271,8 +271,17 @@ def embedding_bag(
     if bags == 0:
         return jnp.zeros((0, dim), weight.dtype)
     if mode == "max":
-        out = jax.ops.segment_max(rows, seg, num_segments=bags + 1)[:bags]
         count = jax.ops.segment_sum(jnp.ones_like(seg), seg, num_segments=bags + 1)[:bags]
+        if rows.shape[0] == 0:
+            return jnp.zeros((bags, dim), weight.dtype)
+        # torch's gradient goes to each feature's first maximal entry of the bag (input
+        # order), where segment_max's would be shared among ties: pick that entry, then gather
+        best = jax.ops.segment_max(jax.lax.stop_gradient(rows), seg, num_segments=bags + 1)
+        pos = jnp.arange(rows.shape[0])[:, None]
+        first = jax.ops.segment_min(
+            jnp.where(rows == best[seg], pos, rows.shape[0]), seg, num_segments=bags + 1
+        )[:bags]
+        out = jnp.take_along_axis(rows, jnp.minimum(first, rows.shape[0] - 1), axis=0)
         return jnp.where((count > 0)[:, None], out, jnp.zeros((), weight.dtype))
     if per_sample_weights is not None:
         rows = rows * per_sample_weights[:, None].astype(weight.dtype)
