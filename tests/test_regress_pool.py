@@ -32,3 +32,15 @@ def test_avg_pool3d_input_equal_to_the_kernel_still_runs():
     want = torch.nn.functional.avg_pool3d(torch.tensor(x), (2, 3, 3), 1, (1, 1, 1), False, False).numpy()
     got = F.avg_pool3d(jnp.asarray(x), (2, 3, 3), 1, (1, 1, 1), False, False)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("output_size,kernel,dilation,stride,shape", [
+    ((1, 1), (3, 3), 1, 1, (9, 1)),  # (-1) * (-1) blocks: the count matched L = 1, then a reshape error
+    ((3, 1), (3, 1), 2, 2, (2, 6, 0)),  # 0 blocks: we returned zeros
+])  # fmt: skip
+def test_fold_refuses_a_kernel_that_does_not_fit_the_output(output_size, kernel, dilation, stride, shape):
+    x = np.ones(shape)
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.fold(torch.tensor(x), output_size, kernel, dilation, 0, stride)
+    with pytest.raises(ShapeError, match="too small"):
+        F.fold(jnp.asarray(x), output_size, kernel, dilation, 0, stride)

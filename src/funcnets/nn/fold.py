@@ -90,6 +90,12 @@ def fold(input: Array, output_size, kernel_size, dilation=1, padding=0, stride=1
     x = input if input.ndim == 3 else input[None]
     n, ck, length = x.shape
     oh, ow = _blocks(out, k, d, p, s)
+    if ck % (k[0] * k[1]) == 0 and (oh <= 0 or ow <= 0):  # torch checks the kernel before the block count
+        raise ShapeError(
+            f"{name}: Given output_size={out}, kernel_size={k}, dilation={d}, padding={p}, stride={s}, "
+            f"calculated shape of the array of sliding blocks as ({oh}, {ow}), which is too small "
+            f"(non-positive): the kernel does not fit the output; use a larger output_size or more padding."
+        )
     if ck % (k[0] * k[1]):
         raise ShapeError(
             f"{name}: expected size of input's dimension 1 to be divisible by the product of kernel_size, "
