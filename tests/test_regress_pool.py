@@ -44,3 +44,17 @@ def test_fold_refuses_a_kernel_that_does_not_fit_the_output(output_size, kernel,
         torch.nn.functional.fold(torch.tensor(x), output_size, kernel, dilation, 0, stride)
     with pytest.raises(ShapeError, match="too small"):
         F.fold(jnp.asarray(x), output_size, kernel, dilation, 0, stride)
+
+
+@pytest.mark.parametrize("r", [0, -1, -2])
+def test_pixel_shuffle_refuses_a_non_positive_factor(r):
+    # we raised ZeroDivisionError (r = 0) or a reshape TypeError (r < 0)
+    x = np.ones((1, 4, 2, 2), np.float32)
+    with pytest.raises(RuntimeError, match="expects a positive upscale_factor"):
+        torch.nn.functional.pixel_shuffle(torch.tensor(x), r)
+    with pytest.raises(ValueError, match="expects a positive upscale_factor"):
+        F.pixel_shuffle(jnp.asarray(x), r)
+    with pytest.raises(RuntimeError, match="expects a positive downscale_factor"):
+        torch.nn.functional.pixel_unshuffle(torch.tensor(x), r)
+    with pytest.raises(ValueError, match="expects a positive downscale_factor"):
+        nn.PixelUnshuffle(r).apply({}, {}, jnp.asarray(x))

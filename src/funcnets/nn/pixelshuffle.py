@@ -12,6 +12,12 @@ from funcnets.nn.module import Module
 __all__ = ["pixel_shuffle", "pixel_unshuffle", "PixelShuffle", "PixelUnshuffle"]
 
 
+def _factor(r: int, name: str, arg: str, layer: str | None) -> int:
+    if int(r) <= 0:
+        raise ValueError(f"{layer or name} expects a positive {arg}, but got {r}")
+    return int(r)
+
+
 def _check(x: Array, name: str, layer: str | None) -> None:
     if x.ndim < 3:
         raise ShapeError(
@@ -26,7 +32,7 @@ def pixel_shuffle(input: Array, upscale_factor: int, *, _layer: str | None = Non
     """``(*, C * r**2, H, W) -> (*, C, H * r, W * r)``: channel ``c * r**2 + i * r + j``
     becomes pixel ``(h * r + i, w * r + j)`` of channel ``c``."""
     _check(input, "pixel_shuffle", _layer)
-    r = int(upscale_factor)
+    r = _factor(upscale_factor, "pixel_shuffle", "upscale_factor", _layer)
     *lead, c, h, w = input.shape
     if c % (r * r):
         raise ShapeError(
@@ -42,7 +48,7 @@ def pixel_shuffle(input: Array, upscale_factor: int, *, _layer: str | None = Non
 def pixel_unshuffle(input: Array, downscale_factor: int, *, _layer: str | None = None) -> Array:
     """``(*, C, H * r, W * r) -> (*, C * r**2, H, W)``, the inverse of :func:`pixel_shuffle`."""
     _check(input, "pixel_unshuffle", _layer)
-    r = int(downscale_factor)
+    r = _factor(downscale_factor, "pixel_unshuffle", "downscale_factor", _layer)
     *lead, c, h, w = input.shape
     for name, size, axis in (("height", h, -2), ("width", w, -1)):
         if size % r:
