@@ -58,3 +58,22 @@ def test_pixel_shuffle_refuses_a_non_positive_factor(r):
         torch.nn.functional.pixel_unshuffle(torch.tensor(x), r)
     with pytest.raises(ValueError, match="expects a positive downscale_factor"):
         nn.PixelUnshuffle(r).apply({}, {}, jnp.asarray(x))
+
+
+@pytest.mark.parametrize("pool", ["max_pool1d", "avg_pool1d", "max_pool2d", "avg_pool2d", "max_pool3d", "avg_pool3d"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_pooling_refuses_zero_channels(pool, batched):
+    # torch: "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size";
+    # we returned an empty result
+    n = int(pool[-2])
+    shape = ((1, 0) if batched else (0,)) + (3,) * n
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, pool)(torch.ones(shape), 1)
+    with pytest.raises(ShapeError, match="non-zero channel"):
+        getattr(F, pool)(jnp.ones(shape), 1)
+
+
+def test_pooling_of_an_empty_batch_still_runs():
+    want = torch.nn.functional.max_pool2d(torch.ones(0, 2, 4, 4), 2).shape
+    assert F.max_pool2d(jnp.ones((0, 2, 4, 4)), 2).shape == tuple(want)
+    assert F.avg_pool3d(jnp.ones((0, 2, 4, 4, 4)), 2).shape == (0, 2, 2, 2, 2)

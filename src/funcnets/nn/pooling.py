@@ -107,6 +107,15 @@ def _batched(x: Array, n: int, op: str, layer: bool) -> tuple[Array, tuple[int, 
     )
 
 
+def _check_nonempty(op: str, x: Array, xb: Array) -> None:
+    """torch's max and average pooling refuse an empty non-batch dimension (a batch of 0 is fine)."""
+    if _LAYOUT.get() == "NCHW" and 0 in xb.shape[1:]:
+        raise ShapeError(
+            f"{op}: expected an input with non-zero channel and spatial sizes (an empty batch is allowed), "
+            f"got shape {tuple(x.shape)}."
+        )
+
+
 def _unbatch(y: Array, squeeze: int | None) -> Array:
     return y if squeeze is None else jnp.squeeze(y, squeeze)
 
@@ -308,6 +317,7 @@ def _flat_indices(win: Array, tables: Sequence[np.ndarray], axes: Sequence[int],
 
 def _max_pool(x, n, kernel_size, stride, padding, dilation, ceil_mode, return_indices, op, layer=False):
     xb, axes, squeeze = _batched(x, n, op, layer)
+    _check_nonempty(op, x, xb)
     w = _window(op, n, xb, axes, kernel_size, stride, padding, dilation, ceil_mode)
     # A running maximum over the strided views of the -inf-padded input. It is faster on
     # CPU than reduce_window, whose select-and-scatter backward measured 3-4× slower
@@ -397,6 +407,7 @@ def _counts(L: int, k: int, s: int, p: int, m: int, include_pad: bool) -> np.nda
 
 def _avg_pool(x, n, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, op, layer=False):
     xb, axes, squeeze = _batched(x, n, op, layer)
+    _check_nonempty(op, x, xb)
     sizes, k = tuple(xb.shape[a] for a in axes), _tuple(op, kernel_size, n, "kernel_size")
     if n == 3 and any(L < ki for L, ki in zip(sizes, k)):
         # torch's avg_pool3d (and so lp_pool3d) checks the unpadded input against the
