@@ -1,6 +1,7 @@
 """Regression tests for pooling, padding, fold/unfold and pixel shuffle: inputs where
 funcnets once differed from torch 2.x (values, gradients or errors)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -77,3 +78,17 @@ def test_pooling_of_an_empty_batch_still_runs():
     want = torch.nn.functional.max_pool2d(torch.ones(0, 2, 4, 4), 2).shape
     assert F.max_pool2d(jnp.ones((0, 2, 4, 4)), 2).shape == tuple(want)
     assert F.avg_pool3d(jnp.ones((0, 2, 4, 4, 4)), 2).shape == (0, 2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("norm_type", [float("inf"), -float("inf")])
+def test_lp_pool_inf_gradient_at_a_zero_winner(norm_type):
+    # torch's abs has gradient sign(x) = 0 at 0; jnp.abs's is 1, so a window whose
+    # winning |x| is 0 sent gradient 1 to it
+    x = np.array([[[[0.0, 0.5, 0.7], [0.0, -0.2, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]], np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.lp_pool2d(xt, norm_type, (2, 3), 2, True)
+    yt.sum().backward()
+    y, vjp = jax.vjp(lambda a: F.lp_pool2d(a, norm_type, (2, 3), 2, True), jnp.asarray(x))
+    (gx,) = vjp(jnp.ones(y.shape, y.dtype))
+    np.testing.assert_allclose(np.asarray(y), yt.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-6, atol=0)

@@ -751,10 +751,12 @@ def _lp_pool(x, n, norm_type, kernel_size, stride, ceil_mode, op, layer=False):
     _batched(x, n, op, layer)  # the input checks, before x**p can change the dtype
     if norm_type == 0:
         raise ValueError(f"{op}: norm_type must be a non-zero value, but got {norm_type}")
-    if norm_type == math.inf:
-        return _max_pool(jnp.abs(x), n, kernel_size, stride, 0, 1, ceil_mode, False, op, layer)
-    if norm_type == -math.inf:
-        return -_max_pool(-jnp.abs(x), n, kernel_size, stride, 0, 1, ceil_mode, False, op, layer)
+    if abs(norm_type) == math.inf:
+        # |x| as x·sign(x): torch's abs has gradient sign(x), 0 at 0, where jnp.abs's is 1
+        ax = x * jnp.sign(x)
+        if norm_type > 0:
+            return _max_pool(ax, n, kernel_size, stride, 0, 1, ceil_mode, False, op, layer)
+        return -_max_pool(-ax, n, kernel_size, stride, 0, 1, ceil_mode, False, op, layer)
     out = _avg_pool(x**norm_type, n, kernel_size, stride, 0, ceil_mode, True, None, op, layer)
     k = math.prod(_tuple(op, kernel_size, n, "kernel_size"))
     # torch's expression: relu's zero gradient at 0 is what keeps the gradient of an
