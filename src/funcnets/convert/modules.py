@@ -22,7 +22,7 @@ from funcnets import nn as fnn
 __all__ = ["LEAVES", "SPECIAL", "leaf_classes", "convert_module"]
 
 # traced through (their forward is plain Python over children), not converted as a whole
-_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module"}
+_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Module", "ParameterList", "ParameterDict"}
 
 
 def leaf_classes() -> dict[type, type]:

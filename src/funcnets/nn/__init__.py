@@ -68,7 +68,7 @@ from funcnets.nn.fold import Fold, Unfold
 from funcnets.nn.pixelshuffle import PixelShuffle, PixelUnshuffle
 
 # --- containers -----------------------------------------------------------------
-from funcnets.nn.container import ModuleDict, ModuleList, Sequential
+from funcnets.nn.container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 
 # --- loss -----------------------------------------------------------------------
 from funcnets.nn.loss import (
@@ -116,7 +116,7 @@ __all__ = [
     "Flatten", "Unflatten", "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold", "CosineSimilarity",
     "PairwiseDistance",
     # containers
-    "Sequential", "ModuleList", "ModuleDict",
+    "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
     # loss
     "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
     "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss", "MarginRankingLoss",

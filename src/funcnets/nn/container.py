@@ -63,10 +63,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
+import jax.numpy as jnp
+import numpy as np
+
 from funcnets._typing import Params, State
 from funcnets.nn.module import Module, Scope
 
-__all__ = ["Sequential", "ModuleList", "ModuleDict"]
+__all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
 
 def _check_module(owner: str, what: str, m: object) -> Module:
@@ -75,15 +78,15 @@ def _check_module(owner: str, what: str, m: object) -> Module:
     return m
 
 
-def _check_names(owner: str, names: Iterable[str]) -> tuple[str, ...]:
+def _check_names(owner: str, names: Iterable[str], what: str = "module") -> tuple[str, ...]:
     names = tuple(names)
     for n in names:
         if not isinstance(n, str):
-            raise TypeError(f"{owner}: module name should be a string. Got {type(n).__name__}")
+            raise TypeError(f"{owner}: {what} name should be a string. Got {type(n).__name__}")
         if "." in n or n == "":
-            raise KeyError(f"{owner}: module name can't contain \".\" or be empty, got {n!r}")
+            raise KeyError(f"{owner}: {what} name can't contain \".\" or be empty, got {n!r}")
     if len(set(names)) != len(names):
-        raise KeyError(f"{owner}: module names must be unique, got {list(names)}")
+        raise KeyError(f"{owner}: {what} names must be unique, got {list(names)}")
     return names
 
 
@@ -307,3 +310,148 @@ class ModuleDict(Module):
             "ModuleDict has no apply (torch's has no forward): pick a child in your module's apply, "
             "e.g. y = scope(k, self.heads[k], x) with scope = Scope(params['heads'], state['heads'], train, key)"
         )
+
+
+class _Value:
+    """An initial parameter value, frozen: a module must stay hashable (a static jit argument)."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, value):
+        a = np.array(value)  # a copy: changing the caller's array later does not change the module
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
+            raise TypeError(
+                f"a parameter must be a floating-point or complex array (torch: 'Only Tensors of floating point "
+                f"and complex dtype can require gradients'), got dtype {a.dtype}; pass e.g. np.asarray(v, np.float32)"
+            )
+        a.flags.writeable = False
+        self.array = a
+        self._key = (a.shape, a.dtype.str, a.tobytes())
+
+    def __eq__(self, other):
+        return isinstance(other, _Value) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def describe(self, typename: bool) -> str:
+        # torch: ParameterList prints the dtype ("torch.float32"), ParameterDict torch.typename ("torch.FloatTensor")
+        dt = self.array.dtype
+        kind = _TYPENAMES.get(dt.name, dt.name) if typename else f"torch.{dt.name}"
+        return f"Parameter containing: [{kind} of size {'x'.join(map(str, self.array.shape))}]"
+
+
+_TYPENAMES = {"float16": "torch.HalfTensor", "float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
+              "bfloat16": "torch.BFloat16Tensor", "complex64": "torch.ComplexFloatTensor",
+              "complex128": "torch.ComplexDoubleTensor"}
+
+
+def _params_repr(name: str, items, typename: bool) -> str:
+    # torch's Module.__repr__ around its extra_repr: one line for one entry, else indented lines
+    lines = [f"  ({k}): {v.describe(typename)}" for k, v in items]
+    if len(lines) <= 1:
+        return f"{name}({''.join(lines)})"
+    return f"{name}(\n" + "\n".join("  " + ln for ln in lines) + "\n)"
+
+
+@dataclass(frozen=True, repr=False, init=False)
+class ParameterList(Module):
+    """``torch.nn.ParameterList``: parameters in a list, named ``"0"``, ``"1"``, ...
+
+    Built from their initial values (arrays; torch: ``nn.Parameter`` tensors), which
+    :meth:`init` returns as ``params = {"0": v0, "1": v1, ...}`` (the ``state_dict`` keys
+    torch gives them). As in torch it has no forward: a module that owns one reads
+    ``params[name][str(i)]``, or ``plist.values(params[name])`` for all of them in order.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> scales = nn.ParameterList([jnp.ones(3), jnp.zeros((2, 3))])
+        >>> params, _ = scales.init(jax.random.key(0))
+        >>> sorted(params), len(scales), [v.shape for v in scales.values(params)]
+        (['0', '1'], 2, [(3,), (2, 3)])
+    """
+
+    items_: tuple[tuple[str, _Value], ...]
+
+    def __init__(self, values=None):
+        object.__setattr__(self, "items_", tuple((str(i), _Value(v)) for i, v in enumerate(values or ())))
+
+    def param_names(self):
+        return tuple(k for k, _ in self.items_)
+
+    def init_own(self, key):
+        return {k: jnp.asarray(v.array) for k, v in self.items_}, {}
+
+    def values(self, params: Params) -> list:
+        """The parameters in ``params`` (this list's subtree), in order."""
+        return [params[k] for k, _ in self.items_]
+
+    def __len__(self) -> int:
+        return len(self.items_)
+
+    def __add__(self, other: "ParameterList") -> "ParameterList":
+        return ParameterList([v.array for _, v in self.items_ + other.items_])
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        raise NotImplementedError(
+            "ParameterList has no apply (torch's has no forward): read its values in your module's apply, "
+            "e.g. for w in self.scales.values(params['scales']): ..."
+        )
+
+    def __repr__(self) -> str:
+        return _params_repr("ParameterList", self.items_, typename=False)
+
+
+@dataclass(frozen=True, repr=False, init=False)
+class ParameterDict(Module):
+    """``torch.nn.ParameterDict``: parameters by name, in insertion order.
+
+    Built from initial values (a mapping or ``(name, array)`` pairs); :meth:`init` returns
+    ``params = {name: value}``. ``in``, ``len``, iteration over names and ``keys()`` as in
+    torch; no forward, so the owner reads ``params[name][key]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> pd = nn.ParameterDict({"scale": jnp.ones(3), "shift": jnp.zeros(3)})
+        >>> params, _ = pd.init(jax.random.key(0))
+        >>> list(pd.keys()), params["shift"].tolist()
+        (['scale', 'shift'], [0.0, 0.0, 0.0])
+    """
+
+    items_: tuple[tuple[str, _Value], ...]
+
+    def __init__(self, parameters=None):
+        pairs = list(parameters.items()) if isinstance(parameters, Mapping) else list(parameters or ())
+        merged: dict = {}
+        for k, v in pairs:  # torch's update(): a repeated key keeps its first position, takes the last value
+            merged[k] = _Value(v)
+        _check_names("ParameterDict", merged, "parameter")
+        object.__setattr__(self, "items_", tuple(merged.items()))
+
+    def param_names(self):
+        return self.keys()
+
+    def init_own(self, key):
+        return {k: jnp.asarray(v.array) for k, v in self.items_}, {}
+
+    def __contains__(self, key: object) -> bool:
+        return any(k == key for k, _ in self.items_)
+
+    def __len__(self) -> int:
+        return len(self.items_)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.items_)
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        raise NotImplementedError(
+            "ParameterDict has no apply (torch's has no forward): read params[name][key] in your module's apply"
+        )
+
+    def __repr__(self) -> str:
+        return _params_repr("ParameterDict", self.items_, typename=True)
