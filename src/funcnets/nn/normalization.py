@@ -1,5 +1,5 @@
-"""``torch.nn.LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``LocalResponseNorm`` and their
-functional forms.
+"""``torch.nn.LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``LocalResponseNorm``,
+``CrossMapLRN2d`` and their functional forms (CrossMapLRN2d has none in torch).
 
 None of them keeps buffers or behaves differently in train and eval mode. LayerNorm and
 GroupNorm share BatchNorm's closed-form normalisation (``batchnorm._normalize``, whose
@@ -26,7 +26,7 @@ from funcnets.nn.module import Module
 
 __all__ = [
     "layer_norm", "group_norm", "rms_norm", "local_response_norm",
-    "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm",
+    "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "CrossMapLRN2d",
 ]
 
 ShapeLike = int | Sequence[int]
@@ -376,6 +376,78 @@ class LocalResponseNorm(Module):
         _check_float(self, x)
         x, back = _torch_layout(x)
         return back(_local_response_norm(x, self.size, self.alpha, self.beta, self.k, repr(self))), state
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+# ------------------------------------------------------------------------ CrossMapLRN2d
+def _cross_map_lrn2d(x, size, alpha, beta, k, who):
+    """torch's ``CrossMapLRN2d`` forward (``torch/nn/modules/_functions.py``, from Lua torch's
+    SpatialCrossMapLRN), reproduced to the channel:
+
+    ``y[n, c] = x[n, c] · (k + alpha/size · S[n, c])^-beta`` with ``p = (size + 1) // 2`` and
+    ``S[n, c] = Σ_{c'=max(0, c-p+1)}^{min(C-1, c+p-1)} x[n, c']² (+ x[n, 0]² when c >= p)``.
+
+    Unlike :func:`local_response_norm` the window is ``2p - 1`` channels centred on ``c``,
+    so an even ``size`` sums ``size - 1`` of them (still divided by ``size``); and torch's
+    running sum adds channel ``c+p-1`` and drops channel ``c-p`` only for ``c > p``, so channel
+    0 is never dropped: it stays in the window of every channel from ``p`` on.
+
+    The gradient is jax's derivative of this forward. torch's hand-written backward is not
+    (its window is shifted by one channel: ``gradcheck`` fails for size 3 and 5 channels, it
+    raises for ``size=1``, and it misses the channel-0 term); they agree only where both
+    windows span every channel (``C <= size // 2``).
+    """
+    if x.ndim != 4:
+        raise ShapeError(
+            f"{who}: Expected input to be 4D, got {x.ndim}D instead. Give it (N, C, H, W); got shape {tuple(x.shape)}"
+        )
+    if size < 1:
+        # torch divides by size=0 (ZeroDivisionError) and returns nonsense for a negative size
+        raise ValueError(f"{who}: size must be a positive number of channels in the window, got {size!r}")
+    if x.shape[1] == 0:
+        raise ShapeError(
+            f"{who} expected input (N, C, H, W) with C > 0, got {tuple(x.shape)} (torch fails indexing channel 0)"
+        )
+    if x.size == 0:
+        return x
+    c = x.shape[1]
+    p = (size + 1) // 2
+    square = x * x
+    total = lax.reduce_window(square, np.array(0, x.dtype), lax.add, (1, 2 * p - 1, 1, 1), (1,) * 4,
+                              ((0, 0), (p - 1, p - 1), (0, 0), (0, 0)))
+    if c > p:
+        stays = (np.arange(c) >= p).astype(x.dtype).reshape(1, c, 1, 1)
+        total = total + square[:, :1] * stays
+    # exp(-beta·log(.)) rather than (.)**-beta: the backward reuses it (see local_response_norm)
+    return x * jnp.exp(-beta * jnp.log(total * (alpha / size) + k))
+
+
+@dataclass(frozen=True, repr=False)
+class CrossMapLRN2d(Module):
+    """torch's legacy (Lua torch) local response normalisation across channels of a 4-D
+    input; ``(N, C, H, W) -> same``. Its window and sum differ from
+    :class:`LocalResponseNorm`'s: see :func:`_cross_map_lrn2d` for the exact formula.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.CrossMapLRN2d(3, alpha=3.0, beta=1.0, k=1.0)
+        >>> y, _ = m.apply({}, {}, jnp.ones((1, 4, 1, 1)))
+        >>> [round(float(v), 4) for v in y.ravel()]  # windows {0,1}, {0,1,2}, {0,1,2,3}, {0,2,3}: 1/(1 + n)
+        [0.3333, 0.25, 0.2, 0.25]
+    """
+
+    size: int
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        _check_float(self, x)
+        x, back = _torch_layout(x)
+        return back(_cross_map_lrn2d(x, self.size, self.alpha, self.beta, self.k, repr(self))), state
 
     def extra_repr(self):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

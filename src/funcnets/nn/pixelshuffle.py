@@ -1,15 +1,17 @@
-"""``torch.nn.PixelShuffle``, ``PixelUnshuffle`` and their functional forms."""
+"""``torch.nn.PixelShuffle``, ``PixelUnshuffle``, ``ChannelShuffle`` and their functional forms."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import jax.numpy as jnp
 
 from funcnets._typing import Array
 from funcnets.errors import ShapeError
 from funcnets.nn._layout import _LAYOUT
 from funcnets.nn.module import Module
 
-__all__ = ["pixel_shuffle", "pixel_unshuffle", "PixelShuffle", "PixelUnshuffle"]
+__all__ = ["pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle"]
 
 
 def _factor(r: int, name: str, arg: str, layer: str | None) -> int:
@@ -62,6 +64,39 @@ def pixel_unshuffle(input: Array, downscale_factor: int, *, _layer: str | None =
     return y.reshape(*lead, c * r * r, h // r, w // r)
 
 
+def channel_shuffle(input: Array, groups: int, *, _layer: str | None = None) -> Array:
+    """``torch.nn.functional.channel_shuffle``: ``(N, C, *) -> (N, C, *)``, the channels
+    seen as ``(groups, C / groups)`` transposed to ``(C / groups, groups)``: output channel
+    ``i * groups + g`` is input channel ``g * (C / groups) + i`` (ShuffleNet's mixing of
+    grouped convolutions). Inside :func:`channels_last` / :func:`batch_last` a 4-D input is
+    an image in that layout and its channel axis is shuffled.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets.nn import functional as F
+        >>> F.channel_shuffle(jnp.arange(6.0).reshape(1, 6, 1), 2).ravel().tolist()
+        [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    """
+    who = _layer or "channel_shuffle"
+    if input.ndim <= 2:
+        raise ShapeError(
+            f"{who} expects input with > 2 dims, but got input with sizes {list(input.shape)}: "
+            f"give it (N, C, *) with at least one dimension after the channels"
+        )
+    g = int(groups)
+    if g <= 0:
+        raise ValueError(f"{who}: Number of groups to divide channels in must be positive. Value of groups:{groups}")
+    axis = 1 if input.ndim != 4 else {"NCHW": 1, "NHWC": 3, "CHWN": 0}[_LAYOUT.get()]
+    c = input.shape[axis]
+    if c % g:
+        raise ShapeError(
+            f"{who}: Number of channels must be divisible by groups. Got {c} channels and {g} groups."
+        )
+    shape = input.shape
+    y = input.reshape(*shape[:axis], g, c // g, *shape[axis + 1:])
+    return jnp.swapaxes(y, axis, axis + 1).reshape(shape)
+
+
 @dataclass(frozen=True, repr=False)
 class PixelShuffle(Module):
     """Sub-pixel upsampling: ``(*, C * r**2, H, W) -> (*, C, H * r, W * r)``.
@@ -104,3 +139,25 @@ class PixelUnshuffle(Module):
 
     def extra_repr(self):
         return f"downscale_factor={self.downscale_factor}"
+
+
+@dataclass(frozen=True, repr=False)
+class ChannelShuffle(Module):
+    """Mixes the channels of ``groups`` groups (ShuffleNet); ``(N, C, *) -> same``, ``C``
+    divisible by ``groups`` (see :func:`channel_shuffle`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> y, _ = nn.ChannelShuffle(2).apply({}, {}, jnp.arange(4.0).reshape(1, 4, 1, 1))
+        >>> y.ravel().tolist()  # groups (0, 1) and (2, 3) interleaved
+        [0.0, 2.0, 1.0, 3.0]
+    """
+
+    groups: int
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        return channel_shuffle(x, self.groups, _layer=repr(self)), state
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
