@@ -99,6 +99,7 @@ TORCH_HOME = {
     "funcnets.nn": "torch.nn",
     "funcnets.nn.functional": "torch.nn.functional",
     "funcnets.nn.init": "torch.nn.init",
+    "funcnets.nn.parametrizations": "torch.nn.utils.parametrizations",
     "funcnets.losses": "torch.nn.functional",
     "funcnets.optim": "torch.optim",
     "funcnets.optim.lr_scheduler": "torch.optim.lr_scheduler",
@@ -161,6 +162,7 @@ FUNCNETS_ONLY = frozenset({
     "funcnets.optim.lr_scheduler.PlateauState", "funcnets.optim.lr_scheduler.inject_lr",
     "funcnets.optim.lr_scheduler.InjectLrState", "funcnets.optim.lr_scheduler.set_lr",
     "funcnets.optim.lr_scheduler.get_lr", "funcnets.models.LeNet", "funcnets.autograd.Graph",
+    "funcnets.nn.parametrizations.WeightNorm", "funcnets.nn.parametrizations.SpectralNorm",
 })  # fmt: skip
 TRANSLATED_MODULES = [*TORCH_HOME, "funcnets.torch_io", "funcnets.parallel", "funcnets.config"]
 

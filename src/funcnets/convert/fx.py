@@ -711,14 +711,18 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
             out.append((f"Tensor method .{node.target}()", where))
         elif node.op == "call_module":
             m = module.get_submodule(node.target)
-            err = _hooked(m, torch) or convert(node.target, m)
+            err = _hooked(m, torch, norms=True) or convert(node.target, m)
             if err:
                 out.append((f"module {node.target} ({type(m).__name__}): {err}", where))
     return out + _inplace_plan(graph, module)[1]
 
 
-def _hooked(m, torch) -> str | None:
-    """Why a layer converted whole would compute something else than torch's: what torch runs around it."""
+def _hooked(m, torch, norms: bool = False) -> str | None:
+    """Why a layer converted whole would compute something else than torch's: what torch runs around it.
+    ``norms``: weight_norm / spectral_norm (parametrizations or the older hooks) are converted, by
+    :func:`funcnets.convert.modules.convert_module` (``funcnets port`` does not write them yet)."""
+    if norms and _modules.reparametrizations(m) is not None:
+        return None
     if torch.nn.utils.parametrize.is_parametrized(m):
         names = ", ".join(repr(n) for n in m.parametrizations)
         return (f"its {names} is parametrized (torch.nn.utils.parametrizations: weight_norm, spectral_norm, "

@@ -108,6 +108,13 @@ def _transformer(m: Any) -> dict:
     return out
 
 
+def _fractional(m: Any) -> dict:
+    """torch keeps fixed samples (its ``_random_samples`` argument) as a buffer, None by default."""
+    s = m._random_samples
+    return dict(kernel_size=m.kernel_size, output_size=m.output_size, output_ratio=m.output_ratio,
+                return_indices=m.return_indices, _random_samples=None if s is None else s.detach().cpu().numpy())
+
+
 # constructor arguments that are not plain attributes of the torch module
 SPECIAL: dict[str, Callable[[Any], dict]] = {
     "MultiheadAttention": lambda m: dict(
@@ -121,6 +128,19 @@ SPECIAL: dict[str, Callable[[Any], dict]] = {
     "TransformerEncoder": _stack("encoder_layer"),
     "TransformerDecoder": _stack("decoder_layer"),
     "Transformer": _transformer,
+    "FractionalMaxPool2d": _fractional,
+    "FractionalMaxPool3d": _fractional,
+    # options (torch's chunking strategy) is dropped: it changes how torch computes, not the loss
+    "LinearCrossEntropyLoss": lambda m: dict(
+        in_features=m.linear.in_features, num_classes=m.num_classes, out_features=tuple(m.out_features),
+        bias=m.linear.bias is not None, reduction=m.reduction, ignore_index=m.ignore_index,
+        label_smoothing=m.label_smoothing, weight=None if m.weight is None else m.weight.detach().cpu().numpy(),
+    ),
+    # torch keeps cutoffs with n_classes appended
+    "AdaptiveLogSoftmaxWithLoss": lambda m: dict(
+        in_features=m.in_features, n_classes=m.n_classes, cutoffs=tuple(m.cutoffs[:-1]), div_value=m.div_value,
+        head_bias=m.head_bias,
+    ),
 }
 
 
@@ -140,9 +160,10 @@ def convert_module(m: Any) -> fnn.Module:
     cls = next((table[c] for c in type(m).__mro__ if c in table), None)
     if cls is None:
         raise TypeError(f"funcnets has no layer for torch.nn.{type(m).__name__}")
+    wraps = reparametrizations(m) or ()
     special = SPECIAL.get(type(m).__name__) or SPECIAL.get(cls.__name__)
     if special is not None:
-        return cls(**special(m))
+        return _wrap(cls(**special(m)), wraps)
     kwargs = {}
     for name, p in _parameters(cls):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name.startswith("_"):
@@ -155,4 +176,45 @@ def convert_module(m: Any) -> fnn.Module:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
         elif p.default is p.empty:
             raise ValueError(f"torch.nn.{type(m).__name__} has no attribute {name!r} to build {cls.__name__} from")
-    return cls(**kwargs)
+    return _wrap(cls(**kwargs), wraps)
+
+
+def reparametrizations(m: Any) -> list[tuple[str, dict]] | None:
+    """``m``'s weight_norm or spectral_norm as ``[(kind, arguments)]`` (``[]`` for a plain layer),
+    or None if something else runs around ``m``'s forward: another parametrization, two of
+    them (on one tensor or on two), other forward hooks."""
+    from torch.nn.utils import parametrizations as tp
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    out = []
+    if parametrize.is_parametrized(m):
+        for name, plist in m.parametrizations.items():
+            if len(plist) != 1:
+                return None
+            fn = plist[0]
+            if isinstance(fn, tp._WeightNorm):
+                out.append(("weight_norm", dict(name=name, dim=None if fn.dim == -1 else fn.dim)))
+            elif isinstance(fn, tp._SpectralNorm):
+                out.append(("spectral_norm", dict(name=name, n_power_iterations=getattr(fn, "n_power_iterations", 1),
+                                                  eps=fn.eps, dim=fn.dim)))
+            else:
+                return None
+    for hook in [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]:
+        if isinstance(hook, WeightNorm) and hook in m._forward_pre_hooks.values():
+            out.append(("weight_norm", dict(name=hook.name, dim=None if hook.dim == -1 else hook.dim, legacy=True)))
+        elif isinstance(hook, SpectralNorm) and hook in m._forward_pre_hooks.values():
+            out.append(("spectral_norm", dict(name=hook.name, n_power_iterations=hook.n_power_iterations,
+                                              eps=hook.eps, dim=hook.dim, legacy=True)))
+        else:
+            return None
+    return out if len(out) <= 1 else None
+
+
+def _wrap(layer: fnn.Module, wraps) -> fnn.Module:
+    from funcnets.nn import parametrizations as fp
+
+    for kind, kwargs in wraps:
+        layer = getattr(fp, kind)(layer, **kwargs)
+    return layer
