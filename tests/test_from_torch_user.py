@@ -285,16 +285,27 @@ def test_locate_runs_a_float64_model_of_token_ids_in_float64(x64):
 
 
 @pytest.mark.parametrize("wrap", ["hook", "parametrization"])
-def test_weight_norm_is_refused_not_ignored(wrap):
-    """A layer converted whole does not run torch's hooks or parametrizations: refused, with the fix."""
+def test_weight_norm_is_converted_by_from_torch_and_refused_by_port(wrap):
+    """from_torch converts weight_norm (tests/test_parametrizations.py has the parity); funcnets port
+    does not write it yet and says so, with the fix, rather than writing a layer without it."""
+    torch.manual_seed(0)
     lin = tnn.Linear(4, 3)
     lin = tnn.utils.weight_norm(lin) if wrap == "hook" else tnn.utils.parametrizations.weight_norm(lin)
     net = tnn.Sequential(lin, tnn.ReLU())
+    x = torch.randn(2, 4)
+    model, params, state = from_torch(net, x)
+    np.testing.assert_allclose(np.asarray(model.apply(params, state, jnp.asarray(x.numpy()))[0]),
+                               net(x).detach().numpy(), rtol=1e-6, atol=1e-7)
     fix = "remove_weight_norm" if wrap == "hook" else "remove_parametrizations"
     with pytest.raises(UnsupportedOperationError, match=fix):
-        from_torch(net)
-    with pytest.raises(UnsupportedOperationError, match=fix):
         funcnets.port(net)
+
+
+def test_other_forward_hooks_are_refused_not_ignored():
+    lin = tnn.Linear(4, 3)
+    lin.register_forward_hook(lambda m, i, o: o * 2)
+    with pytest.raises(UnsupportedOperationError, match="has forward hooks"):
+        from_torch(tnn.Sequential(lin, tnn.ReLU()))
 
 
 class SharedLayers(tnn.Module):

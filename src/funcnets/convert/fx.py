@@ -726,14 +726,16 @@ def _hooked(m, torch, norms: bool = False) -> str | None:
     if torch.nn.utils.parametrize.is_parametrized(m):
         names = ", ".join(repr(n) for n in m.parametrizations)
         return (f"its {names} is parametrized (torch.nn.utils.parametrizations: weight_norm, spectral_norm, "
-                f"orthogonal, ...), which a converted layer does not compute; "
+                f"orthogonal, ...), which a converted layer does not compute (from_torch converts weight_norm and "
+                f"spectral_norm alone on a layer; funcnets port does not write them yet); "
                 f"torch.nn.utils.parametrize.remove_parametrizations(layer, name) bakes the current value in "
                 f"(training then updates that tensor itself, not the parametrization's originals)")
     hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
     if hooks:
         kinds = ", ".join(sorted({getattr(h, "__name__", type(h).__name__) for h in hooks}))
         return (f"it has forward hooks ({kinds}), which a converted layer does not run (torch.nn.utils.weight_norm "
-                f"and spectral_norm are such hooks: torch.nn.utils.remove_weight_norm(layer) bakes the weight in); "
+                f"and spectral_norm are such hooks, converted by from_torch but not by funcnets port: "
+                f"torch.nn.utils.remove_weight_norm(layer) bakes the weight in); "
                 f"remove them before converting")
     return None
 
