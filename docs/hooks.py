@@ -100,6 +100,7 @@ TORCH_HOME = {
     "funcnets.nn.functional": "torch.nn.functional",
     "funcnets.nn.init": "torch.nn.init",
     "funcnets.nn.parametrizations": "torch.nn.utils.parametrizations",
+    "funcnets.nn.rnn_utils": "torch.nn.utils.rnn",
     "funcnets.losses": "torch.nn.functional",
     "funcnets.optim": "torch.optim",
     "funcnets.optim.lr_scheduler": "torch.optim.lr_scheduler",

@@ -336,7 +336,8 @@ def _make_tracer(leaves: tuple[type, ...], stack_traces: bool = True):
 
     class _Tracer(tfx.Tracer):
         def __init__(self):
-            super().__init__()
+            # pack_padded_sequence(x, lengths) called by a name the user's module imported: a graph node
+            super().__init__(autowrap_functions=_packing_functions())
             self.record_stack_traces = stack_traces  # a fifth of the trace's time: only for error messages
 
         def is_leaf_module(self, m, qualname):
@@ -589,14 +590,26 @@ def _factories_take_traced_sizes():
 
         return factory
 
-    originals = {n: getattr(torch, n) for n in _FACTORIES}
-    for n, fn in originals.items():
-        setattr(torch, n, wrap(fn))
+    import torch.nn.utils.rnn as rnn
+
+    _ops.function_table()  # resolved from the real functions, before they are wrapped below
+    originals = {(torch, n): getattr(torch, n) for n in _FACTORIES}
+    # torch.nn.utils.rnn.pack_padded_sequence(...) spelled out: fx's autowrap sees only imported names
+    originals.update({(rnn, f.__name__): f for f in _packing_functions()})
+    for (mod, n), fn in originals.items():
+        setattr(mod, n, wrap(fn))
     try:
         yield
     finally:
-        for n, fn in originals.items():
-            setattr(torch, n, fn)
+        for (mod, n), fn in originals.items():
+            setattr(mod, n, fn)
+
+
+@functools.cache  # the real functions: first asked for before the tracing patches them
+def _packing_functions() -> tuple:
+    from torch.nn.utils import rnn
+
+    return rnn.pack_padded_sequence, rnn.pad_packed_sequence
 
 
 def trace_module(make_tracer: Callable[[], Any], module, concrete_args, what: str = "forward"):

@@ -33,6 +33,7 @@ import numpy as np
 
 from funcnets import losses
 from funcnets.nn import functional as F
+from funcnets.nn import rnn_utils
 
 __all__ = ["Op", "OPS", "METHODS", "INPLACE_METHODS", "INPLACE_FUNCTIONS", "op", "function_table", "needs_key",
            "to_dtype", "resolve", "port_name"]
@@ -795,6 +796,13 @@ def eye(n, m=None, *, out=None, dtype=None, layout=None, device=None, requires_g
 @op("torch.tensor", "torch.as_tensor")
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
     return jnp.asarray(data, dtype)
+
+
+# ----------------------------------------------------------------------------- packed sequences
+# kept padded (funcnets.nn.rnn_utils); the RNN layers take them as torch's do
+
+op("torch.nn.utils.rnn.pack_padded_sequence")(rnn_utils.pack_padded_sequence)
+op("torch.nn.utils.rnn.pad_packed_sequence")(rnn_utils.pad_packed_sequence)
 
 
 # ----------------------------------------------------------------------------- torch.nn.functional

@@ -145,7 +145,7 @@ def _trace_own(module: Any, concrete_args: dict | None):
 
     class _Tracer(tfx.Tracer):
         def __init__(self):
-            super().__init__()
+            super().__init__(autowrap_functions=_fx._packing_functions())  # as from_torch's tracer
             self.record_stack_traces = True
 
         def is_leaf_module(self, m, qualname):

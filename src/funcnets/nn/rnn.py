@@ -58,6 +58,7 @@ from funcnets._typing import Array, Params, PRNGKey
 from funcnets.errors import ShapeError
 from funcnets.nn import _onednn_rnn, init
 from funcnets.nn._layout import _check_float
+from funcnets.nn.rnn_utils import PackedSequence
 from funcnets.nn.dropout import dropout as _dropout
 from funcnets.nn.module import Module
 
@@ -397,7 +398,8 @@ class RNNBase(Module):
 
     # --- forward ----------------------------------------------------------------------
     def apply(self, params, state, x, *, train=False, key=None):
-        """``x`` is the input, or a tuple ``(input, hx)`` or ``(input, hx, lengths)``.
+        """``x`` is the input, or a tuple ``(input, hx)`` or ``(input, hx, lengths)``; ``input`` may
+        be a :class:`~funcnets.nn.rnn_utils.PackedSequence` (then the output is one too).
 
         Args:
           input: ``(L, N, H_in)`` (``(N, L, H_in)`` with ``batch_first``) or unbatched ``(L, H_in)``.
@@ -411,12 +413,20 @@ class RNNBase(Module):
           ``h_n`` shaped as ``hx``.
         """
         hx = lengths = None
+        if isinstance(x, PackedSequence):  # a NamedTuple: before the tuple forms
+            x = (x,)
         if isinstance(x, tuple):
             if not 1 <= len(x) <= 3:
                 raise ShapeError(
                     f"{self!r} takes input, (input, hx) or (input, hx, lengths), got a tuple of {len(x)}"
                 )
             x, hx, lengths = (tuple(x) + (None, None))[:3]
+        if isinstance(x, PackedSequence):  # torch.nn.utils.rnn's packing: its padded batch and lengths
+            if lengths is not None:
+                raise ShapeError(f"{self!r}: a PackedSequence carries its lengths; pass (packed, hx), not lengths")
+            packed, x, lengths = x, x.padded(self.batch_first), x.lengths
+            out, h = self.forward(params, x, hx, lengths=lengths, train=train, key=key)
+            return (PackedSequence(out, packed.lengths, self.batch_first), h), state
         return self.forward(params, x, hx, lengths=lengths, train=train, key=key), state
 
     def forward(
