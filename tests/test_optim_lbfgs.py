@@ -201,6 +201,33 @@ def test_jit_and_eager_agree(x64):
         assert rel_err(a, b) <= 1e-9
 
 
+def test_mixed_dtypes_round_each_step_to_the_parameter(x64):
+    """torch concatenates a float32 and a float64 parameter's gradients into float64 and
+    adds each step to the float32 parameter in float32; ravel_pytree does the same."""
+    loss_fn, init = PROBLEMS["rosenbrock"]
+    kw = dict(max_iter=5, history_size=3)
+    ta = torch.tensor(init["a"], dtype=torch.float32, requires_grad=True)
+    tb = torch.tensor(init["b"], dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.LBFGS([ta, tb], **kw)
+
+    def closure():
+        topt.zero_grad()
+        loss = loss_fn({"a": ta.double(), "b": tb}, torch)
+        loss.backward()
+        return loss
+
+    opt = optim.lbfgs(**kw)
+    params = {"a": jnp.asarray(init["a"], jnp.float32), "b": jnp.asarray(init["b"])}
+    state = opt.init(params)
+    step = jax.jit(lambda p, s: opt.step(lambda q: loss_fn({"a": q["a"].astype(jnp.float64), "b": q["b"]}, jnp), p, s))
+    for _ in range(2):
+        tloss = float(topt.step(closure).detach())
+        params, state, loss = step(params, state)
+        assert abs(float(loss) - tloss) <= 1e-9 * abs(tloss)
+    assert params["a"].dtype == jnp.float32 and int(state.func_evals) == topt.state[ta]["func_evals"]
+    assert rel_err(params["a"], ta.detach().numpy()) <= 1e-6 and rel_err(params["b"], tb.detach().numpy()) <= 1e-9
+
+
 def test_cubic_interpolate_is_torchs(x64):
     from torch.optim.lbfgs import _cubic_interpolate as torch_cubic
 
@@ -243,7 +270,20 @@ def test_array_lr_must_have_one_element():
         torch.optim.LBFGS([torch.zeros(2, requires_grad=True)], lr=torch.ones(2))
     with pytest.raises(ValueError, match="^Tensor lr must be 1-element$"):
         optim.lbfgs(lr=jnp.ones(2))
-    optim.lbfgs(lr=jnp.ones(1) * 0.5)
+    loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2 * jnp.arange(1.0, 4.0))  # noqa: E731
+    outs = []
+    for lr in (jnp.ones(1) * 0.5, 0.5):  # a 1-element array is the number
+        opt = optim.lbfgs(lr=lr, max_iter=3)
+        outs.append(opt.step(loss, {"w": jnp.zeros(3)}, opt.init({"w": jnp.zeros(3)}))[0]["w"])
+    np.testing.assert_array_equal(*outs)
+    assert outs[0].shape == (3,) and not np.allclose(outs[0], 0)
+
+
+def test_complex_parameters_are_refused():
+    opt = optim.lbfgs()
+    params = {"z": jnp.ones(2, jnp.complex64)}
+    with pytest.raises(TypeError, match="complex parameters are not supported"):
+        opt.step(lambda p: jnp.sum(jnp.abs(p["z"]) ** 2), params, opt.init(params))
 
 
 def test_unknown_line_search_torchs_message():

@@ -167,11 +167,19 @@ def lbfgs(
     def step_fn(loss_fn: Callable[[Any], jax.Array], params: Any, state: LBFGSState):
         x0, unravel = ravel_pytree(params)
         dtype = x0.dtype
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            # torch views a complex parameter as (real, imag) pairs; jax.grad gives the
+            # conjugate of torch's gradient, which this flattening would not undo
+            raise TypeError(f"lbfgs: complex parameters are not supported (flat dtype {dtype}); "
+                            "optimize their real and imaginary parts as separate real arrays")
 
         def flat(x):
             # the parameters as torch holds them: x + t·d rounded to each parameter's dtype
             return ravel_pytree(unravel(x))[0]
 
+        # jitted, so that its up to five call sites (the step's first evaluation, the one
+        # after a fixed step, three in the line search) trace loss_fn once
+        @jax.jit
         def evaluate(x):
             """torch's closure at ``x``: (loss, flat gradient), negated if maximize."""
             value, grads = jax.value_and_grad(loss_fn)(unravel(x))
@@ -181,7 +189,7 @@ def lbfgs(
         if x0.shape[0] == 0:  # torch: nothing to optimize, only the closure's loss
             return params, state._replace(count=state.count + 1), orig_loss
         state = state._replace(func_evals=state.func_evals + 1)
-        lr_now = jnp.asarray(_at(lr, state.count), dtype)
+        lr_now = jnp.asarray(_at(lr, state.count), dtype).reshape(())  # a 1-element lr array too
 
         def iteration(c: _Carry) -> _Carry:
             s, g = c.state, c.g
