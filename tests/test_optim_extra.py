@@ -349,6 +349,22 @@ def test_torch_kernel_arguments_change_nothing(x64, name):
                                   three_steps(ours(t0=1) if name == "asgd" else ours()))
 
 
+@pytest.mark.parametrize("name,kw", [("rprop", dict(lr=0.1)), ("asgd", dict(lr=0.1, t0=0)), ("sparse_adam", dict(lr=0.1))])
+def test_inject_hyperparams_under_jit(name, kw):
+    """Every numeric hyperparameter as a traced array (``optax.inject_hyperparams``) gives
+    the same steps as the plain numbers."""
+    ours = OPTIMIZERS[name][0]
+    params = {"w": jnp.array([1.0, 2.0, 3.0])}
+    injected, plain = optax.inject_hyperparams(ours)(**kw), ours(**kw)
+    s1, s2 = injected.init(params), plain.init(params)
+    update = jax.jit(injected.update)
+    for k in range(3):
+        g = {"w": jnp.array([1.0, 0.0, -1.0]) * (k - 0.5)}
+        u1, s1 = update(g, s1, params)
+        u2, s2 = plain.update(g, s2, params)
+        np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_float32_params_stay_float32_under_x64(x64, name):
     ours, _ = OPTIMIZERS[name]

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _check, _float_count, _scale_by_lr
+from funcnets.optim._base import ScalarOrSchedule, _bias_correction, _check, _float_count, _scale_by_lr, _static_value
 
 __all__ = ["sparse_adam", "scale_by_torch_sparse_adam", "present_rows", "TorchSparseAdamState"]
 
@@ -118,6 +118,15 @@ def scale_by_torch_sparse_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def _check_positive(name: str, value: Any, fix: str) -> None:
+    """torch's ``Invalid <name>: <value>`` for a hyperparameter that is not > 0 (SparseAdam
+    refuses 0, where the rest of torch.optim's checks allow it); schedules and traced
+    values (``optax.inject_hyperparams`` under ``jit``) are not checked."""
+    known = None if callable(value) else _static_value(value)
+    if known is not None and not 0.0 < known:
+        raise ValueError(f"Invalid {name}: {value!r}; {fix}.")
+
+
 def sparse_adam(
     lr: ScalarOrSchedule = 1e-3,
     betas: tuple[float, float] = (0.9, 0.999),
@@ -158,10 +167,8 @@ def sparse_adam(
         >>> [[round(v, 4) for v in row] for row in optax.apply_updates(params, updates)["weight"].tolist()]  # torch's: rows 0, 2 untouched
         [[1.0, 1.0], [0.9, 1.0], [1.0, 1.0], [0.9, 1.0]]
     """
-    if not (callable(lr) or (isinstance(lr, (int, float)) and 0.0 < lr)):
-        raise ValueError(f"Invalid learning rate: {lr!r}; SparseAdam's lr must be a number > 0.")
-    if not 0.0 < eps:
-        raise ValueError(f"Invalid epsilon value: {eps!r}; SparseAdam's eps must be > 0 (it keeps m/(sqrt(v) + eps) finite).")
+    _check_positive("learning rate", lr, "SparseAdam's lr must be a number > 0")
+    _check_positive("epsilon value", eps, "SparseAdam's eps must be > 0 (it keeps m/(sqrt(v) + eps) finite)")
     _check("beta parameter at index 0", betas[0], 0.0, 1.0)
     _check("beta parameter at index 1", betas[1], 0.0, 1.0)
     parts = [optax.scale(-1.0)] if maximize else []
