@@ -107,13 +107,18 @@ def lbfgs(
     between ``step`` calls, as torch's does. ``step`` is jit-able: the iterations and the
     line search are ``lax.while_loop``s, the history is an ``(history_size, n)`` buffer
     with a count (so it takes ``2·history_size·n`` elements from ``init`` on, the most
-    torch's lists reach).
+    torch's lists reach). torch keeps the losses as Python floats (float64) even for
+    float32 parameters; here they are in the parameters' dtype, so a float32 run can
+    take another branch than torch's where a test on the losses is close (float64 runs
+    follow torch's to rounding).
 
     Args:
       lr: learning rate, a float or an optax schedule of the number of ``step`` calls
         (0 for the first), as a torch lr scheduler stepped once per ``step``.
       max_iter: iterations per ``step``.
-      max_eval: loss evaluations per ``step`` (default ``max_iter * 5 // 4``).
+      max_eval: loss evaluations per ``step`` (default ``max_iter * 5 // 4``); with
+        strong Wolfe a step can end one past it, as torch's (the line search's first
+        evaluation is not counted in its limit).
       tolerance_grad: stop when the largest gradient element is at most this.
       tolerance_change: stop when the loss or the step changes less than this.
       history_size: number of curvature pairs kept.
