@@ -4,7 +4,7 @@ Layers: ``MaxPool1d/2d/3d``, ``AvgPool1d/2d/3d``, ``MaxUnpool1d/2d/3d``,
 ``AdaptiveMaxPool1d/2d/3d``, ``AdaptiveAvgPool1d/2d/3d``, ``LPPool1d/2d/3d``. Functions:
 ``max_pool{1,2,3}d`` (with ``return_indices``), ``avg_pool{1,2,3}d``,
 ``max_unpool{1,2,3}d``, ``adaptive_max_pool{1,2,3}d``, ``adaptive_avg_pool{1,2,3}d``,
-``lp_pool{1,2,3}d``.
+``lp_pool{1,2,3}d``; ``FractionalMaxPool2d/3d`` and ``fractional_max_pool{2,3}d``.
 
 One N-d implementation serves every dimension. A pooling window is a set of strided views
 of the padded input, one per kernel offset (im2col's columns): max pooling is a running
@@ -36,9 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnets._typing import Array
+from funcnets._typing import Array, PRNGKey
 from funcnets.errors import ShapeError
 from funcnets.nn._layout import _LAYOUT
+from funcnets.nn.container import _Value
 from funcnets.nn.module import Module
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "LPPool1d", "LPPool2d", "LPPool3d",
+    "fractional_max_pool2d", "fractional_max_pool3d", "FractionalMaxPool2d", "FractionalMaxPool3d",
 ]  # fmt: skip
 
 IntOrN = int | Sequence[int]
@@ -660,6 +662,14 @@ def _adaptive_avg(x, n, output_size, op, layer=False):
     return _unbatch(y, squeeze)
 
 
+def _winner(y: Array) -> Array:
+    """torch's max-pooling winner along the last axis: the first maximum, or the window's
+    last NaN (its kernels' running ``val > max || isnan(val)``)."""
+    nan = jnp.isnan(y)
+    last_nan = y.shape[-1] - 1 - jnp.argmax(nan[..., ::-1], axis=-1)
+    return jnp.where(nan.any(-1), last_nan, jnp.argmax(y, axis=-1))
+
+
 def _adaptive_max(x, n, output_size, return_indices, op, layer=False):
     xb, axes, squeeze = _batched(x, n, op, layer)
     sizes = tuple(xb.shape[a] for a in axes)
@@ -685,10 +695,7 @@ def _adaptive_max(x, n, output_size, return_indices, op, layer=False):
     kaxes = [a + i + 1 for i, a in enumerate(axes)]
     y = jnp.moveaxis(y, kaxes, list(range(-n, 0)))
     y = y.reshape(y.shape[:-n] + (-1,))  # (..., bin element)
-    # torch's winner: the first maximum, or the last NaN of the bin
-    nan = jnp.isnan(y)
-    last_nan = y.shape[-1] - 1 - jnp.argmax(nan[..., ::-1], axis=-1)
-    win = jnp.where(nan.any(-1), last_nan, jnp.argmax(y, axis=-1))
+    win = _winner(y)
     out = jnp.take_along_axis(y, win[..., None], axis=-1)[..., 0]  # its gradient goes to the winner only
     if not return_indices:
         return _unbatch(out, squeeze)
@@ -790,14 +797,199 @@ def lp_pool3d(x: Array, norm_type: float, kernel_size: IntOrN, stride: IntOrN | 
     return _lp_pool(x, 3, norm_type, kernel_size, stride, ceil_mode, "lp_pool3d")
 
 
+# ------------------------------------------------------------------ fractional max pooling
+_FRACTIONAL_AXES = {2: ("height", "width"), 3: ("time", "height", "width")}
+
+
+def _fractional_sizes(op, n, sizes, kernel_size, output_size, output_ratio) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The kernel and output sizes, checked as torch checks them."""
+    k = _tuple(op, kernel_size, n, "kernel_size")
+    if min(k) <= 0:
+        raise ValueError(f"{op}: kernel size should be greater than zero, but got {'x'.join(map(str, k))}")
+    if output_size is None:
+        if output_ratio is None:
+            raise ValueError(f"{op} requires specifying either an output_size or an output_ratio")
+        r = (output_ratio,) * n if isinstance(output_ratio, (int, float, np.number)) else tuple(output_ratio)
+        if len(r) == 1:
+            r = r * n
+        if len(r) != n:
+            raise ValueError(f"{op}: output_ratio must be a number or a tuple of {n} numbers, got {output_ratio!r}")
+        output_size = tuple(int(L * float(ri)) for L, ri in zip(sizes, r))  # torch: int(size * ratio)
+    outs = _tuple(op, output_size, n, "output_size")
+    if min(outs) < 0:
+        raise ValueError(f"{op}: output_size must be non-negative, got {outs}")
+    # ATen's checks, in its order: 3-D refuses a last window that ends at the input's end
+    # (output + kernel - 1 == input), which 2-D allows
+    order = (0, 1) if n == 2 else (0, 2, 1)
+    for d in order:
+        name, L, ki, o = _FRACTIONAL_AXES[n][d], sizes[d], k[d], outs[d]
+        if o + ki - 1 > L or (n == 3 and o + ki - 1 == L):
+            need = "<=" if n == 2 else "<"
+            raise ShapeError(
+                f"{op}: pool {name} {ki} too large relative to input {name} {L}: {o} windows (output_size "
+                f"{outs}) need output + kernel - 1 {need} input, here {o} + {ki} - 1 vs {L}. Use a smaller "
+                f"kernel_size or output_size (output_ratio)."
+            )
+    return k, outs
+
+
+def _fractional_samples(op, n, xb, batched, samples, key) -> Array:
+    """torch's ``_random_samples`` (checked as ATen checks them), or a uniform [0, 1) draw
+    with ``key`` of shape ``(N, C, n)`` in the input's dtype, as torch.rand draws them."""
+    N, C = xb.shape[:2]
+    if samples is None:
+        if key is None:
+            raise ValueError(
+                f"{op} draws its pooling regions at random (in eval too, as torch does) and needs a PRNG key: "
+                f"pass key=jax.random.key(seed), or fixed _random_samples of shape ({N}, {C}, {n})."
+            )
+        return jax.random.uniform(key, (N, C, n), xb.dtype)
+    samples = jnp.asarray(samples)
+    if samples.dtype != xb.dtype:
+        raise ValueError(
+            f"{op}: expect _random_samples to have the same dtype as input ({xb.dtype}), got {samples.dtype}"
+        )
+    if samples.ndim != 3:
+        raise ShapeError(f"{op}: expect _random_samples to have 3 dimensions (N, C, {n}), got {samples.ndim}")
+    # torch reads the first N rows (one for an unbatched input); more are allowed
+    if samples.shape[0] < (N if batched else 1) or samples.shape[1] != C or samples.shape[2] != n:
+        raise ShapeError(
+            f"{op}: _random_samples must be (N, C, {n}) = ({N if batched else 1}, {C}, {n}) for this input "
+            f"(its first dimension may be larger), got {tuple(samples.shape)}"
+        )
+    return samples[:N]
+
+
+def _fractional_starts(u: Array, L: int, k: int, o: int) -> Array:
+    """ATen's ``generate_intervals`` for one axis: ``u (N, C)`` -> window starts ``(N, C, o)``.
+
+    ``alpha = (L - k) / (o - 1)`` and ``start_i = int((i + u)·alpha) - int(u·alpha)``, the
+    last window at ``L - k``; computed in the samples' dtype as torch computes it in the
+    input's scalar type, so that float32's rounding picks torch's windows."""
+    last = jnp.full(u.shape + (1,), L - k, jnp.int32)
+    if o == 1:
+        return last
+    dt = u.dtype
+    alpha = np.asarray(L - k, dt) / np.asarray(o - 1, dt)  # the scalar type's division, not float64's
+    i = jnp.asarray(np.arange(o - 1), dt)
+    u = u[..., None]
+    # float -> int conversion truncates toward zero, as C++'s static_cast<int>
+    seq = ((i + u) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)
+    return jnp.concatenate([seq, jnp.broadcast_to(last, seq.shape[:-1] + (1,))], axis=-1)
+
+
+def _fractional_max(x, n, kernel_size, output_size, output_ratio, return_indices, samples, key, op, layer=False):
+    if _LAYOUT.get() != "NCHW":
+        raise ShapeError(
+            f"{op} takes torch's layout {_SHAPE[n]} only, not the {_BLOCK[_LAYOUT.get()]} layout; "
+            f"call it outside the `with F.{_BLOCK[_LAYOUT.get()]}:` block."
+        )
+    xb, axes, squeeze = _batched(x, n, op, layer)
+    _check_nonempty(op, x, xb)
+    sizes = tuple(xb.shape[2:])
+    k, outs = _fractional_sizes(op, n, sizes, kernel_size, output_size, output_ratio)
+    u = _fractional_samples(op, n, xb, squeeze is None, samples, key)
+    N, C = xb.shape[:2]
+    if 0 in outs or N == 0:
+        out = jnp.zeros((N, C) + outs, xb.dtype)
+        idx = jnp.zeros((N, C) + outs, _index_dtype())
+        return (_unbatch(out, squeeze), _unbatch(idx, squeeze)) if return_indices else _unbatch(out, squeeze)
+    # Every window's flat input-plane positions, (N, C, *outs, *k) in row-major window
+    # order (torch's loop order), then one gather: no loop over output positions.
+    flat = jnp.zeros((), jnp.int32)
+    plane_stride = 1
+    for d in reversed(range(n)):
+        # ATen's 2-D kernel reads sample 0 for the width, 1 for the height; its 3-D kernel
+        # 0, 1, 2 for time, height, width
+        start = _fractional_starts(u[..., n - 1 - d if n == 2 else d], sizes[d], k[d], outs[d])
+        pos = start[..., None] + jnp.arange(k[d], dtype=jnp.int32)  # (N, C, o_d, k_d)
+        shape = [N, C] + [1] * (2 * n)
+        shape[2 + d], shape[2 + n + d] = outs[d], k[d]
+        flat = flat + pos.reshape(shape) * plane_stride
+        plane_stride *= sizes[d]
+    O, K = math.prod(outs), math.prod(k)
+    flat = jnp.broadcast_to(flat, (N, C) + outs + k).reshape(N, C, O, K)
+    xflat = xb.reshape(N, C, plane_stride)
+    windows = jnp.take_along_axis(xflat, flat.reshape(N, C, O * K), axis=2).reshape(N, C, O, K)
+    win = jnp.take_along_axis(flat, _winner(lax.stop_gradient(windows))[..., None], axis=-1)[..., 0]
+    # the value is read at the winner's index, so the gradient goes there only (summed
+    # over the windows that pick it, as torch's backward adds into the index)
+    out = jnp.take_along_axis(xflat, win, axis=2).reshape((N, C) + outs)
+    if not return_indices:
+        return _unbatch(out, squeeze)
+    return _unbatch(out, squeeze), _unbatch(win.astype(_index_dtype()).reshape((N, C) + outs), squeeze)
+
+
+_FRACTIONAL_DOC = """``torch.nn.functional.fractional_max_pool{n}d``: max pooling over pseudo-random windows.
+
+    Graham's fractional max pooling: output position ``i`` of an axis of input size ``L``
+    takes the maximum over ``kernel_size`` elements from ``start_i = int((i + u)·α) -
+    int(u·α)``, ``α = (L - k)/(out - 1)`` (the last window at ``L - k``), with one sample
+    ``u`` in [0, 1) per ``(N, C)`` plane and axis: ATen's ``generate_intervals``, in the
+    input's dtype, so that with torch's samples the windows are torch's.
+
+    Args:
+      input: ``{shape}`` or unbatched ``{unbatched}``.
+      kernel_size: an int or a tuple of {n}.
+      output_size: an int or a tuple of {n}; each needs ``output + kernel - 1 <= input``
+        (``<`` in 3-D, as torch checks).
+      output_ratio: instead of output_size, ``output = int(input · ratio)`` per axis (a
+        number or a tuple of {n}); output_size wins if both are given, as in torch.
+      return_indices: also return each maximum's flat index in its ``(N, C)`` input plane
+        (for :func:`max_unpool{n}d`), ``int64`` (``int32`` unless x64).
+      _random_samples: ``(N, C, {n})`` samples in [0, 1), the input's dtype (one row for an
+        unbatched input; extra rows are ignored), in torch's order: (width, height) in 2-D,
+        (time, height, width) in 3-D. Pass torch's for its exact result. Samples outside
+        [0, 1) are not checked (torch reads outside the input with them).
+      key: the PRNG key to draw the samples with (``jax.random.uniform``) when
+        ``_random_samples`` is None. torch's ``torch.rand`` draw cannot be reproduced, so
+        the same seed gives other windows than torch's.
+    Returns:
+      ``(N, C, *output_size)``, or ``(values, indices)``. Ties go to the first maximum of
+      the window, NaN propagates (the last NaN wins), the gradient goes to the index
+      returned, as in torch.
+    """
+
+
+def fractional_max_pool2d(
+    input: Array,
+    kernel_size: IntOrN,
+    output_size: IntOrN | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Array | None = None,
+    *,
+    key: PRNGKey | None = None,
+) -> Array | tuple[Array, Array]:
+    return _fractional_max(
+        input, 2, kernel_size, output_size, output_ratio, return_indices, _random_samples, key, "fractional_max_pool2d"
+    )
+
+
+def fractional_max_pool3d(
+    input: Array,
+    kernel_size: IntOrN,
+    output_size: IntOrN | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    return_indices: bool = False,
+    _random_samples: Array | None = None,
+    *,
+    key: PRNGKey | None = None,
+) -> Array | tuple[Array, Array]:
+    return _fractional_max(
+        input, 3, kernel_size, output_size, output_ratio, return_indices, _random_samples, key, "fractional_max_pool3d"
+    )
+
+
 for _n in (1, 2, 3):
     _fill = dict(n=_n, shape=_SHAPE[_n], unbatched=_UNBATCHED[_n])
     for _f, _doc in (
         (f"max_pool{_n}d", _MAX_POOL_DOC), (f"avg_pool{_n}d", _AVG_POOL_DOC), (f"max_unpool{_n}d", _MAX_UNPOOL_DOC),
         (f"adaptive_max_pool{_n}d", _ADAPTIVE_MAX_DOC), (f"adaptive_avg_pool{_n}d", _ADAPTIVE_AVG_DOC),
-        (f"lp_pool{_n}d", _LP_POOL_DOC),
+        (f"lp_pool{_n}d", _LP_POOL_DOC), (f"fractional_max_pool{_n}d", _FRACTIONAL_DOC),
     ):  # fmt: skip
-        globals()[_f].__doc__ = _doc.format(**_fill)
+        if _f in globals():  # fractional max pooling has no 1-D form
+            globals()[_f].__doc__ = _doc.format(**_fill)
 del _n, _f, _doc, _fill
 
 
@@ -1262,6 +1454,102 @@ class LPPool3d(_LPPoolNd):
         >>> y, _ = nn.LPPool3d(2, kernel_size=2).apply({}, {}, jnp.ones((1, 1, 2, 2, 2)))
         >>> round(float(y.squeeze()), 4)  # sqrt(8)
         2.8284
+    """
+
+    _n = 3
+
+
+@dataclass(frozen=True, repr=False)
+class _FractionalMaxPoolNd(_Pool):
+    """torch's ``FractionalMaxPool{2,3}d``: random windows, drawn per call from ``key``.
+
+    torch draws the windows in eval too, so ``apply`` always needs ``key`` (a
+    ``Sequential`` splits its own to its children), unless the layer was built with fixed
+    ``_random_samples``: torch's test hook, kept (as torch keeps it) as the buffer
+    ``state["_random_samples"]``, which ``apply`` then reads instead of drawing.
+    """
+
+    kernel_size: IntOrN
+    output_size: IntOrN | None = None
+    output_ratio: float | Sequence[float] | None = None
+    return_indices: bool = False
+    _random_samples: Any = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        name, n = type(self).__name__, self._n
+        k = self.kernel_size
+        if n == 3 and (isinstance(k, int) and k <= 0 or isinstance(k, tuple) and not all(ki > 0 for ki in k)):
+            raise ValueError(f"kernel_size must be greater than 0, but got {k}")
+        object.__setattr__(self, "kernel_size", _tuple(name, k, n, "kernel_size"))
+        if self.output_size is None and self.output_ratio is None:
+            raise ValueError(f"{name} requires specifying either an output size, or a pooling ratio")
+        if self.output_size is not None and self.output_ratio is not None:
+            raise ValueError("only one of output_size and output_ratio may be specified")
+        if self.output_size is not None:
+            object.__setattr__(self, "output_size", _tuple(name, self.output_size, n, "output_size"))
+        else:
+            r = self.output_ratio
+            r = (r,) * n if isinstance(r, (int, float, np.number)) else tuple(r)
+            if len(r) != n or not all(0 < ri < 1 for ri in r):
+                raise ValueError(f"output_ratio must be between 0 and 1 (got {self.output_ratio})")
+            object.__setattr__(self, "output_ratio", tuple(float(ri) for ri in r))
+        if self._random_samples is not None and not isinstance(self._random_samples, _Value):
+            object.__setattr__(self, "_random_samples", _Value(self._random_samples))  # hashable, frozen
+
+    def buffer_names(self):
+        return () if self._random_samples is None else ("_random_samples",)
+
+    def init_own(self, key):
+        if self._random_samples is None:
+            return {}, {}
+        return {}, {"_random_samples": jnp.asarray(self._random_samples.array)}
+
+    def apply(self, params, state, x, *, train=False, key=None):
+        samples = state.get("_random_samples") if self._random_samples is not None else None
+        y = _fractional_max(
+            x, self._n, self.kernel_size, self.output_size, self.output_ratio, self.return_indices, samples, key,
+            repr(self), layer=True,
+        )  # fmt: skip
+        return y, state
+
+    def extra_repr(self):
+        size = f"output_size={self.output_size}" if self.output_size is not None else f"output_ratio={self.output_ratio}"
+        return f"kernel_size={self.kernel_size}, {size}" + (", return_indices=True" if self.return_indices else "")
+
+
+@dataclass(frozen=True, repr=False)
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """Fractional max pooling over ``(N, C, H, W)`` (or ``(C, H, W)``) -> ``(N, C,
+    *output_size)``, windows of ``kernel_size`` at pseudo-random starts drawn with ``key``
+    (in eval too, as in torch); with ``return_indices``, ``(values, indices)``. See
+    :func:`fractional_max_pool2d`. The draw is ``jax.random``'s, not torch's: the same
+    seed gives other windows (pass torch's samples to the functional form for its result).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.FractionalMaxPool2d(2, output_ratio=0.5)
+        >>> y, _ = m.apply({}, {}, jnp.ones((1, 3, 10, 7)), key=jax.random.key(0))
+        >>> y.shape  # int(10·0.5), int(7·0.5)
+        (1, 3, 5, 3)
+    """
+
+    _n = 2
+
+
+@dataclass(frozen=True, repr=False)
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """Fractional max pooling over ``(N, C, T, H, W)`` (or ``(C, T, H, W)``) -> ``(N, C,
+    *output_size)``, random windows drawn with ``key``. See :func:`fractional_max_pool3d`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> m = nn.FractionalMaxPool3d(2, output_size=(2, 3, 3), return_indices=True)
+        >>> (y, indices), _ = m.apply({}, {}, jnp.ones((4, 5, 6, 6)), key=jax.random.key(0))
+        >>> y.shape, indices.shape  # unbatched (C, T, H, W); indices into the T·H·W plane
+        ((4, 2, 3, 3), (4, 2, 3, 3))
     """
 
     _n = 3
