@@ -997,7 +997,8 @@ def _check_shapes(module, model, params, state, example_inputs, torch) -> None:
         module.train(was)
     xs = [_to_jax(t) if isinstance(t, torch.Tensor) else t for t in example_inputs]
     x = xs[0] if len(xs) == 1 else tuple(xs)
-    out, _ = jax.eval_shape(lambda p, s, x: model.apply(p, s, x), params, state, x)
+    # a key, for layers random in eval too (FractionalMaxPool); eval-mode dropout ignores it
+    out, _ = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, key=jax.random.key(0)), params, state, x)
     got = [tuple(o.shape) for o in jax.tree_util.tree_leaves(out)]
     want = [tuple(r.shape) for r in jax.tree_util.tree_leaves(
         ref, is_leaf=lambda v: isinstance(v, torch.Tensor)) if isinstance(r, torch.Tensor)]
