@@ -234,6 +234,8 @@ def test_sparse_adam_leaves_absent_entries_and_their_moments():
     np.testing.assert_allclose(m, [0.09, 0.09 - 0.1, 0.1], rtol=1e-6)  # entry 0 present (g = 0), entry 2 absent
     assert u[2] == 0 and u[0] != 0
     assert int(state[0].count) == 2
+    with pytest.raises(ValueError, match="mask must be a pytree like the gradients"):
+        opt.update({"a": params, "b": params}, opt.init({"a": params, "b": params}), mask={"a": jnp.array(True)})
 
 
 # -- ASGD's averaged parameters, schedules

@@ -99,6 +99,12 @@ def scale_by_torch_sparse_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 
         if mask is None:
             present = tree_map(lambda g: g != 0, updates)
         else:
+            if jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(updates):
+                raise ValueError(
+                    f"sparse_adam's mask must be a pytree like the gradients, {jax.tree_util.tree_structure(updates)}, "
+                    f"got {jax.tree_util.tree_structure(mask)}: give every leaf a boolean array that broadcasts "
+                    "to it (True where present; jnp.array(True) for a whole leaf, present_rows for an embedding)"
+                )
             present = tree_map(lambda g, k: jnp.broadcast_to(jnp.asarray(k, bool), g.shape), updates, mask)
         count = optax.safe_int32_increment(state.count)
         t = _float_count(count)
