@@ -119,15 +119,17 @@ def test_adafactor_code_paths_float64(x64, torch_x64, name):
     assert _run_small(optim.adafactor(**kw), lambda p: torch.optim.Adafactor(p, **kw)) <= 1e-12
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adafactor_eps1_none_is_the_dtypes_eps(x64, torch_x64, dtype):
-    """Gradients so small that g² < eps₁²: the clamp decides the step, with eps₁ the
-    parameters' machine epsilon (float32's 1.2e-7, float64's 2.2e-16) when it is None."""
-    scale = 1e-9 if dtype == np.float32 else 1e-18
-    eps1, theirs = float(np.finfo(dtype).eps), lambda p: torch.optim.Adafactor(p, lr=1.0)  # noqa: E731
-    err = _run_small(optim.adafactor(lr=1.0), theirs, dtype, grad_scale=scale)
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 1e-9), (np.float64, 1e-10)])
+def test_adafactor_eps1_none_is_the_dtypes_eps(x64, torch_x64, dtype, scale):
+    """Gradients so small that eps₁ decides the step, with eps₁ the parameters' machine
+    epsilon (float32's 1.2e-7, float64's 2.2e-16) when it is None: in float32 g² < eps₁²
+    (the last clamp, every parameter), in float64 eps₁^1.5 < g² < eps₁ (the clamp of
+    mean(R), factored parameters).
+    A large d, so that clipping, which undoes a scale of U, does not hide eps₁."""
+    eps1, theirs = float(np.finfo(dtype).eps), lambda p: torch.optim.Adafactor(p, lr=1.0, d=1e4)  # noqa: E731
+    err = _run_small(optim.adafactor(lr=1.0, d=1e4), theirs, dtype, grad_scale=scale)
     assert err <= (1e-5 if dtype == np.float32 else 1e-12)
-    ours = lambda e: optim.adafactor(lr=1.0, eps=(e, 1e-3))  # noqa: E731
+    ours = lambda e: optim.adafactor(lr=1.0, eps=(e, 1e-3), d=1e4)  # noqa: E731
     assert _run_small(ours(eps1), theirs, dtype, grad_scale=scale) == err
     assert _run_small(ours(eps1 * 4), theirs, dtype, grad_scale=scale) > 1e-3
 
