@@ -114,6 +114,9 @@ TORCH_RENAMED = {
     "funcnets.optim.adagrad": "torch.optim.Adagrad", "funcnets.optim.adadelta": "torch.optim.Adadelta",
     "funcnets.optim.adamax": "torch.optim.Adamax", "funcnets.optim.nadam": "torch.optim.NAdam",
     "funcnets.optim.radam": "torch.optim.RAdam",
+    "funcnets.optim.rprop": "torch.optim.Rprop", "funcnets.optim.asgd": "torch.optim.ASGD",
+    "funcnets.optim.sparse_adam": "torch.optim.SparseAdam", "funcnets.optim.lbfgs": "torch.optim.LBFGS",
+    "funcnets.optim.adafactor": "torch.optim.Adafactor", "funcnets.optim.muon": "torch.optim.Muon",
     "funcnets.optim.clip_grad_norm": "torch.nn.utils.clip_grad_norm_",
     "funcnets.optim.clip_grad_value": "torch.nn.utils.clip_grad_value_",
     "funcnets.optim.clip_grad_norm_": "torch.nn.utils.clip_grad_norm_",
@@ -164,6 +167,9 @@ FUNCNETS_ONLY = frozenset({
     "funcnets.optim.lr_scheduler.InjectLrState", "funcnets.optim.lr_scheduler.set_lr",
     "funcnets.optim.lr_scheduler.get_lr", "funcnets.models.LeNet", "funcnets.autograd.Graph",
     "funcnets.nn.parametrizations.WeightNorm", "funcnets.nn.parametrizations.SpectralNorm",
+    "funcnets.optim.scale_by_torch_rprop", "funcnets.optim.scale_by_torch_asgd",
+    "funcnets.optim.scale_by_torch_sparse_adam", "funcnets.optim.averaged_params", "funcnets.optim.present_rows",
+    "funcnets.optim.LBFGSOptimizer", "funcnets.optim.LBFGSState",
 })  # fmt: skip
 TRANSLATED_MODULES = [*TORCH_HOME, "funcnets.torch_io", "funcnets.parallel", "funcnets.config"]
 

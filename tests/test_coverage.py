@@ -12,7 +12,7 @@ from funcnets import losses, nn
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # torch loss classes with no funcnets loss function yet (listed in the README)
-LOSSES_NOT_YET = {"AdaptiveLogSoftmaxWithLoss", "LinearCrossEntropyLoss", "TripletMarginWithDistanceLoss"}
+LOSSES_NOT_YET: set[str] = set()
 
 
 def _torch_module_classes() -> set[str]:
@@ -39,7 +39,7 @@ def test_every_torch_loss_class_has_a_funcnets_function():
                "CTCLoss": "ctc_loss", "MSELoss": "mse_loss", "L1Loss": "l1_loss",
                "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
                "MultiLabelMarginLoss": "multilabel_margin_loss", "PoissonNLLLoss": "poisson_nll_loss",
-               "GaussianNLLLoss": "gaussian_nll_loss"}
+               "GaussianNLLLoss": "gaussian_nll_loss", "LinearCrossEntropyLoss": "linear_cross_entropy"}
     classes = {n for n in _torch_module_classes() if n.endswith("Loss")} - LOSSES_NOT_YET - {"NLLLoss2d"}
     lacking = [n for n in classes if not hasattr(losses, aliases.get(n, snake(n)))]
     assert not lacking, lacking
@@ -49,3 +49,15 @@ def test_every_torch_loss_class_has_a_funcnets_function():
 def test_every_torch_loss_class_with_a_function_is_a_funcnets_nn_class():
     classes = {n for n in _torch_module_classes() if n.endswith("Loss")} - LOSSES_NOT_YET - {"NLLLoss2d"}
     assert classes - set(nn.__all__) == set()
+
+
+def test_every_torch_optimizer_has_a_funcnets_optimizer():
+    import torch.optim as topt
+
+    from funcnets import optim
+
+    classes = {n for n, c in vars(topt).items() if inspect.isclass(c) and issubclass(c, topt.Optimizer)} - {"Optimizer"}
+    snake = lambda n: {"AdamW": "adamw", "RMSprop": "rmsprop", "NAdam": "nadam", "RAdam": "radam", "ASGD": "asgd",
+                       "LBFGS": "lbfgs", "SparseAdam": "sparse_adam"}.get(n, n.lower())  # noqa: E731
+    lacking = sorted(n for n in classes if snake(n) not in optim.__all__)
+    assert not lacking, f"torch.optim classes with no funcnets optimizer: {lacking}"

@@ -31,12 +31,18 @@ from funcnets.optim.freeze import merge, select, split
 from funcnets.optim.sgd import scale_by_torch_momentum, sgd
 # --- more optimizers ---
 from funcnets.optim.adadelta import adadelta
+from funcnets.optim.adafactor import adafactor
 from funcnets.optim.adagrad import adagrad, scale_by_torch_adagrad
 from funcnets.optim.adamax import adamax
+from funcnets.optim.asgd import asgd, averaged_params, scale_by_torch_asgd
+from funcnets.optim.lbfgs import LBFGSOptimizer, LBFGSState, lbfgs
+from funcnets.optim.muon import muon
 from funcnets.optim.nadam import nadam, scale_by_torch_nadam
 from funcnets.optim.param_groups import param_group_labels, param_groups
 from funcnets.optim.radam import radam, scale_by_torch_radam
 from funcnets.optim.rmsprop import rmsprop
+from funcnets.optim.rprop import rprop, scale_by_torch_rprop
+from funcnets.optim.sparse_adam import present_rows, scale_by_torch_sparse_adam, sparse_adam
 # --- schedules, clipping, averaging ---
 from funcnets.optim import lr_scheduler, swa_utils
 from funcnets.optim.accumulate import accumulate_gradients, split_microbatches
@@ -72,10 +78,23 @@ __all__ = [
     "adadelta",
     "adamax",
     "nadam",
+    "lbfgs",
+    "LBFGSOptimizer",
+    "LBFGSState",
     "radam",
+    "adafactor",
+    "muon",
     "scale_by_torch_adagrad",
     "scale_by_torch_nadam",
     "scale_by_torch_radam",
+    "rprop",
+    "asgd",
+    "sparse_adam",
+    "scale_by_torch_rprop",
+    "scale_by_torch_asgd",
+    "scale_by_torch_sparse_adam",
+    "averaged_params",
+    "present_rows",
     "param_groups",
     "param_group_labels",
     # --- schedules, clipping, averaging ---
