@@ -1,5 +1,6 @@
-"""Multi-class losses: ``nll_loss``, ``cross_entropy``, ``multi_margin_loss`` and
-``multilabel_margin_loss``, with ``torch.nn.functional``'s formulas and options.
+"""Multi-class losses: ``nll_loss``, ``cross_entropy``, ``linear_cross_entropy``,
+``multi_margin_loss`` and ``multilabel_margin_loss``, with ``torch.nn.functional``'s
+formulas and options.
 
 Shapes follow torch: ``input: (N, C)`` or ``(N, C, d1, ...)`` (or unbatched ``(C,)``);
 class-index ``target: (N,)`` / ``(N, d1, ...)`` of ints; probability ``target`` with
@@ -16,7 +17,7 @@ from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _check_class_indices, _check_reduction, _hinge, _reduce
 
-__all__ = ["nll_loss", "cross_entropy", "multi_margin_loss", "multilabel_margin_loss"]
+__all__ = ["nll_loss", "cross_entropy", "linear_cross_entropy", "multi_margin_loss", "multilabel_margin_loss"]
 
 
 def _class_dim(input: Array) -> int:
@@ -157,6 +158,99 @@ def cross_entropy(
     if reduction == "mean":
         return jnp.sum(nll) / jnp.sum(w)
     return _reduce(nll, reduction)
+
+
+def linear_cross_entropy(
+    input: Array,
+    linear_weight: Array,
+    target: Array,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: None = None,
+) -> Array:
+    """``torch.nn.functional.linear_cross_entropy``: :func:`cross_entropy` of the logits
+    ``input @ linear_weight.T + linear_bias``, the class dimension second.
+
+    With ``linear_weight`` ``(C, d1, ..., dK, in_features)`` (K ≥ 1) the logits are
+    ``(N, C, d1, ..., dK)``: a K-dimensional loss from one feature vector per sample.
+    ``target`` holds class probabilities when its shape is the logits' (then
+    ``ignore_index`` must stay None), else class indices; ``ignore_index=None`` means
+    torch's ``-100``.
+
+    torch's ``options`` only picks how torch computes (chunking the classes to save
+    memory), never the result; only its default, None, is taken here (XLA plans the
+    memory of the one product).
+
+    Args:
+      input: ``(N, in_features)`` or ``(in_features,)`` (the latter only with K = 0).
+      linear_weight: ``(C, in_features)`` or ``(C, d1, ..., dK, in_features)``.
+      target: class indices ``(N,)`` / ``()`` / ``(N, d1, ..., dK)`` (ints), or
+        probabilities ``(N, C, d1, ..., dK)`` / ``(C,)``.
+      linear_bias: ``(C, d1, ..., dK)`` or None.
+      weight: per-class weights ``(C,)``.
+
+    Returns:
+      the target's shape (without the class dimension) for ``reduction="none"``, else a
+      scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> x, w = jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # logits [1, 2, 0]
+        >>> round(float(losses.linear_cross_entropy(x, w, jnp.array([1]))), 4)  # log(e + e² + 1) - 2
+        0.4076
+    """
+    warn_if_downcast(input, linear_weight, linear_bias, weight, where="linear_cross_entropy")
+    if options is not None:
+        raise ValueError(
+            "linear_cross_entropy: options (torch's LinearCrossEntropyOptions, a chunking strategy) is not "
+            "taken; it changes only how torch computes, not the loss. Pass options=None."
+        )
+    input, linear_weight, target = jnp.asarray(input), jnp.asarray(linear_weight), jnp.asarray(target)
+    if input.ndim not in (1, 2):
+        raise ShapeError(
+            f"linear_cross_entropy: expected input with dimensionality 1 or 2, got {input.ndim} "
+            f"({tuple(input.shape)}); flatten extra dimensions into the batch, input.reshape(-1, in_features)."
+        )
+    if linear_weight.ndim < 2:
+        raise ShapeError(
+            f"linear_cross_entropy: expected linear_weight with dimensionality at least 2, got "
+            f"{linear_weight.ndim} ({tuple(linear_weight.shape)}); it is (C, in_features) or "
+            f"(C, d1, ..., dK, in_features)."
+        )
+    batch, in_features = input.shape[:-1], input.shape[-1]
+    if in_features != linear_weight.shape[-1]:
+        raise ShapeError(
+            f"linear_cross_entropy: expected equal input and linear_weight last dimensions (in_features), got "
+            f"{in_features} and {linear_weight.shape[-1]}, respectively."
+        )
+    n_classes, out_features = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
+    if linear_bias is not None and tuple(jnp.shape(linear_bias)) != (n_classes, *out_features):
+        raise ShapeError(
+            f"linear_cross_entropy: expected linear_bias shape {(n_classes, *out_features)}, got "
+            f"{tuple(jnp.shape(linear_bias))}."
+        )
+    if out_features and not batch:
+        raise ShapeError(
+            f"linear_cross_entropy: K-dimensional loss defined by linear_weight shape "
+            f"{tuple(linear_weight.shape)} requires batched input, (N, {in_features}), got unbatched input "
+            f"with shape {tuple(input.shape)}; use input[None] and a target with a batch dimension."
+        )
+    logits_shape = (*batch, n_classes, *out_features)
+    if tuple(target.shape) == logits_shape and ignore_index is not None:
+        raise ValueError("linear_cross_entropy: ignore_index cannot be specified when target contains probabilities.")
+    flat_w = linear_weight.reshape(-1, in_features)
+    logits = input @ flat_w.T
+    if linear_bias is not None:
+        logits = logits + jnp.reshape(linear_bias, -1)
+    return cross_entropy(
+        logits.reshape(logits_shape), target, weight=weight, reduction=reduction,
+        ignore_index=-100 if ignore_index is None else ignore_index, label_smoothing=label_smoothing,
+    )
 
 
 def _margin_input(fn: str, input: Array) -> Array:

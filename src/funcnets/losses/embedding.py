@@ -1,6 +1,7 @@
 """Margin losses on pairs and triplets (metric and ranking learning):
 ``cosine_embedding_loss``, ``margin_ranking_loss``, ``hinge_embedding_loss``,
-``triplet_margin_loss``, with ``torch.nn.functional``'s formulas, options and gradients.
+``triplet_margin_loss``, ``triplet_margin_with_distance_loss``, with
+``torch.nn.functional``'s formulas, options and gradients.
 
 ``target`` holds ``1`` (similar / ranked first) or ``-1``. At an exact tie on the margin
 the gradient is 0, as in torch. ``reduction`` is ``"none" | "mean" | "sum"``.
@@ -9,6 +10,7 @@ the gradient is 0, as in torch. ``reduction`` is ``"none" | "mean" | "sum"``.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax.numpy as jnp
 
@@ -17,7 +19,10 @@ from funcnets.config import warn_if_downcast
 from funcnets.errors import ShapeError
 from funcnets.losses._base import _abs, _broadcast_shape, _check_reduction, _hinge, _reduce
 
-__all__ = ["cosine_embedding_loss", "margin_ranking_loss", "hinge_embedding_loss", "triplet_margin_loss"]
+__all__ = [
+    "cosine_embedding_loss", "margin_ranking_loss", "hinge_embedding_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+]
 
 _COS_EPS = 9.999999960041972e-13  # torch adds 1e-12 (a float32 constant) to each squared norm
 
@@ -145,6 +150,16 @@ def _pairwise_distance(x1: Array, x2: Array, p: float, eps: float) -> Array:
     return _vector_norm(x1 - x2 + eps, p, axis=-1)
 
 
+def _check_triplet_dims(fn: str, anchor: Array, positive: Array, negative: Array) -> None:
+    dims = (jnp.ndim(anchor), jnp.ndim(positive), jnp.ndim(negative))
+    if len(set(dims)) != 1:
+        raise ShapeError(
+            f"{fn}: The anchor, positive, and negative tensors are expected to have the same number of "
+            f"dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative {dims[2]}D inputs "
+            f"(shapes {tuple(jnp.shape(anchor))}, {tuple(jnp.shape(positive))}, {tuple(jnp.shape(negative))})."
+        )
+
+
 def triplet_margin_loss(
     anchor: Array,
     positive: Array,
@@ -180,16 +195,71 @@ def triplet_margin_loss(
     fn = "triplet_margin_loss"
     if margin <= 0:
         raise ValueError(f"{fn}: margin must be greater than 0, got {margin}")
-    dims = (jnp.ndim(anchor), jnp.ndim(positive), jnp.ndim(negative))
-    if len(set(dims)) != 1:
-        raise ShapeError(
-            f"{fn}: The anchor, positive, and negative tensors are expected to have the same number of "
-            f"dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative {dims[2]}D inputs "
-            f"(shapes {tuple(jnp.shape(anchor))}, {tuple(jnp.shape(positive))}, {tuple(jnp.shape(negative))})."
-        )
+    _check_triplet_dims(fn, anchor, positive, negative)
     _broadcast_shape(fn, ("anchor", anchor), ("positive", positive), ("negative", negative))
     d_pos = _pairwise_distance(anchor, positive, p, eps)
     d_neg = _pairwise_distance(anchor, negative, p, eps)
     if swap:
         d_neg = jnp.minimum(d_neg, _pairwise_distance(positive, negative, p, eps))
+    return _reduce(_hinge(margin + d_pos - d_neg), reduction)
+
+
+def triplet_margin_with_distance_loss(
+    anchor: Array,
+    positive: Array,
+    negative: Array,
+    *,
+    distance_function: Callable[[Array, Array], Array] | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> Array:
+    """``torch.nn.functional.triplet_margin_with_distance_loss``:
+    ``max(0, margin + d(a, p) - d(a, n))`` with any distance ``d``; ``swap`` replaces
+    ``d(a, n)`` by ``min(d(a, n), d(p, n))``.
+
+    ``d`` defaults to ``pairwise_distance`` (``‖x - y + 1e-6‖₂`` over the last
+    dimension, torch's default). A custom ``distance_function(x, y)`` must be written in
+    JAX (it is traced with the rest under ``jit``/``grad``) and return one distance per
+    triplet, e.g. ``lambda x, y: 1 - F.cosine_similarity(x, y)``. At an exact tie
+    (``margin + d(a, p) == d(a, n)``) the gradient is 0, and ``swap``'s minimum shares it
+    equally between equal distances, both as in torch.
+
+    Args:
+      anchor, positive, negative: ``(N, D)`` or ``(D,)`` for the default distance (any
+        shapes ``distance_function`` takes), the same number of dimensions.
+      distance_function: ``(x, y) -> distances``; None for ``pairwise_distance``.
+      margin: > 0.
+      swap: use the distance from the positive to the negative where it is smaller
+        (Balntas et al., "Learning shallow convolutional feature descriptors with triplet
+        losses").
+
+    Returns:
+      the distances' shape (``(N,)``, or a scalar for ``(D,)`` inputs) for
+      ``reduction="none"``, else a scalar.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import losses
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[1.0, 0.0]])
+        >>> l1 = lambda x, y: jnp.sum(jnp.abs(x - y), axis=-1)
+        >>> float(losses.triplet_margin_with_distance_loss(a, p, n, distance_function=l1))  # 1 + 7 - 1
+        7.0
+    """
+    warn_if_downcast(anchor, positive, negative, where="triplet_margin_with_distance_loss")
+    fn = "triplet_margin_with_distance_loss"
+    _check_reduction(reduction)
+    if margin <= 0:
+        raise ValueError(f"{fn}: margin must be greater than 0, got {margin}")
+    _check_triplet_dims(fn, anchor, positive, negative)
+    if distance_function is None:
+
+        def distance_function(x: Array, y: Array) -> Array:
+            _broadcast_shape(f"{fn} (pairwise_distance)", ("x1", x), ("x2", y))
+            return _pairwise_distance(x, y, 2.0, 1e-6)
+
+    d_pos = distance_function(anchor, positive)
+    d_neg = distance_function(anchor, negative)
+    if swap:
+        d_neg = jnp.minimum(d_neg, distance_function(positive, negative))
     return _reduce(_hinge(margin + d_pos - d_neg), reduction)

@@ -18,24 +18,35 @@ A loss is a :class:`~funcnets.nn.module.Module` (so ``isinstance(criterion, nn.M
 and it prints as a child), but its call is torch's ``forward``: ``criterion(input,
 target, ...)``, not ``(params, state, x)``. Loss objects compare and hash by identity (they
 may hold arrays); pass them to ``jax.jit`` by closure, or their arrays as arguments.
+
+The one loss here with learnable weights, :class:`LinearCrossEntropyLoss` (a ``Linear``
+child, as in torch), keeps the module contract instead, since its parameters must be
+passed: ``criterion(params, state, input, target) -> (loss, state)``, or
+``criterion.forward(params, input, target) -> loss`` (torch's forward, params first).
+``nn.AdaptiveLogSoftmaxWithLoss`` (in :mod:`funcnets.nn.adaptive`, as in torch) is called
+the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
 
 from funcnets import losses
-from funcnets._typing import Array, PRNGKey
+from funcnets._typing import Array, Params, PRNGKey
+from funcnets.errors import ShapeError
+from funcnets.nn.distance import PairwiseDistance
+from funcnets.nn.linear import Linear
 from funcnets.nn.module import Module
 
 __all__ = [
     "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
     "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
     "HingeEmbeddingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
-    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss",
+    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss", "TripletMarginWithDistanceLoss", "LinearCrossEntropyLoss",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -246,6 +257,127 @@ class CrossEntropyLoss(_WeightedLoss):
     def forward(self, input: Array, target: Array) -> Array:
         return losses.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                                     reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class LinearCrossEntropyLoss(_WeightedLoss):
+    """Cross-entropy of the logits of a learnable linear layer
+    (:func:`funcnets.losses.linear_cross_entropy`): ``cross_entropy(linear(input), target)``.
+
+    The layer is the child ``linear``, ``Linear(in_features, num_classes ·
+    prod(out_features), bias)`` with torch's flat storage and init, so the parameters are
+    ``linear.weight`` ``(C·d1⋯dK, in_features)`` and ``linear.bias`` as in torch's
+    ``state_dict`` (the class ``weight`` is a buffer, ``weight``); the forward reshapes the
+    weight to ``(C, d1, ..., dK, in_features)``: K-dimensional logits
+    ``(N, C, d1, ..., dK)`` from one feature vector per sample.
+
+    It has parameters, so it is called with them (the module contract):
+    ``criterion(params, state, input, target) -> (loss, state)`` (the class weight taken
+    from ``state``), or ``criterion.forward(params, input, target) -> loss``.
+
+    ``ignore_index=None`` means torch's ``-100`` for class-index targets, and must stay
+    None for probability targets. torch's ``options`` (chunking the classes to save
+    memory) never changes the loss; only its default, None, is taken, and so are
+    ``device`` and ``dtype`` (in the signature for torch's sake).
+
+    Shapes: ``input`` ``(N, in_features)`` or ``(in_features,)``; ``target`` class indices
+    ``(N,)``/``()``/``(N, d1, ..., dK)`` or probabilities ``(N, C, d1, ..., dK)``/``(C,)``;
+    the loss ``target``'s index shape for ``reduction="none"``, else a scalar.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> criterion = nn.LinearCrossEntropyLoss(4, 3, out_features=(2,))
+        >>> params, state = criterion.init(jax.random.key(0))
+        >>> [(name, a.shape) for name, a in criterion.named_parameters(params)]  # torch's names and storage
+        [('linear.weight', (6, 4))]
+        >>> params = {"linear": {"weight": jnp.zeros((6, 4))}}  # uniform logits: log 3 everywhere
+        >>> loss, state = criterion(params, state, jnp.ones((5, 4)), jnp.zeros((5, 2), int))
+        >>> round(float(loss), 4)
+        1.0986
+    """
+
+    def __init__(
+        self, in_features: int, num_classes: int, *, out_features: tuple[int, ...] = (), bias: bool = False,
+        device=None, dtype=None, reduction: str = "mean", weight: Array | None = None,
+        ignore_index: int | None = None, label_smoothing: float = 0.0, options: None = None,
+    ) -> None:
+        if device is not None or dtype is not None:
+            raise ValueError(
+                "LinearCrossEntropyLoss: device and dtype are torch's and not taken here: init() makes float32 "
+                "parameters (float64 with jax_enable_x64); cast them with "
+                "jax.tree.map(lambda a: a.astype(...), params)."
+            )
+        if weight is not None and tuple(np.shape(weight)) != (num_classes,):
+            raise ValueError(
+                f"LinearCrossEntropyLoss: expected weight shape to be {(num_classes,)}, got "
+                f"{tuple(np.shape(weight))}; give one weight per class."
+            )
+        if label_smoothing < 0 or label_smoothing > 1.0:
+            raise ValueError(f"LinearCrossEntropyLoss: expected label_smoothing to be in range [0, 1], got "
+                             f"{label_smoothing}")
+        if options is not None:
+            raise ValueError(
+                "LinearCrossEntropyLoss: options (torch's LinearCrossEntropyOptions, a chunking strategy) is not "
+                "taken; it changes only how torch computes, not the loss. Pass options=None."
+            )
+        super().__init__(weight, None, None, reduction)
+        self.num_classes = num_classes
+        self.out_features = tuple(out_features)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.options = None
+        # torch's Linear takes only 2-D weights: stored flat, reshaped in forward
+        self.linear = Linear(in_features, math.prod(self.out_features, start=num_classes), bias=bias)
+
+    def children(self) -> list:
+        return [("linear", self.linear)]
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, out_features="
+            f"{self.out_features}, bias={self.linear.bias}, reduction={self.reduction}, ignore_index="
+            f"{self.ignore_index}, label_smoothing={self.label_smoothing}, options={self.options}"
+        )
+
+    def __repr__(self) -> str:  # torch prints the options above the child
+        return f"{type(self).__name__}(\n  {self.extra_repr()}\n  (linear): {self.linear!r}\n)"
+
+    def __call__(self, params: Params, state, input: Any, target: Array | None = None, *, train=False, key=None):
+        return self.apply(params, state if state is not None else {}, input, target, train=train, key=key)
+
+    def apply(self, params, state, input, target=None, *, train=False, key=None):
+        """``(loss, state)``; ``input`` may be the pair ``(input, target)`` (how
+        :func:`funcnets.from_torch` passes a call's arguments)."""
+        if target is None:
+            if not (isinstance(input, (tuple, list)) and len(input) == 2):
+                raise TypeError(
+                    f"{type(self).__name__} takes (input, target): call it as criterion(params, state, input, "
+                    f"target) or with x = (input, target)."
+                )
+            input, target = input
+        weight = (state or {}).get("weight", self.weight)
+        return self._loss(params, weight, input, target), state
+
+    def forward(self, params: Params, input: Array, target: Array) -> Array:
+        """torch's ``forward`` with the params first: the loss."""
+        return self._loss(params, self.weight, input, target)
+
+    def _loss(self, params: Params, weight: Array | None, input: Array, target: Array) -> Array:
+        lin = params["linear"]
+        w = lin["weight"]
+        bias = lin.get("bias")
+        want = (self.linear.out_features, self.linear.in_features)
+        if tuple(np.shape(w)) != want:
+            raise ShapeError(
+                f"{type(self).__name__}: params['linear']['weight'] must be {want} (num_classes · "
+                f"prod(out_features), in_features), got {tuple(np.shape(w))}."
+            )
+        return losses.linear_cross_entropy(
+            input, w.reshape(self.num_classes, *self.out_features, self.linear.in_features), target,
+            linear_bias=None if bias is None else bias.reshape(self.num_classes, *self.out_features),
+            weight=weight, reduction=self.reduction, ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 class MultiMarginLoss(_WeightedLoss):
@@ -540,6 +672,61 @@ class TripletMarginLoss(_Loss):
     def forward(self, anchor: Array, positive: Array, negative: Array) -> Array:
         return losses.triplet_margin_loss(anchor, positive, negative, margin=self.margin, p=self.p, eps=self.eps,
                                           swap=self.swap, reduction=self.reduction)
+
+
+class TripletMarginWithDistanceLoss(_Loss):
+    """``max(d(a, p) - d(a, n) + margin, 0)`` with any distance ``d``, by default the
+    pairwise distance ``‖x - y + 1e-6‖₂`` (:func:`funcnets.losses.triplet_margin_with_distance_loss`).
+
+    ``distance_function(x, y)`` is a JAX function of two arrays, or a parameterless
+    funcnets layer such as ``nn.PairwiseDistance(p=1)``; the default is torch's,
+    ``nn.PairwiseDistance()`` (a child, as in torch's repr). ``anchor``, ``positive``,
+    ``negative``: ``(N, D)`` or ``(D,)`` for the default distance.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from funcnets import nn
+        >>> from funcnets.nn import functional as F
+        >>> anchor, positive, negative = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([[0.0, 1.0]])
+        >>> cosine = nn.TripletMarginWithDistanceLoss(distance_function=lambda x, y: 1 - F.cosine_similarity(x, y))
+        >>> round(float(cosine(anchor, positive, negative)), 4)  # (1 - cos 45°) - (1 - cos 90°) + margin 1
+        0.2929
+    """
+
+    def __init__(
+        self, *, distance_function: Callable[[Array, Array], Array] | Module | None = None, margin: float = 1.0,
+        swap: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(None, None, reduction)
+        if margin <= 0:
+            raise ValueError(
+                f"TripletMarginWithDistanceLoss: expected margin to be greater than 0, got {margin} instead"
+            )
+        if distance_function is None:  # torch's default, a child module (so it prints as one)
+            distance_function = PairwiseDistance()
+        if isinstance(distance_function, Module) and (
+            distance_function.named_parameters() or distance_function.named_buffers()
+        ):
+            raise TypeError(
+                f"TripletMarginWithDistanceLoss: {distance_function!r} has parameters or buffers; pass a function "
+                f"that closes over them, e.g. lambda x, y: layer.apply(params, state, x, y)[0]."
+            )
+        self.distance_function = distance_function
+        self.margin = margin
+        self.swap = swap
+
+    def children(self) -> list:
+        d = self.distance_function
+        return [("distance_function", d)] if isinstance(d, Module) else []
+
+    def forward(self, anchor: Array, positive: Array, negative: Array) -> Array:
+        d = self.distance_function
+        if isinstance(d, Module):
+            layer = d
+            d = lambda x, y: layer.apply({}, {}, x, y)[0]  # noqa: E731
+        return losses.triplet_margin_with_distance_loss(anchor, positive, negative, distance_function=d,
+                                                        margin=self.margin, swap=self.swap,
+                                                        reduction=self.reduction)
 
 
 # --- sequences --------------------------------------------------------------------------
