@@ -193,6 +193,8 @@ CASES = [
     ("TripletMarginLoss", {}, triplet),
     ("TripletMarginLoss", dict(margin=0.5, p=1.0, swap=True, reduction="none"), triplet),
     ("TripletMarginLoss", dict(margin=2.0, p=3.0, eps=1e-3, reduction="sum"), triplet),
+    ("TripletMarginWithDistanceLoss", {}, triplet),
+    ("TripletMarginWithDistanceLoss", dict(margin=0.5, swap=True, reduction="none"), triplet),
     *[("SoftMarginLoss", dict(reduction=r), logits_signs) for r in R],
     ("CTCLoss", {}, ctc),
     ("CTCLoss", dict(blank=C - 1, reduction="sum"), ctc_blank_last),
@@ -244,14 +246,17 @@ def test_every_class_is_tested_and_torch_shaped():
     """Every loss class: tested above, torch's constructor signature (names, order, defaults)."""
     from funcnets.nn import loss
 
-    assert sorted(loss.__all__) == CLASSES
-    for name in CLASSES:
+    # LinearCrossEntropyLoss has parameters (its forward takes them first): tests/test_more_losses.py
+    learned = ["LinearCrossEntropyLoss"]
+    assert sorted(loss.__all__) == sorted(CLASSES + learned)
+    for name in CLASSES + learned:
         ours = inspect.signature(getattr(nn, name).__init__).parameters
         theirs = inspect.signature(getattr(tnn, name).__init__).parameters
         assert [(p.name, p.default, p.kind) for p in ours.values()] == \
             [(p.name, p.default, p.kind) for p in theirs.values()], name
         ours_fwd = list(inspect.signature(getattr(nn, name).forward).parameters)
-        assert ours_fwd == list(inspect.signature(getattr(tnn, name).forward).parameters), name
+        theirs_fwd = list(inspect.signature(getattr(tnn, name).forward).parameters)
+        assert ours_fwd == (["self", "params"] + theirs_fwd[1:] if name in learned else theirs_fwd), name
 
 
 def test_a_loss_is_a_module_and_works_under_jit():

@@ -12,7 +12,7 @@ from funcnets.nn._onednn import error as onednn_error
 from funcnets.nn.module import Module, Scope, replace
 
 # --- linear ---------------------------------------------------------------------
-from funcnets.nn.linear import Identity, Linear
+from funcnets.nn.linear import Bilinear, Identity, Linear
 
 # --- convolution ----------------------------------------------------------------
 from funcnets.nn.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
@@ -28,13 +28,13 @@ from funcnets.nn.padding import (
 from funcnets.nn.pooling import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
     AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, LPPool1d, LPPool2d, LPPool3d, MaxPool1d, MaxPool2d,
-    MaxPool3d, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d,
+    MaxPool3d, MaxUnpool1d, MaxUnpool2d, MaxUnpool3d, FractionalMaxPool2d, FractionalMaxPool3d,
 )
 
 # --- normalisation --------------------------------------------------------------
 from funcnets.nn.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from funcnets.nn.instancenorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
-from funcnets.nn.normalization import GroupNorm, LayerNorm, LocalResponseNorm, RMSNorm
+from funcnets.nn.normalization import CrossMapLRN2d, GroupNorm, LayerNorm, LocalResponseNorm, RMSNorm
 
 # --- activations ----------------------------------------------------------------
 from funcnets.nn.activation import (
@@ -65,7 +65,7 @@ from funcnets.nn.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNea
 from funcnets.nn.distance import CosineSimilarity, PairwiseDistance
 from funcnets.nn.flatten import Flatten, Unflatten
 from funcnets.nn.fold import Fold, Unfold
-from funcnets.nn.pixelshuffle import PixelShuffle, PixelUnshuffle
+from funcnets.nn.pixelshuffle import ChannelShuffle, PixelShuffle, PixelUnshuffle
 
 # --- containers -----------------------------------------------------------------
 from funcnets.nn.container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
@@ -75,13 +75,14 @@ from funcnets.nn.loss import (
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
     HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss, MultiLabelMarginLoss,
     MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
-    TripletMarginLoss,
+    TripletMarginLoss, TripletMarginWithDistanceLoss, LinearCrossEntropyLoss,
 )
+from funcnets.nn.adaptive import AdaptiveLogSoftmaxWithLoss
 
 __all__ = [
     "functional", "init", "conv_lowering", "onednn_error", "Module", "Scope", "replace",
     # linear
-    "Linear", "Identity",
+    "Linear", "Bilinear", "Identity",
     # convolution
     "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
     # padding
@@ -92,10 +93,10 @@ __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
     "AdaptiveMaxPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "LPPool1d", "LPPool2d", "LPPool3d",
+    "LPPool1d", "LPPool2d", "LPPool3d", "FractionalMaxPool2d", "FractionalMaxPool3d",
     # normalisation
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-    "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm",
+    "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm", "CrossMapLRN2d",
     # activations
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
     "Hardswish", "Hardsigmoid", "Hardtanh", "Sigmoid", "Tanh", "Softplus", "Softsign",
@@ -113,7 +114,7 @@ __all__ = [
     # resampling
     "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     # shape
-    "Flatten", "Unflatten", "PixelShuffle", "PixelUnshuffle", "Fold", "Unfold", "CosineSimilarity",
+    "Flatten", "Unflatten", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "Fold", "Unfold", "CosineSimilarity",
     "PairwiseDistance",
     # containers
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
@@ -121,5 +122,6 @@ __all__ = [
     "L1Loss", "MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
     "HuberLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "CosineEmbeddingLoss", "MarginRankingLoss",
     "HingeEmbeddingLoss", "MultiLabelMarginLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss",
-    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss",
+    "TripletMarginLoss", "SoftMarginLoss", "CTCLoss", "TripletMarginWithDistanceLoss", "LinearCrossEntropyLoss",
+    "AdaptiveLogSoftmaxWithLoss",
 ]
