@@ -153,6 +153,15 @@ for _name, _fn in {"iadd": operator.add, "isub": operator.sub, "imul": operator.
     _augmented(_name, _fn)
 
 
+@op("operator.getitem")
+def getitem(a, b):
+    """``x[index]``; a boolean-mask index (``x[x > 0]``) is refused with the reason, while tracing."""
+    try:
+        return operator.getitem(a, b)
+    except jax.errors.NonConcreteBooleanIndexError as e:
+        raise TypeError(f"x[mask] with a boolean tensor mask: {DATA_DEPENDENT['masked_select']}") from e
+
+
 @op("builtins.getattr")
 def getattr_(obj, name, *default):
     """``x.shape``/``x.dtype``/``x.T``/``x.ndim`` and attributes of non-tensors."""
@@ -1128,6 +1137,496 @@ def unfold(input, dimension, size, step):
     return jnp.moveaxis(windows, d + 1, -1)
 
 
+# ----------------------------------------------------------------------------- special functions
+@op("torch.logit", "torch.special.logit", method="logit")
+def logit(input, eps=None, *, out=None):
+    """``log(p / (1 - p))``; with ``eps``, ``p`` clamped to ``[eps, 1 - eps]`` first (zero gradient outside)."""
+    if eps is not None:
+        input = jnp.clip(input, eps, 1 - eps)
+    return jnp.log(input / (1 - input))
+
+
+op("torch.special.expit")(F.sigmoid)
+op("torch.special.erf")(jax.scipy.special.erf)
+op("torch.erfc", "torch.special.erfc", method="erfc")(lambda input, *, out=None: jax.scipy.special.erfc(input))
+op("torch.hypot", method="hypot")(lambda input, other, *, out=None: jnp.hypot(input, other))
+op("torch.sinc", "torch.special.sinc", method="sinc")(lambda input, *, out=None: jnp.sinc(input))  # sin(pi x)/(pi x)
+op("torch.signbit", method="signbit")(lambda input, *, out=None: jnp.signbit(input))
+
+
+@op("torch.heaviside", method="heaviside")
+def heaviside(input, values, *, out=None):
+    """0 where ``input < 0``, ``values`` where it is 0, 1 where ``> 0`` (torch has no gradient for it)."""
+    return jnp.heaviside(input, values)
+
+
+@op("torch.tensordot")
+def tensordot(a, b, dims=2, out=None):
+    """torch's ``dims``: an int (the last/first ``dims`` axes) or two lists of axes."""
+    if isinstance(dims, int) or (hasattr(dims, "ndim") and dims.ndim == 0):
+        axes = int(dims)
+    else:
+        axes = tuple(tuple(int(i) for i in np.atleast_1d(np.asarray(d))) for d in dims)
+    return jnp.tensordot(a, b, axes, precision=jax.lax.Precision.HIGHEST)
+
+
+@op("torch.isin")
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    return jnp.isin(elements, test_elements, invert=invert)
+
+
+# ----------------------------------------------------------------------------- order statistics
+def _lower_median(input, dim, keepdim, ignore_nan):
+    """torch's median: the lower of the two middle values (no averaging), and its index."""
+    x = jnp.moveaxis(input, dim, -1)
+    i = jnp.argsort(x, axis=-1, stable=True)  # NaN last
+    s = jnp.take_along_axis(x, i, axis=-1)
+    nan = jnp.isnan(x)
+    if ignore_nan:  # nanmedian: the lower middle of the non-NaN values (NaN when all are)
+        k = jnp.maximum((jnp.sum(~nan, axis=-1, keepdims=True) - 1) // 2, 0)
+    else:  # median: NaN if any, at the first NaN's index
+        k = jnp.where(jnp.any(nan, axis=-1, keepdims=True), jnp.argmax(nan, axis=-1, keepdims=True),
+                      (x.shape[-1] - 1) // 2)
+        i = jnp.where(jnp.any(nan, axis=-1, keepdims=True), jnp.arange(x.shape[-1]), i)
+        s = jnp.where(jnp.any(nan, axis=-1, keepdims=True), x, s)
+    idx = jnp.take_along_axis(i, k, axis=-1)
+    values = jnp.take_along_axis(s, k, axis=-1)
+    if keepdim:
+        return _MaxMin(jnp.moveaxis(values, -1, dim), jnp.moveaxis(idx, -1, dim))
+    return _MaxMin(values[..., 0], idx[..., 0])
+
+
+def _median_all(input, ignore_nan):
+    x = jnp.reshape(input, (-1,))
+    v = jax.lax.stop_gradient(_lower_median(x, 0, False, ignore_nan).values)
+    # torch spreads the gradient evenly over the elements equal to the median
+    tie = x == v
+    return v + jnp.sum(jnp.where(tie, x - jax.lax.stop_gradient(x), 0)) / jnp.maximum(jnp.sum(tie), 1)
+
+
+@op("torch.median", method="median")
+def median(input, dim=None, keepdim=False, *, out=None):
+    """``median(x)``: the lower middle value of all elements (NaN if any is NaN); ``median(x, dim)``:
+    ``(values, indices)`` along ``dim``."""
+    if dim is None:
+        return _median_all(input, False)
+    return _lower_median(input, dim, keepdim, False)
+
+
+@op("torch.nanmedian", method="nanmedian")
+def nanmedian(input, dim=None, keepdim=False, *, out=None):
+    if dim is None:
+        return _median_all(input, True)
+    return _lower_median(input, dim, keepdim, True)
+
+
+def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
+    """torch's quantile_compute (aten/src/ATen/native/Sorting.cpp): ranks ``q * (n - 1)`` in the sorted
+    values, moved to the last index where a NaN makes the result NaN."""
+    if interpolation not in ("linear", "lower", "higher", "midpoint", "nearest"):
+        raise ValueError(f"quantile() interpolation must be one of linear, lower, higher, midpoint or nearest. "
+                         f"Got {interpolation}")
+    scalar_q = not hasattr(q, "ndim") or q.ndim == 0
+    qs = jnp.reshape(jnp.asarray(q, input.dtype), (-1,))
+    if dim is None:
+        x = jnp.reshape(input, (-1,))
+        out_shape = (1,) * input.ndim if keepdim else ()
+    else:
+        d = dim % max(input.ndim, 1)
+        x = jnp.moveaxis(input, d, -1) if input.ndim else jnp.reshape(input, (1,))
+        out_shape = (input.shape[:d] + (1,) + input.shape[d + 1:]) if keepdim else input.shape[:d] + input.shape[d + 1:]
+    s = jnp.sort(x, axis=-1)  # NaN last
+    last = x.shape[-1] - 1
+    nan = jnp.isnan(s)
+    if ignore_nan:
+        ranks = qs * (jnp.sum(~nan, axis=-1, keepdims=True) - 1).astype(s.dtype)
+        ranks = jnp.where(ranks < 0, last, ranks)
+    else:
+        ranks = jnp.where(jnp.any(nan, axis=-1, keepdims=True), last, qs * last)
+    if interpolation == "lower":
+        ranks = jnp.floor(ranks)
+    elif interpolation == "higher":
+        ranks = jnp.ceil(ranks)
+    elif interpolation == "nearest":
+        ranks = jnp.round(ranks)  # half to even, as torch's round
+    below = ranks.astype(jnp.int32)
+    values = jnp.take_along_axis(s, below, axis=-1)
+    if interpolation in ("linear", "midpoint"):
+        w = jnp.full_like(ranks, 0.5) if interpolation == "midpoint" else ranks - below
+        above = jnp.take_along_axis(s, jnp.ceil(ranks).astype(jnp.int32), axis=-1)
+        values = jnp.where(w < 0.5, values + w * (above - values), above - (above - values) * (1 - w))  # torch's lerp
+    values = jnp.moveaxis(values, -1, 0)  # (len(q), *rest)
+    values = jnp.reshape(values, (qs.shape[0],) + tuple(out_shape))
+    return values[0] if scalar_q else values
+
+
+@op("torch.quantile", method="quantile")
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear", out=None):
+    """``q``: a number or a 1-D tensor in [0, 1] (its dimension comes first in the result)."""
+    return _quantile(input, q, dim, keepdim, interpolation, False)
+
+
+@op("torch.nanquantile", method="nanquantile")
+def nanquantile(input, q, dim=None, keepdim=False, *, interpolation="linear", out=None):
+    return _quantile(input, q, dim, keepdim, interpolation, True)
+
+
+def _cum_extreme(input, dim, better):
+    """(values, indices) of the running max/min; a tie takes the later index and NaN sticks, as torch."""
+    x = jnp.moveaxis(input, dim, 0) if input.ndim else jnp.reshape(input, (1,))
+    idx = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
+
+    def combine(a, b):
+        take_b = better(b[0], a[0]) | (b[0] == a[0]) | jnp.isnan(b[0])
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            take_b = take_b & ~(jnp.isnan(a[0]) & ~jnp.isnan(b[0]))
+        return jnp.where(take_b, b[0], a[0]), jnp.where(take_b, b[1], a[1])
+
+    _, i = jax.lax.associative_scan(combine, (jax.lax.stop_gradient(x), idx), axis=0)
+    values = jnp.take_along_axis(x, i, axis=0)  # the gradient goes to the element that holds the extreme
+    i = i.astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    if not input.ndim:
+        return _MaxMin(values[0], i[0])
+    return _MaxMin(jnp.moveaxis(values, 0, dim), jnp.moveaxis(i, 0, dim))
+
+
+@op("torch.cummax", method="cummax")
+def cummax(input, dim):
+    return _cum_extreme(input, dim, jnp.greater)
+
+
+@op("torch.cummin", method="cummin")
+def cummin(input, dim):
+    return _cum_extreme(input, dim, jnp.less)
+
+
+def _index_dtype(out_int32):
+    return jnp.int32 if out_int32 or not jax.config.jax_enable_x64 else jnp.int64
+
+
+@op("torch.searchsorted")
+def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None, sorter=None, out=None):
+    """Insertion indices of ``input`` in the last dimension of ``sorted_sequence`` (1-D, or with the
+    same leading dimensions as ``input``); ``side="right"`` (or ``right=True``): after equal values."""
+    if side is not None:
+        if right and side == "left":
+            raise ValueError("torch.searchsorted(): side and right can't be set to opposites, got side of left "
+                             "while right was True")
+        right = side == "right"
+    seq = sorted_sequence
+    if sorter is not None:
+        seq = jnp.take_along_axis(seq, sorter, axis=-1)
+    x = jnp.asarray(input)
+    how = "right" if right else "left"
+    if seq.ndim == 1:
+        res = jnp.searchsorted(seq, x, side=how, method="compare_all")
+    else:
+        if x.shape[:-1] != seq.shape[:-1]:
+            raise ValueError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
+                             f"dimensions of boundaries tensor and input value tensor must match, but we got "
+                             f"boundaries tensor {list(seq.shape)} and input value tensor {list(x.shape)}")
+        f = lambda s, v: jnp.searchsorted(s, v, side=how, method="compare_all")  # noqa: E731
+        for _ in range(seq.ndim - 1):
+            f = jax.vmap(f)
+        res = f(seq, x)
+    return res.astype(_index_dtype(out_int32))
+
+
+@op("torch.bucketize")
+def bucketize(input, boundaries, *, out_int32=False, right=False, out=None):
+    """The bucket of each value: ``boundaries[i-1] < x <= boundaries[i]`` (``right=True``: ``<= x <``)."""
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right)
+
+
+@op("torch.block_diag")
+def block_diag(*tensors):
+    blocks = [jnp.reshape(t, (1, -1)) if t.ndim < 2 else t for t in tensors]
+    dtype = jnp.result_type(*blocks)
+    rows, cols = sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)
+    out, r, c = jnp.zeros((rows, cols), dtype), 0, 0
+    for b in blocks:
+        out = out.at[r:r + b.shape[0], c:c + b.shape[1]].set(b.astype(dtype))
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
+
+
+@op("torch.cartesian_prod")
+def cartesian_prod(*tensors):
+    if len(tensors) == 1:
+        return tensors[0]
+    grids = jnp.meshgrid(*tensors, indexing="ij")
+    return jnp.stack([jnp.reshape(g, (-1,)) for g in grids], axis=1)
+
+
+# ----------------------------------------------------------------------------- linear algebra
+_HI = jax.lax.Precision.HIGHEST
+
+
+def _vector_norm(x, ord, axis, keepdim):
+    x = jnp.abs(x)
+    if ord == float("inf"):
+        return jnp.max(x, axis=axis, keepdims=keepdim)
+    if ord == -float("inf"):
+        return jnp.min(x, axis=axis, keepdims=keepdim)
+    if ord == 0:
+        return jnp.sum(x != 0, axis=axis, keepdims=keepdim).astype(x.dtype)
+    if ord == 1:
+        return jnp.sum(x, axis=axis, keepdims=keepdim)
+    s = jnp.sum(x * x if ord == 2 else x ** ord, axis=axis, keepdims=keepdim)
+    if ord < 0:
+        return s ** (1.0 / ord)
+    # torch's gradient of a zero norm is zero; s ** (1/p)'s would be NaN
+    nonzero = s > 0
+    safe = jnp.where(nonzero, s, 1)
+    return jnp.where(nonzero, jnp.sqrt(safe) if ord == 2 else safe ** (1.0 / ord), 0)
+
+
+@op("torch.linalg.vector_norm")
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    """``(sum |x|^ord)^(1/ord)`` over ``dim`` (all elements when None); ``ord`` inf/-inf/0 as torch."""
+    if dtype is not None:
+        x = x.astype(dtype)
+    return _vector_norm(x, ord, _dim(dim), keepdim)
+
+
+@op("torch.linalg.matrix_norm")
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=None):
+    """``ord``: "fro", "nuc", inf, -inf, 1, -1, 2, -2 over the two dimensions ``dim``."""
+    if dtype is not None:
+        A = A.astype(dtype)
+    dim = tuple(d % A.ndim for d in dim)
+    if ord == "fro":
+        return _vector_norm(A, 2, dim, keepdim)
+    x = jnp.moveaxis(A, dim, (-2, -1))
+    if ord in ("nuc", 2, -2):
+        s = jnp.linalg.svd(x, compute_uv=False)
+        r = jnp.sum(s, -1) if ord == "nuc" else (s[..., 0] if ord == 2 else s[..., -1])
+    elif ord in (1, -1, float("inf"), -float("inf")):
+        sums = jnp.sum(jnp.abs(x), axis=-2 if ord in (1, -1) else -1)
+        r = jnp.max(sums, -1) if ord in (1, float("inf")) else jnp.min(sums, -1)
+    else:
+        raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+    if keepdim:
+        r = jnp.expand_dims(r, dim)
+    return r
+
+
+@op("torch.linalg.norm")
+def linalg_norm(A, ord=None, dim=None, keepdim=False, *, out=None, dtype=None):
+    """torch.linalg.norm: a vector norm for an int ``dim`` (or 1-D input), a matrix norm for two dims
+    (or 2-D input with ``ord`` given); with neither, the 2-norm of all elements."""
+    if isinstance(dim, int) or (isinstance(dim, (tuple, list)) and len(dim) == 1):
+        return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+    if dim is None and (ord is None or A.ndim == 1):
+        return vector_norm(A, 2 if ord is None else ord, None, keepdim, dtype=dtype)
+    if dim is None:
+        if A.ndim != 2:
+            raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D or 2D. "
+                               f"Got {A.ndim}D.")
+        dim = (-2, -1)
+    return matrix_norm(A, "fro" if ord is None else ord, tuple(dim), keepdim, dtype=dtype)
+
+
+@op("torch.linalg.solve")
+def solve(A, B, *, left=True, out=None):
+    """``A X = B`` (``left=False``: ``X A = B``); ``B`` of shape ``A.shape[:-1]`` (or 1-D) is a vector."""
+    vector = B.ndim == 1 or B.shape == A.shape[:-1]
+    if not left:
+        if vector:
+            raise RuntimeError("linalg.solve: Vector broadcasting of the left hand side is not supported for "
+                               "left=False. In this case linalg.solve is equivalent to B / A.squeeze(-1)")
+        return jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(A, -1, -2), jnp.swapaxes(B, -1, -2)), -1, -2)
+    if vector:
+        return jnp.linalg.solve(A, B[..., None])[..., 0]
+    return jnp.linalg.solve(A, B)
+
+
+op("torch.linalg.inv", "torch.inverse", method="inverse")(lambda A, *, out=None: jnp.linalg.inv(A))
+op("torch.linalg.det", "torch.det", method="det")(lambda A, *, out=None: jnp.linalg.det(A))
+
+
+@op("torch.logdet", method="logdet")
+def logdet(input):
+    """``log(det(A))``: NaN for a negative determinant, -inf for a zero one."""
+    sign, logabs = jnp.linalg.slogdet(input)
+    return jnp.where(sign < 0, jnp.nan, logabs)
+
+
+op("torch.linalg.eigvalsh")(lambda A, UPLO="L", *, out=None: eigh(A, UPLO).eigenvalues)
+op("torch.linalg.svdvals")(lambda A, *, driver=None, out=None: jnp.linalg.svd(A, compute_uv=False))
+op("torch.linalg.matrix_exp", "torch.matrix_exp", method="matrix_exp")(lambda A: jax.scipy.linalg.expm(A))
+
+
+class _Slogdet(NamedTuple):  # torch.return_types.slogdet
+    sign: Any
+    logabsdet: Any
+
+
+@op("torch.linalg.slogdet", "torch.slogdet", method="slogdet")
+def slogdet(A, *, out=None):
+    return _Slogdet(*jnp.linalg.slogdet(A))
+
+
+def _hermitian(A, UPLO="L"):
+    """``A`` read from one triangle, as torch's eigh/cholesky do (the other is never looked at), with
+    torch's gradient: the Hermitian part of the incoming one (``(G + G^H) / 2``), so a gradient also
+    reaches the unread triangle as torch's does."""
+    tri = jnp.tril(A) if UPLO == "L" else jnp.triu(A)
+    strict = jnp.tril(A, -1) if UPLO == "L" else jnp.triu(A, 1)
+    full = tri + jnp.conj(jnp.swapaxes(strict, -1, -2))
+    sym = (A + jnp.conj(jnp.swapaxes(A, -1, -2))) / 2
+    sg = jax.lax.stop_gradient
+    return sg(full) + (sym - sg(sym))  # the value of ``full`` exactly, the tangent of ``sym``
+
+
+@op("torch.linalg.cholesky")
+def cholesky(A, *, upper=False, out=None):
+    """The lower factor ``L`` of ``A = L L^H`` (``upper=True``: ``L^H``), from ``A``'s lower triangle."""
+    L = jnp.linalg.cholesky(_hermitian(A), symmetrize_input=False)
+    return jnp.conj(jnp.swapaxes(L, -1, -2)) if upper else L
+
+
+class _QR(NamedTuple):  # torch.return_types.qr
+    Q: Any
+    R: Any
+
+
+@op("torch.linalg.qr")
+def qr(A, mode="reduced", *, out=None):
+    """Householder QR as LAPACK's (the signs of Q's columns and R's rows are LAPACK's); ``mode="r"``
+    gives an empty Q as torch."""
+    if mode == "r":
+        return _QR(jnp.zeros((0,), A.dtype), jnp.linalg.qr(A, mode="r"))
+    return _QR(*jnp.linalg.qr(A, mode=mode))
+
+
+class _SVD(NamedTuple):  # torch.return_types.linalg_svd
+    U: Any
+    S: Any
+    Vh: Any
+
+
+class _SVDV(NamedTuple):  # torch.return_types.svd (torch.svd gives V, not V^H)
+    U: Any
+    S: Any
+    V: Any
+
+
+@op("torch.linalg.svd")
+def svd(A, full_matrices=True, *, driver=None, out=None):
+    return _SVD(*jnp.linalg.svd(A, full_matrices=full_matrices))
+
+
+@op("torch.svd", method="svd")
+def svd_legacy(input, some=True, compute_uv=True, *, out=None):
+    if not compute_uv:  # torch: zero U (m, m) and V (n, n), whatever ``some``
+        m, n = input.shape[-2:]
+        return _SVDV(jnp.zeros(input.shape[:-2] + (m, m), input.dtype), jnp.linalg.svd(input, compute_uv=False),
+                     jnp.zeros(input.shape[:-2] + (n, n), input.dtype))
+    u, s, vh = jnp.linalg.svd(input, full_matrices=not some)
+    return _SVDV(u, s, jnp.conj(jnp.swapaxes(vh, -1, -2)))
+
+
+class _Eigh(NamedTuple):  # torch.return_types.linalg_eigh
+    eigenvalues: Any
+    eigenvectors: Any
+
+
+@op("torch.linalg.eigh")
+def eigh(A, UPLO="L", *, out=None):
+    """Eigenvalues ascending and eigenvectors of a symmetric/Hermitian ``A``, from the ``UPLO`` triangle
+    only, as torch (not the symmetrised matrix)."""
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    w, v = jnp.linalg.eigh(_hermitian(A, UPLO), symmetrize_input=False)
+    return _Eigh(w, v)
+
+
+# ----------------------------------------------------------------------------- FFT
+def _fft1(jfn, name):
+    def impl(input, n=None, dim=-1, norm=None, *, out=None):
+        return jfn(input, n=n, axis=dim, norm=norm)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.fft.{name}")(impl)
+
+
+def _fftn(jfn, name, default_dim):
+    def impl(input, s=None, dim=default_dim, norm=None, *, out=None):
+        if dim is None and s is not None:  # torch: the last len(s) dimensions
+            dim = tuple(range(-len(s), 0))
+        return jfn(input, s=None if s is None else tuple(s), axes=None if dim is None else tuple(_dims(dim)),
+                   norm=norm)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.fft.{name}")(impl)
+
+
+def _dims(dim):
+    return (dim,) if isinstance(dim, int) else tuple(dim)
+
+
+for _name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft"):
+    _fft1(getattr(jnp.fft, _name), _name)
+for _name in ("fft2", "ifft2", "rfft2", "irfft2"):
+    _fftn(getattr(jnp.fft, _name), _name, (-2, -1))
+for _name in ("fftn", "ifftn", "rfftn", "irfftn"):
+    _fftn(getattr(jnp.fft, _name), _name, None)
+op("torch.fft.fftshift")(lambda input, dim=None: jnp.fft.fftshift(input, axes=_dim(dim)))
+op("torch.fft.ifftshift")(lambda input, dim=None: jnp.fft.ifftshift(input, axes=_dim(dim)))
+
+
+# ----------------------------------------------------------------------------- complex numbers
+@op("torch.complex")
+def complex_(real, imag, *, out=None):
+    return jax.lax.complex(real, imag)
+
+
+@op("torch.polar")
+def polar(abs, angle, *, out=None):
+    return jax.lax.complex(abs * jnp.cos(angle), abs * jnp.sin(angle))
+
+
+@op("torch.view_as_complex")
+def view_as_complex(input):
+    if input.shape[-1:] != (2,):
+        raise RuntimeError("Tensor must have a last dimension of size 2")
+    return jax.lax.complex(input[..., 0], input[..., 1])
+
+
+@op("torch.view_as_real")
+def view_as_real(input):
+    return jnp.stack([jnp.real(input), jnp.imag(input)], axis=-1)
+
+
+op("torch.real")(lambda input: jnp.real(input))
+op("torch.imag")(lambda input: jnp.imag(input))
+op("torch.angle", method="angle")(lambda input, *, out=None: jnp.angle(input))
+op("torch.conj", "torch.conj_physical", method=("conj", "conj_physical"))(lambda input: jnp.conj(input))
+# torch's lazy conjugation/negation bits, made real: values here are always resolved
+op("torch.resolve_conj", "torch.resolve_neg", method=("resolve_conj", "resolve_neg"))(lambda input: input)
+
+
+# ----------------------------------------------------------------------------- data-dependent shapes
+DATA_DEPENDENT: dict[str, str] = {
+    name: f"{name}'s result has a data-dependent shape (how many elements it returns depends on the values), "
+          f"which JAX cannot trace; {fix}"
+    for name, fix in {
+        "nonzero": "use a mask with torch.where(mask, x, 0) or a fixed-size torch.topk",
+        "argwhere": "use a mask with torch.where(mask, x, 0)",
+        "masked_select": "use torch.where(mask, x, 0) and reduce over the masked positions",
+        "unique": "use a fixed-size encoding (torch.nn.functional.one_hot with a known num_classes)",
+        "unique_consecutive": "use a fixed-size encoding",
+    }.items()
+}
+
+
+def data_dependent_reason(target: Any) -> str | None:
+    """Why a traced function or method name (``torch.unique``, ``"nonzero"``) cannot convert, or None."""
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    return DATA_DEPENDENT.get(name.lstrip("_"))
+
+
 
 # ----------------------------------------------------------------------------- losses in forward
 # torch's signatures, deprecated size_average/reduce included (they shift positional arguments)
@@ -1179,6 +1678,121 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 @op("torch.nn.functional.kl_div")
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     return losses.kl_div(input, target, _reduction(size_average, reduce, reduction), log_target)
+
+
+@op("torch.nn.functional.huber_loss")
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    return losses.huber_loss(input, target, reduction, delta, weight)
+
+
+@op("torch.nn.functional.soft_margin_loss")
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    return losses.soft_margin_loss(input, target, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.multilabel_soft_margin_loss")
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    return losses.multilabel_soft_margin_loss(input, target, weight, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.multi_margin_loss")
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean"):
+    return losses.multi_margin_loss(input, target, p, margin, weight, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.multilabel_margin_loss")
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    return losses.multilabel_margin_loss(input, target, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.poisson_nll_loss")
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-08, reduce=None,
+                     reduction="mean"):
+    return losses.poisson_nll_loss(input, target, log_input, full, eps, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.gaussian_nll_loss")
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-06, reduction="mean"):
+    return losses.gaussian_nll_loss(input, target, var, full, eps, reduction)
+
+
+@op("torch.nn.functional.cosine_embedding_loss")
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean"):
+    return losses.cosine_embedding_loss(input1, input2, target, margin, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.margin_ranking_loss")
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean"):
+    return losses.margin_ranking_loss(input1, input2, target, margin, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.hinge_embedding_loss")
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+    return losses.hinge_embedding_loss(input, target, margin, _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.triplet_margin_loss")
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-06, swap=False, size_average=None,
+                        reduce=None, reduction="mean"):
+    return losses.triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap,
+                                      _reduction(size_average, reduce, reduction))
+
+
+@op("torch.nn.functional.triplet_margin_with_distance_loss")
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0, swap=False,
+                                      reduction="mean"):
+    """A torch ``distance_function`` this table converts (``F.pairwise_distance``, ``F.cosine_similarity``
+    wrapped in a lambda is not) is replaced by its implementation."""
+    if distance_function is not None:
+        impl = resolve(distance_function)
+        if impl is None:
+            raise TypeError("triplet_margin_with_distance_loss: distance_function must be a torch function "
+                            "from_torch converts (e.g. F.pairwise_distance); a Python lambda runs torch code on "
+                            "JAX arrays. Compute the distances in forward and use a margin loss instead")
+        distance_function = impl
+    return losses.triplet_margin_with_distance_loss(anchor, positive, negative, distance_function=distance_function,
+                                                    margin=margin, swap=swap, reduction=reduction)
+
+
+@op("torch.nn.functional.ctc_loss")
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    return losses.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+
+
+@op("torch.nn.functional.linear_cross_entropy")
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=None, label_smoothing=0.0, options=None):
+    return losses.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias, weight=weight,
+                                       reduction=reduction, ignore_index=ignore_index,
+                                       label_smoothing=label_smoothing, options=options)
+
+
+@op("torch.nn.functional.bilinear", "torch.bilinear")
+def bilinear(input1, input2, weight, bias=None):
+    return F.bilinear(input1, input2, weight, bias)
+
+
+@op("torch.nn.functional.channel_shuffle", "torch.channel_shuffle", "torch.nn.functional.native_channel_shuffle",
+    "torch.native_channel_shuffle")
+def channel_shuffle(input, groups):
+    return F.channel_shuffle(input, groups)
+
+
+def _fractional_pool(name: str) -> None:
+    fn = getattr(F, name)
+
+    def impl(input, kernel_size, output_size=None, output_ratio=None, return_indices=False, _random_samples=None, *,
+             _rng=None):
+        return fn(input, kernel_size, output_size, output_ratio, return_indices, _random_samples, key=_rng)
+
+    impl.__name__ = impl.__qualname__ = name
+    op(f"torch.nn.functional.{name}", f"torch.nn.functional.{name}_with_indices", keyed=True)(impl)
+
+
+for _name in ("fractional_max_pool2d", "fractional_max_pool3d"):
+    if hasattr(F, _name):
+        _fractional_pool(_name)
 
 
 # ----------------------------------------------------------------------------- in-place operations
