@@ -16,7 +16,7 @@ that ``import funcnets.nn.functional as F`` reads.
 from funcnets.nn._layout import batch_last, channels_last, is_batch_last, is_channels_last
 
 # --- linear ---------------------------------------------------------------------
-from funcnets.nn.linear import linear
+from funcnets.nn.linear import bilinear, linear
 
 # --- convolution ----------------------------------------------------------------
 from funcnets.nn.conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d
@@ -28,7 +28,7 @@ from funcnets.nn.padding import pad
 from funcnets.nn.pooling import (
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool2d,
     adaptive_max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, lp_pool1d, lp_pool2d, lp_pool3d, max_pool1d,
-    max_pool2d, max_pool3d, max_unpool1d, max_unpool2d, max_unpool3d,
+    max_pool2d, max_pool3d, max_unpool1d, max_unpool2d, max_unpool3d, fractional_max_pool2d, fractional_max_pool3d,
 )
 
 # --- normalisation --------------------------------------------------------------
@@ -54,18 +54,19 @@ from funcnets.nn.attention import multi_head_attention_forward, scaled_dot_produ
 
 # --- resampling -----------------------------------------------------------------
 from funcnets.nn.upsampling import interpolate, upsample
+from funcnets.nn.vision import affine_grid, grid_sample
 
 # --- shape ----------------------------------------------------------------------
 from funcnets.nn.distance import cosine_similarity, pairwise_distance, pdist
 from funcnets.nn.flatten import flatten, unflatten
 from funcnets.nn.fold import fold, unfold
-from funcnets.nn.pixelshuffle import pixel_shuffle, pixel_unshuffle
+from funcnets.nn.pixelshuffle import channel_shuffle, pixel_shuffle, pixel_unshuffle
 
 __all__ = [
     # layouts
     "channels_last", "is_channels_last", "batch_last", "is_batch_last",
     # linear
-    "linear",
+    "linear", "bilinear",
     # convolution
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     # padding
@@ -74,7 +75,7 @@ __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "max_unpool1d", "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
     "adaptive_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d", "fractional_max_pool2d", "fractional_max_pool3d",
     # normalisation
     "batch_norm", "batch_norm_groups", "instance_norm", "layer_norm", "group_norm", "rms_norm",
     "local_response_norm",
@@ -90,8 +91,8 @@ __all__ = [
     # attention
     "scaled_dot_product_attention", "multi_head_attention_forward",
     # resampling
-    "interpolate", "upsample",
+    "interpolate", "upsample", "grid_sample", "affine_grid",
     # shape
-    "flatten", "unflatten", "pixel_shuffle", "pixel_unshuffle", "fold", "unfold", "cosine_similarity",
+    "flatten", "unflatten", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "fold", "unfold", "cosine_similarity",
     "pairwise_distance", "pdist",
 ]
