@@ -92,10 +92,18 @@ def test_special_elementwise(x64):
     _parity(lambda p: (torch.logit(p[1:-1]), p[1:-1].logit(), torch.logit(p, eps=1e-3), torch.special.logit(p, 0.01),
                        torch.special.expit(p), torch.special.erf(p), torch.special.erfc(p), p.erfc()), p)
     _parity(lambda x, y: (torch.hypot(x, y), x.hypot(y), torch.sinc(x), x.sinc(), torch.special.sinc(y)), x, y)
+    def inplace(x, y):  # torch's in-place forms, converted to the new value of x
+        a, b, c = x.clone(), x.clone(), torch.sigmoid(x) * 1
+        a.hypot_(y)
+        b.sinc_()
+        torch.logit_(c, 1e-3)
+        return a, b, c, torch.erfc_(x.clone())
+    _parity(inplace, x, y)
+    _parity(lambda m: (torch.median(m), torch.nanmedian(m), torch.median(m, 0)[0]), torch.tensor([3, 1, 2, 5]))
     z = torch.tensor([-2.0, -0.0, 0.0, 0.5, 0.0, -1.0], dtype=torch.float64)
     v = torch.tensor([7.0, 8.0, 9.0, 1.0, 0.5, 2.0], dtype=torch.float64)
     _parity(lambda z, v: (torch.signbit(z), z.signbit(), torch.heaviside(z, v), z.heaviside(v),
-                          torch.sinc(z)), z, v, grad=False)
+                          torch.sinc(z), z.clone().heaviside_(v)), z, v, grad=False)
 
 
 def test_tensordot_isin(x64):
@@ -296,7 +304,7 @@ def test_triplet_distance_function_torch_to_implementation(x64):
     their implementations here."""
     a, p, n = (jnp.asarray(to_np(_t(3, 4, seed=s))) for s in range(3))
     got = ops.triplet_margin_with_distance_loss(a, p, n, distance_function=TF.pairwise_distance, margin=2.0)
-    ref = TF.triplet_margin_with_distance_loss(*(torch.from_numpy(np.asarray(v)) for v in (a, p, n)),
+    ref = TF.triplet_margin_with_distance_loss(*(torch.from_numpy(np.array(v)) for v in (a, p, n)),
                                                distance_function=TF.pairwise_distance, margin=2.0)
     assert rel_err(got, to_np(ref)) <= 1e-12
     with pytest.raises(TypeError, match="distance_function"):
@@ -353,3 +361,36 @@ def test_data_dependent_shapes_are_named_as_such():
         from_torch(Fn(lambda x: x[x > 0].sum()), torch.randn(3))
     model, params, state = from_torch(Fn(lambda x: x[x.shape[0] - 2:]), torch.randn(3))  # plain indexing still works
     assert model.apply(params, state, jnp.arange(3.0))[0].tolist() == [1.0, 2.0]
+
+
+def test_port_writes_the_new_ops(tmp_path, monkeypatch, x64):
+    """funcnets port calls the same implementations (``ops.median``, ``ops.rfft``, ...): the written file
+    gives torch's value; every implementation has a name in ops (torch.abs had none before)."""
+    import importlib.util
+    import sys
+
+    from funcnets.convert.port import write_port
+
+    assert all(o.fn in ops._PORT_NAMES for o in ops.OPS.values())
+    torch.manual_seed(0)
+    lin = tnn.Linear(4, 4).double()
+
+    def f(x):
+        y = lin(x)
+        u, s, vh = torch.linalg.svd(y, full_matrices=False)
+        q = torch.quantile(y, torch.tensor([0.2, 0.7], dtype=y.dtype), dim=1, interpolation="midpoint")
+        return (torch.median(y, 1).values.sum() + q.sum() + s.sum() + torch.fft.rfft(y, norm="ortho").abs().sum()
+                + torch.cummax(y, 0).values.sum() + torch.linalg.vector_norm(y, 3) + torch.logit(torch.sigmoid(y)).sum()
+                + TF.hinge_embedding_loss(y, torch.sign(y)))
+    m = Fn(f)
+    m.lin = lin
+    x = _t(3, 4)
+    path, _ = write_port(m.eval(), tmp_path / "ported_ops_net.py")
+    spec = importlib.util.spec_from_file_location("ported_ops_net", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ported_ops_net", mod)
+    monkeypatch.chdir(tmp_path)
+    spec.loader.exec_module(mod)
+    model, params, state = mod.load()
+    y, _ = model.apply(params, state, jnp.asarray(to_np(x)))
+    assert rel_err(y, to_np(m(x))) <= 1e-12

@@ -1199,6 +1199,8 @@ def _lower_median(input, dim, keepdim, ignore_nan):
 def _median_all(input, ignore_nan):
     x = jnp.reshape(input, (-1,))
     v = jax.lax.stop_gradient(_lower_median(x, 0, False, ignore_nan).values)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return v
     # torch spreads the gradient evenly over the elements equal to the median
     tie = x == v
     return v + jnp.sum(jnp.where(tie, x - jax.lax.stop_gradient(x), 0)) / jnp.maximum(jnp.sum(tie), 1)
@@ -1808,11 +1810,13 @@ _INPLACE_BASES = (
     "cumprod cumsum detach div divide eq erf erfinv exp exp2 expm1 floor floor_divide fmod frac ge gt le lerp log "
     "log10 log1p log2 logical_and logical_not logical_or lt masked_fill mul multiply nan_to_num ne neg negative pow "
     "reciprocal relu remainder round rsqrt scatter scatter_add sigmoid sign sin sinh sqrt square squeeze sub subtract "
-    "swapaxes swapdims t tan tanh transpose tril triu true_divide trunc unsqueeze").split()
+    "swapaxes swapdims t tan tanh transpose tril triu true_divide trunc unsqueeze erfc hypot logit sinc heaviside"
+).split()
 # ... of which torch also has a function ``torch.<name>_`` (``torch.relu_(x)``)
 _INPLACE_TORCH_FUNCTIONS = set(
     "abs acos asin atan ceil clamp clamp_max clamp_min clip cos cosh detach erf exp exp2 expm1 floor frac log log10 "
-    "log1p log2 nan_to_num neg negative reciprocal relu round rsqrt sigmoid sin sinh sqrt square tan tanh trunc".split())
+    "log1p log2 nan_to_num neg negative reciprocal relu round rsqrt sigmoid sin sinh sqrt square tan tanh trunc "
+    "erfc logit sinc".split())
 
 
 def _inplace(name: str, fn: Callable, functions: tuple[str, ...] = (), method: bool = True) -> Callable:
@@ -1922,7 +1926,7 @@ def _register_port_names() -> None:
         if g.get(own) is o.fn:
             _PORT_NAMES[o.fn] = own
             continue
-        for c in (short, short + "_", f"{short}_op"):
+        for c in (short, short + "_", f"{short}_op", f"torch_{short}"):  # abs: builtins, operator, torch
             if c.isidentifier() and c not in g and not hasattr(builtins, c):
                 g[c] = o.fn
                 _PORT_NAMES[o.fn] = c
