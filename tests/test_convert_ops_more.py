@@ -123,6 +123,10 @@ def test_median_lower_middle_values_indices_and_gradient(x64):
                        torch.nanmedian(x), *_vi(x.nanmedian(-1))), x)
     ties = torch.tensor([1.0, 2.0, 2.0, 5.0, 2.0, 0.0], dtype=torch.float64)  # gradient spread over the three 2s
     _parity(lambda x: torch.median(x), ties)
+    # rows of ties: the index torch's CPU kernel gives (stable order, the lower middle) on these rows
+    rows = torch.tensor([[2.0, 1.0, 2.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0, 0.0], [5.0, 5.0, 4.0, 4.0, 4.0]],
+                        dtype=torch.float64)
+    _parity(lambda r: (*_vi(torch.median(r, 1)), *_vi(torch.nanmedian(r, 1))), rows, grad=False)
     n = torch.tensor([[1.0, float("nan"), 3.0, 0.5], [2.0, 4.0, 1.0, 3.0], [float("nan")] * 4], dtype=torch.float64)
     # an all-NaN row's nanmedian index is whatever torch's nth_element leaves there: values only
     _parity(lambda n: (*_vi(torch.median(n, 1)), *_vi(torch.nanmedian(n[:2], 1)), torch.nanmedian(n, 1).values,
@@ -141,9 +145,11 @@ def test_quantile(interpolation, x64):
     _parity(lambda n: (torch.quantile(n, 0.4, 1, **kw), torch.nanquantile(n, 0.4, 1, **kw)), n, grad=False)
 
 
-def test_quantile_bad_interpolation():
+def test_quantile_bad_arguments():
     with pytest.raises(ValueError, match="interpolation"):
         ops.quantile(jnp.ones(3), 0.5, interpolation="cubic")
+    with pytest.raises(ValueError, match=r"q must be in the range \[0, 1\] but got 1.5"):
+        ops.quantile(jnp.ones(3), 1.5)
 
 
 def test_cummax_cummin_ties_take_the_later_index(x64):

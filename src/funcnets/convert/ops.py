@@ -1229,6 +1229,8 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
         raise ValueError(f"quantile() interpolation must be one of linear, lower, higher, midpoint or nearest. "
                          f"Got {interpolation}")
     scalar_q = not hasattr(q, "ndim") or q.ndim == 0
+    if not isinstance(q, jax.core.Tracer) and not np.all((np.asarray(q) >= 0) & (np.asarray(q) <= 1)):
+        raise ValueError(f"quantile() q must be in the range [0, 1] but got {q}")
     qs = jnp.reshape(jnp.asarray(q, input.dtype), (-1,))
     if dim is None:
         x = jnp.reshape(input, (-1,))
