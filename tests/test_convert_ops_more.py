@@ -400,3 +400,35 @@ def test_port_writes_the_new_ops(tmp_path, monkeypatch, x64):
     model, params, state = mod.load()
     y, _ = model.apply(params, state, jnp.asarray(to_np(x)))
     assert rel_err(y, to_np(m(x))) <= 1e-12
+
+
+def test_more_special_functions(x64):
+    x = torch.tensor([0.3, 0.9, 1.7, 2.5, 4.0], dtype=torch.float64)
+    y = torch.tensor([0.2, 1.1, 0.6, 3.0, 2.0], dtype=torch.float64)
+    sp = torch.special
+    _parity(lambda x, y: (
+        sp.erfinv(x / 5), sp.exp2(x), sp.expm1(x), sp.log1p(x), sp.logsumexp(x, 0), sp.softmax(x, 0),
+        sp.log_softmax(x, 0), sp.xlogy(x, y), sp.gammaln(x), sp.digamma(x), sp.psi(y), torch.digamma(x), x.digamma(),
+        torch.i0(x), x.i0(), sp.i0(x), sp.i0e(x), sp.i1(x), sp.i1e(x), sp.ndtr(x - 2), sp.ndtri(x / 5),
+        sp.log_ndtr(x - 2), sp.entr(x), sp.erfcx(x), sp.xlog1py(x, y), sp.multigammaln(x + 2, 3),
+        torch.mvlgamma(y + 2, 2), (x + 2).mvlgamma(2)), x, y, rtol=1e-12, grad_rtol=1e-9)
+    # JAX's polygamma (a Hurwitz zeta series; also digamma's derivative) agrees with torch's to ~1e-10 only
+    _parity(lambda x, y: (sp.polygamma(1, x), torch.polygamma(2, y)), x, y, rtol=1e-9)
+    # torch has no gradient with respect to these functions' first argument
+    _parity(lambda x, y: (sp.zeta(x + 1, y), sp.gammainc(x, y), sp.gammaincc(x, y), torch.igamma(x, y),
+                          x.igammac(y), sp.round(x * 3)), x, y, rtol=1e-12, grad=False)
+
+
+def test_more_linalg_and_fftfreq(x64):
+    a, b, c = _t(2, 3, 3), _t(2, 3, 2, seed=1), _t(3, 4, seed=2)
+    _parity(lambda a, b, c: (
+        torch.linalg.matmul(a, b), torch.linalg.diagonal(a), torch.linalg.diagonal(a, offset=1, dim1=0, dim2=2),
+        torch.linalg.vecdot(a, b[..., :1]), torch.linalg.multi_dot([a[0], b[0], b[1].T]),
+        torch.linalg.multi_dot([c[:, 0], a[0], c[:, 1]]), torch.linalg.matrix_power(a, 3), a.matrix_power(0),
+        torch.matrix_power(a + 3 * torch.eye(3, dtype=a.dtype), -2),
+        torch.linalg.solve_triangular(torch.triu(a) + 3 * torch.eye(3, dtype=a.dtype), b, upper=True),
+        torch.linalg.solve_triangular(a + 3 * torch.eye(3, dtype=a.dtype), b.mT, upper=False, left=False),
+        torch.linalg.solve_triangular(a, b, upper=False, unitriangular=True),
+        torch.linalg.pinv(c), torch.linalg.pinv(a[0] @ a[0].T, hermitian=True), torch.linalg.pinv(c, rtol=0.3),
+        torch.fft.fftfreq(5, 0.5, dtype=a.dtype), torch.fft.rfftfreq(6, dtype=a.dtype)), a, b, c,
+        rtol=1e-11, grad_rtol=1e-9)

@@ -1611,6 +1611,86 @@ op("torch.conj", "torch.conj_physical", method=("conj", "conj_physical"))(lambda
 op("torch.resolve_conj", "torch.resolve_neg", method=("resolve_conj", "resolve_neg"))(lambda input: input)
 
 
+# ----------------------------------------------------------------------------- torch.special, more of torch.linalg
+def _alias(existing: str, *names: str) -> None:
+    """More torch names (torch.special.expm1, torch.linalg.matmul) for an implementation above."""
+    OPS[existing] = OPS[existing]._replace(functions=OPS[existing].functions + names)
+
+
+for _name in ("erfinv", "exp2", "expm1", "log1p", "round", "logsumexp", "xlogy"):
+    _alias(f"torch.{_name}", f"torch.special.{_name}")
+for _name in ("softmax", "log_softmax"):
+    _alias(f"torch.nn.functional.{_name}", f"torch.special.{_name}")
+_alias("torch.lgamma", "torch.special.gammaln")
+_alias("torch.matmul", "torch.linalg.matmul")
+
+_SP = jax.scipy.special
+for _names, _j, _method in (
+        (("torch.digamma", "torch.special.digamma", "torch.special.psi"), _SP.digamma, "digamma"),
+        (("torch.i0", "torch.special.i0"), _SP.i0, "i0"), (("torch.special.i0e",), _SP.i0e, ()),
+        (("torch.special.i1",), _SP.i1, ()), (("torch.special.i1e",), _SP.i1e, ()),
+        (("torch.special.ndtr",), _SP.ndtr, ()), (("torch.special.ndtri",), _SP.ndtri, ()),
+        (("torch.special.log_ndtr",), _SP.log_ndtr, ()), (("torch.special.entr",), _SP.entr, ()),
+        (("torch.special.erfcx",), _SP.erfcx, ())):
+    _unary(_j, *_names, method=_method)
+op("torch.special.xlog1py")(lambda input, other, *, out=None: _SP.xlog1py(input, other))
+op("torch.special.zeta")(lambda input, other, *, out=None: _SP.zeta(input, other))  # Hurwitz: sum (k + other)^-input
+op("torch.special.gammainc", "torch.igamma", method="igamma")(lambda input, other, *, out=None: _SP.gammainc(input, other))
+op("torch.special.gammaincc", "torch.igammac", method="igammac")(
+    lambda input, other, *, out=None: _SP.gammaincc(input, other))
+op("torch.special.polygamma", "torch.polygamma")(lambda n, input, *, out=None: _SP.polygamma(n, input))
+op("torch.special.multigammaln", "torch.mvlgamma", method="mvlgamma")(
+    lambda input, p, *, out=None: _SP.multigammaln(input, p))
+
+
+@op("torch.linalg.diagonal")
+def linalg_diagonal(A, *, offset=0, dim1=-2, dim2=-1):
+    """torch.linalg.diagonal: torch.diagonal with the last two dimensions by default."""
+    return jnp.diagonal(A, offset, dim1, dim2)
+
+
+@op("torch.linalg.vecdot")
+def vecdot(x, y, *, dim=-1, out=None):
+    return jnp.sum(jnp.conj(x) * y, axis=dim)
+
+
+@op("torch.linalg.multi_dot")
+def multi_dot(tensors, *, out=None):
+    return jnp.linalg.multi_dot(list(tensors), precision=_HI)
+
+
+@op("torch.linalg.matrix_power", "torch.matrix_power", method="matrix_power")
+def matrix_power(A, n, *, out=None):
+    return jnp.linalg.matrix_power(A, n)
+
+
+@op("torch.linalg.solve_triangular")
+def solve_triangular(A, B, *, upper, left=True, unitriangular=False, out=None):
+    """``A X = B`` (``left=False``: ``X A = B``) for triangular ``A``, reading only its ``upper``/lower part."""
+    return jax.lax.linalg.triangular_solve(A, B, left_side=left, lower=not upper, unit_diagonal=unitriangular)
+
+
+@op("torch.linalg.pinv")
+def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
+    """The pseudo-inverse; singular values below ``rtol * largest`` count as zero (torch's default
+    ``rtol = eps * max(m, n)``, not JAX's ten times that)."""
+    if atol is not None:
+        raise TypeError("linalg.pinv(atol=...) is not converted; pass rtol= (relative to the largest singular value)")
+    if rtol is None:
+        rtol = jnp.finfo(A.dtype).eps * max(A.shape[-2:])
+    return jnp.linalg.pinv(A, rtol, hermitian)
+
+
+@op("torch.fft.fftfreq")
+def fftfreq(n, d=1.0, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.fft.fftfreq(n, d, dtype=dtype or _float_default())
+
+
+@op("torch.fft.rfftfreq")
+def rfftfreq(n, d=1.0, *, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    return jnp.fft.rfftfreq(n, d, dtype=dtype or _float_default())
+
+
 # ----------------------------------------------------------------------------- data-dependent shapes
 DATA_DEPENDENT: dict[str, str] = {
     name: f"{name}'s result has a data-dependent shape (how many elements it returns depends on the values), "
