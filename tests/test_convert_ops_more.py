@@ -432,3 +432,15 @@ def test_more_linalg_and_fftfreq(x64):
         torch.linalg.pinv(c), torch.linalg.pinv(a[0] @ a[0].T, hermitian=True), torch.linalg.pinv(c, rtol=0.3),
         torch.fft.fftfreq(5, 0.5, dtype=a.dtype), torch.fft.rfftfreq(6, dtype=a.dtype)), a, b, c,
         rtol=1e-11, grad_rtol=1e-9)
+
+
+def test_data_dependent_shapes_are_refused_with_the_reason():
+    class M(tnn.Module):
+        def forward(self, x):
+            return torch.unique(x).sum() + x.nonzero().sum()
+
+    with pytest.raises(UnsupportedOperationError) as e:
+        from_torch(M(), torch.randn(3))
+    msg = str(e.value)
+    assert "function torch.functional.unique: unique's result has a data-dependent shape" in msg
+    assert "Tensor method .nonzero(): nonzero's result has a data-dependent shape" in msg

@@ -310,7 +310,7 @@ class Unsupported(tnn.Module):
         self.lin = tnn.Linear(4, 4)
 
     def forward(self, x):
-        y = torch.fft.fft(self.lin(x)).real
+        y = torch.special.bessel_j1(self.lin(x))
         return torch.special.bessel_j0(y)
 
 
@@ -343,7 +343,8 @@ def test_refuses_unsupported_ops_all_at_once():
         from_torch(Unsupported())
     msg = str(e.value)
     assert len(e.value.problems) == 2, msg
-    assert "fft" in msg and "bessel_j0" in msg and "test_from_torch.py" in msg and "torch.fft.fft(self.lin(x))" in msg
+    assert "bessel_j1" in msg and "bessel_j0" in msg and "test_from_torch.py" in msg
+    assert "torch.special.bessel_j1(self.lin(x))" in msg
 
 
 def test_refuses_custom_autograd_function():

@@ -124,14 +124,14 @@ def test_check_convertible_refuses_what_from_torch_refuses():
             self.body = tv.resnet18()
 
         def forward(self, x):
-            return torch.fft.rfft(self.body(x)).real
+            return torch.special.bessel_j1(self.body(x))
 
     with torch.device("meta"):
         net = Net()
     with pytest.raises(UnsupportedOperationError) as e:
         check_convertible(net)
-    assert len(e.value.problems) == 1 and "fft" in str(e.value)
-    assert "test_from_torch_zoo.py" in str(e.value) and "torch.fft.rfft(self.body(x))" in str(e.value)
+    assert len(e.value.problems) == 1 and "bessel_j1" in str(e.value)
+    assert "test_from_torch_zoo.py" in str(e.value) and "torch.special.bessel_j1(self.body(x))" in str(e.value)
     with pytest.raises(UnsupportedOperationError) as e2:
         from_torch(Net())
     assert e2.value.problems == e.value.problems

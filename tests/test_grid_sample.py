@@ -318,3 +318,30 @@ def test_affine_grid_errors():
             == _torch_message(theirs).replace("torch.Size([", "(").replace("])", ")").replace("torch.int64", "int32")
     with pytest.raises(ShapeError, match="theta holds 2 affine matrices but size asks for a batch of 3"):
         F.affine_grid(th, (3, 1, 4, 4))
+
+
+class _SpatialTransformer(torch.nn.Module):
+    """The torch tutorial's STN: a localisation net predicts theta, affine_grid + grid_sample warp."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 6))
+
+    def forward(self, x):
+        theta = self.loc(x).view(-1, 2, 3) + torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=x.dtype)
+        grid = TF.affine_grid(theta, x.size(), align_corners=False)
+        return TF.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def test_from_torch_converts_a_spatial_transformer(x64):
+    import funcnets
+
+    torch.manual_seed(0)
+    t = _SpatialTransformer().double()
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    net, params, state = funcnets.from_torch(t, x)
+    y = net.apply(params, state, jnp.asarray(x.numpy()))[0]
+    np.testing.assert_allclose(np.asarray(y), t(x).detach().numpy(), rtol=1e-12, atol=1e-12)
+    g = jax.grad(lambda p: jnp.sum(net.apply(p, state, jnp.asarray(x.numpy()))[0] ** 2))(params)
+    (t(x) ** 2).sum().backward()
+    np.testing.assert_allclose(np.asarray(g["loc"]["1"]["weight"]), t.loc[1].weight.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -719,9 +719,11 @@ def _problems(graph, module, convert) -> list[tuple[str, str]]:
                             where))
             elif _ops.resolve(t) is None:
                 name = f"{getattr(t, '__module__', '') or ''}.{getattr(t, '__name__', repr(t))}".lstrip(".")
-                out.append((f"function {name}", where))
+                why = _ops.data_dependent_reason(t)
+                out.append((f"function {name}" + (f": {why}" if why else ""), where))
         elif node.op == "call_method" and node.target not in _ops.METHODS:
-            out.append((f"Tensor method .{node.target}()", where))
+            why = _ops.data_dependent_reason(node.target)
+            out.append((f"Tensor method .{node.target}()" + (f": {why}" if why else ""), where))
         elif node.op == "call_module":
             m = module.get_submodule(node.target)
             err = _hooked(m, torch, norms=True) or convert(node.target, m)

@@ -828,7 +828,7 @@ for _name in ("relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mis
               "max_unpool3d", "layer_norm", "group_norm", "rms_norm", "local_response_norm", "embedding",
               "embedding_bag", "one_hot", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "fold",
               "unfold", "cosine_similarity", "pairwise_distance", "pdist", "logsigmoid", "hardshrink", "softshrink",
-              "tanhshrink", "glu"):
+              "tanhshrink", "glu", "grid_sample", "affine_grid"):
     _functional(_name)
 
 
