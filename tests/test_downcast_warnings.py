@@ -20,6 +20,8 @@ P = np.full((4, 3), 0.3)  # probabilities
 LABELS = np.array([0, 2, 1, 2])
 SIGNS = np.array([1.0, -1.0, 1.0, -1.0])
 
+ASM_TAIL = [(R.standard_normal((2, 3)), R.standard_normal((2, 2)))]
+
 # name -> the arguments of one call with float64 NumPy arrays
 LOSS_CALLS = {
     "mse_loss": (X, X[::-1]),
@@ -42,6 +44,12 @@ LOSS_CALLS = {
     "hinge_embedding_loss": (X, np.sign(X)),
     "triplet_margin_loss": (X, X[::-1], X + 1),
     "ctc_loss": (np.log(np.full((5, 2, 3), 1 / 3)), np.array([[1, 2], [1, 1]]), [5, 5], [2, 2]),
+    "linear_cross_entropy": (X, R.standard_normal((5, 3)), np.array([0, 4, 1, 2])),
+    "triplet_margin_with_distance_loss": (X, X[::-1], X + 1),
+    # adaptive softmax, cutoffs [2], 4 classes: head (2 + 1 clusters, 3), one tail (proj (2, 3), out (2, 2))
+    "adaptive_log_softmax_with_loss": (X, np.array([0, 3, 1, 2]), R.standard_normal((3, 3)), ASM_TAIL, [2]),
+    "adaptive_log_prob": (X, R.standard_normal((3, 3)), ASM_TAIL, [2]),
+    "adaptive_predict": (X, R.standard_normal((3, 3)), ASM_TAIL, [2]),
 }
 
 
@@ -67,7 +75,8 @@ def test_a_functional_loss_warns_on_float64_numpy_with_float64_off(name):
     with config.float64(False):
         with pytest.warns(Float64DowncastWarning, match=rf"^{name}: got a float64 array") as record:
             value = fn(*args)
-        assert value.dtype == jnp.float32
+        value = value[0] if isinstance(value, tuple) else value  # adaptive softmax: (output, loss)
+        assert value.dtype == (jnp.int32 if name == "adaptive_predict" else jnp.float32)  # predict: class indices
         assert record[0].filename == __file__  # the warning points at the caller's line
         with _silent():
             fn(*_float32(args))  # float32 NumPy: nothing is lost

@@ -283,6 +283,7 @@ def adaptive_predict(
         [1, 3]
     """
     fn = "AdaptiveLogSoftmaxWithLoss.predict"
+    warn_if_downcast(input, head_weight, head_bias, where="adaptive_predict")
     input = jnp.asarray(input)
     cuts, in_features = _weights(fn, head_weight, tail_weights, cutoffs, head_bias)
     _check_input_2d(fn, input, in_features)
