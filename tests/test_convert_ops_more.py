@@ -333,8 +333,6 @@ def test_bilinear_channel_shuffle_fractional_pool(x64):
     img = _t(2, 6, 3, 3, seed=4)
     _parity(lambda x1, x2, w, b, img: (TF.bilinear(x1, x2, w, b), torch.bilinear(x1, x2, w, None),
                                        TF.channel_shuffle(img, 3), torch.channel_shuffle(img, 2)), x1, x2, w, b, img)
-    if not hasattr(ops.F, "fractional_max_pool2d"):
-        pytest.skip("funcnets.nn.functional.fractional_max_pool2d not there yet")
     x = _t(2, 3, 7, 7, seed=5)
     s = torch.rand(2, 3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     v = _t(1, 2, 5, 5, 5, seed=6)

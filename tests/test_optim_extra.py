@@ -21,7 +21,7 @@ from jax.test_util import check_grads
 
 from funcnets import nn, optim, torch_io
 from helpers import TorchNet, rel_err, to_np
-from test_optim_more import _GRAD, MODEL
+from test_optim_more import _GRAD, MODEL, _lenet_run
 
 OPTIMIZERS = {  # ours, torch's
     "rprop": (optim.rprop, torch.optim.Rprop),
@@ -78,33 +78,6 @@ def _torch_opt(name, kw):
     if name == "sparse_adam":
         return lambda named: _SparseGrads(named, **kw)
     return lambda named: OPTIMIZERS[name][1](named, **kw)
-
-
-def _lenet_run(opt, make_torch, steps, dtype):
-    """LeNet after ``steps`` batches of 4 images through ``opt`` and the torch optimizer
-    ``make_torch(named_parameters)``: ``(ours by name, our state, torch's net, torch's optimizer)``."""
-    torch.manual_seed(0)
-    tnet = TorchNet().to(torch.float64 if dtype == np.float64 else torch.float32)
-    params = torch_io.load_state_dict(MODEL, tnet.state_dict()).params
-    rng = np.random.default_rng(1)
-    xs, ys = rng.standard_normal((steps, 4, 1, 32, 32)).astype(dtype), rng.integers(0, 10, (steps, 4))
-    topt = make_torch(tnet.named_parameters())
-    for x, y in zip(xs, ys):
-        topt.zero_grad()
-        TF.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y)).backward()
-        topt.step()
-
-    @jax.jit
-    def step(p, s, g):
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    state = opt.init(params)
-    for x, y in zip(xs, ys):
-        params, state = step(params, state, _GRAD(params, jnp.asarray(x), jnp.asarray(y, jnp.int32)))
-    ours = dict(MODEL.named_parameters(params))
-    assert ours["fc1.weight"].dtype == dtype
-    return ours, state, tnet, topt
 
 
 def _check_case(name, steps, dtype, tol):

@@ -70,9 +70,9 @@ CASES = {
 }
 
 
-def _max_err(opt, make_torch, steps, dtype):
-    """max over parameters of the relative error after ``steps`` batches of 4 LeNet images
-    through ``opt`` and the torch optimizer ``make_torch(named_parameters)``."""
+def _lenet_run(opt, make_torch, steps, dtype):
+    """LeNet after ``steps`` batches of 4 images through ``opt`` and the torch optimizer
+    ``make_torch(named_parameters)``: ``(ours by name, our state, torch's net, torch's optimizer)``."""
     torch.manual_seed(0)
     tnet = TorchNet().to(torch.float64 if dtype == np.float64 else torch.float32)
     params = torch_io.load_state_dict(MODEL, tnet.state_dict()).params
@@ -94,6 +94,12 @@ def _max_err(opt, make_torch, steps, dtype):
         params, state = step(params, state, _GRAD(params, jnp.asarray(x), jnp.asarray(y, jnp.int32)))
     ours = dict(MODEL.named_parameters(params))
     assert ours["fc1.weight"].dtype == dtype
+    return ours, state, tnet, topt
+
+
+def _max_err(opt, make_torch, steps, dtype):
+    """max over parameters of the relative error of :func:`_lenet_run`'s two LeNets."""
+    ours, _, tnet, _ = _lenet_run(opt, make_torch, steps, dtype)
     return max(rel_err(ours[n], to_np(p)) for n, p in tnet.named_parameters())
 
 
